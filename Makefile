@@ -1,0 +1,38 @@
+# Set-up and everyday commands. Everything installs into .venv from the package registries, pinned by
+# constraints.txt; the first target run on a fresh machine creates it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKED := src tests benchmarks scripts
+
+.PHONY: install demo test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	touch $(STAMP)
+
+# The main job on the embedded default: a ToonWorld episode, its ground truth and a contact sheet.
+demo: install
+	$(BIN)/anisora toonworld --out demo --episodes 1 --seconds 20 --size 320x180 --seed 0 --contact-sheet
+
+test: lint
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+
+format: install
+	$(BIN)/ruff check --fix $(CHECKED)
+	$(BIN)/ruff format $(CHECKED)
+
+bench: install
+	$(BIN)/python benchmarks/bench_foundation.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache src/*.egg-info

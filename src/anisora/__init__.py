@@ -1,0 +1,2 @@
+"""AniSora-open."""
+__version__ = "0.1.0"
