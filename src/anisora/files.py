@@ -1,0 +1,47 @@
+"""Path checks for input files and crash-safe writing of outputs, shared by every part of the package."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from anisora.errors import MediaError
+
+
+def check_input_file(path: str | os.PathLike[str]) -> Path:
+    """Return `path` as a Path, or raise MediaError saying why it cannot be a media file.
+
+    Checking before FFmpeg or Pillow open the file turns their vague errors ("Invalid data found") into
+    the precise reason a user can act on.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(path, "no such file")
+    if p.is_dir():
+        raise MediaError(path, "is a directory, not a file")
+    if p.stat().st_size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
+    return p
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    A crash or an error mid-write therefore never leaves a half-written file at `path`, and never leaves
+    the temporary file behind. The temporary name keeps the suffix so FFmpeg and Pillow pick the right
+    format from it. Missing parent folders are created.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise MediaError(path, "is a directory, cannot write a file there")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,26 @@
+"""Video and image I/O: probe, decode (timestamp resampling, downsizing, seeking), encode mp4, mux audio.
+
+Frames at this boundary are uint8 RGB numpy arrays, (H, W, 3) per frame and (T, H, W, 3) per stack.
+Every unusable file raises `anisora.errors.MediaError`; bad argument values raise `InputError`.
+"""
+
+from .audio import mux_audio
+from .decode import Frame, iter_frames, read_frames
+from .encode import VideoWriter, write_video
+from .images import load_image, save_image
+from .probe import VideoInfo, probe
+from .sheet import contact_sheet
+
+__all__ = [
+    "Frame",
+    "VideoInfo",
+    "VideoWriter",
+    "contact_sheet",
+    "iter_frames",
+    "load_image",
+    "mux_audio",
+    "probe",
+    "read_frames",
+    "save_image",
+    "write_video",
+]
