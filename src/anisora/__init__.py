@@ -1,2 +1,3 @@
 """AniSora-open."""
+
 __version__ = "0.1.0"
