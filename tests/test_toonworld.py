@@ -174,15 +174,17 @@ def test_cuts_are_where_the_frames_change(written):
 
 def test_subtitles_are_visible_in_the_video(written):
     plan, paths, gt = written
-    middles = [(s["start"] + s["end"]) // 2 for s in gt["subtitles"]]
-    for sub, index, frame in zip(gt["subtitles"], middles, read_frames(paths["video"], middles), strict=True):
+    subtitles = [s for s in gt["subtitles"] if not gt["shots"][s["shot"]]["degrade"]]  # noise does not compress
+    assert subtitles
+    middles = [(s["start"] + s["end"]) // 2 for s in subtitles]
+    for sub, index, frame in zip(subtitles, middles, read_frames(paths["video"], middles), strict=True):
         shot = plan.shots[sub["shot"]]
         plain = ShotRenderer(dataclasses.replace(shot, subtitles=[])).render(index - shot.start)[0]
         diff = np.abs(frame.astype(int) - plain).mean(-1)
         x0, y0, x1, y1 = sub["box"]
         inside = np.zeros(diff.shape, bool)
         inside[y0:y1, x0:x1] = True
-        assert diff[inside].mean() > 30 and diff[~inside].mean() < 4
+        assert diff[inside].mean() > 30 and diff[inside].mean() > 6 * diff[~inside].mean()
 
 
 def test_cli_writes_episodes_and_rejects_bad_input(tmp_path, capsys):

@@ -64,6 +64,7 @@ class ShotPlan:
     subtitles: list[SubtitleEvent] = field(default_factory=list)
     fade_in: int = 0
     fade_out: int = 0
+    drawing_step: int = 1  # characters are redrawn every 1, 2 or 3 frames ("on ones/twos/threes")
 
     @property
     def static(self) -> bool:
@@ -123,6 +124,7 @@ class ShotPlan:
             "degrade": self.degrade,
             "fade_in": self.fade_in,
             "fade_out": self.fade_out,
+            "drawing_step": self.drawing_step,
             "caption": self.caption(),
             "characters": [
                 {"mask_label": m.character.label, "action": m.plan.action, **asdict(m.character.look)}
@@ -219,6 +221,7 @@ def plan_shot(
             "noise": round(float(rng.uniform(6, 16)), 2) if noisy else 0.0,
             "blur": round(float(rng.uniform(0.8, 2.0)), 2) if (not noisy or rng.random() < 0.5) else 0.0,
         }
+    plan.drawing_step = _choice(rng, (1, 2, 3), (0.5, 0.35, 0.15))
     p_subs = 0.8 if label == "talking" else 0.3
     if rng.random() < p_subs:
         plan.subtitles = _plan_subtitles(plan, rng, language)
@@ -296,12 +299,13 @@ class ShotRenderer:
     def render(self, j: int) -> tuple[np.ndarray, np.ndarray, dict]:
         p = self.plan
         t = j / p.fps
-        cam = self.camera(t)
+        cam = self.camera(t)  # the camera moves on ones, characters on their drawing step
+        t_drawing = (j - j % p.drawing_step) / p.fps
         image = self.background(cam)
         mask = np.zeros((p.height, p.width), np.uint8)
         canvas = Canvas(image, mask)
         for member in sorted(p.cast, key=lambda m: m.character.y):  # farther back first
-            member.character.draw(canvas, cam, member.plan.pose(t))
+            member.character.draw(canvas, cam, member.plan.pose(t_drawing))
         x0, y0, x1, y1 = p.content_box
         if p.letterbox:
             for img in (image, mask):
@@ -327,11 +331,12 @@ class ShotRenderer:
         return image, mask, {"subtitles": subtitle_boxes, "scene_text": [b for b in signs if b]}
 
     def _fade(self, j: int) -> float:
+        """Brightness factor: fades go all the way to black, so the two frames at a fade boundary are black."""
         p = self.plan
         if p.fade_in and j < p.fade_in:
-            return (j + 1) / (p.fade_in + 1)
+            return j / p.fade_in
         if p.fade_out and j >= p.num_frames - p.fade_out:
-            return (p.num_frames - j) / (p.fade_out + 1)
+            return (p.num_frames - 1 - j) / p.fade_out
         return 1.0
 
     def _screen_box(self, box, cam: Camera) -> list[int] | None:
