@@ -5,7 +5,7 @@ Every unusable file raises `anisora.errors.MediaError`; bad argument values rais
 """
 
 from .audio import mux_audio
-from .decode import Frame, iter_frames, read_frames
+from .decode import Frame, RawFrame, iter_frames, iter_raw_frames, read_frames
 from .encode import VideoWriter, write_video
 from .images import load_image, save_image
 from .probe import VideoInfo, probe
@@ -13,10 +13,12 @@ from .sheet import contact_sheet
 
 __all__ = [
     "Frame",
+    "RawFrame",
     "VideoInfo",
     "VideoWriter",
     "contact_sheet",
     "iter_frames",
+    "iter_raw_frames",
     "load_image",
     "mux_audio",
     "probe",

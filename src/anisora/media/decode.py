@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from anisora.errors import InputError, MediaError
@@ -103,6 +105,53 @@ def read_frames(
     if missing:
         raise MediaError(path, f"frame {missing[0]} could not be decoded (stream ended early)")
     return np.stack([images[i] for i in wanted.tolist()])
+
+
+@dataclass(slots=True)
+class RawFrame:
+    """A decoded frame not yet converted, for callers that need several sizes of some frames and only a
+    cheap thumbnail of the others (curation). Sizes are given upright (after rotation)."""
+
+    index: int
+    time: float
+    frame: VideoFrame
+    turns: int  # counter-clockwise quarter turns that make the frame upright
+
+    def rgb(self, width: int | None = None, height: int | None = None, fast: bool = False) -> np.ndarray:
+        """Upright RGB, resized by FFmpeg to (width, height) when given: area filter by default, or
+        `fast` bilinear (half the cost, some aliasing: good enough for cut and change detection)."""
+        if width is None or height is None:
+            image = self.frame.to_ndarray(format="rgb24")
+        else:
+            w, h = (height, width) if self.turns % 2 else (width, height)
+            filt = "FAST_BILINEAR" if fast else "AREA"
+            image = (
+                _reformatter(w, h, filt).reformat(self.frame, w, h, "rgb24", interpolation=filt).to_ndarray()
+            )
+        return np.ascontiguousarray(np.rot90(image, self.turns)) if self.turns else image
+
+
+@functools.lru_cache(maxsize=8)
+def _reformatter(width: int, height: int, interpolation: str) -> VideoReformatter:
+    """One scaler per output size: PyAV rebuilds a scaler whenever the size changes, which costs ~3 ms, so
+    alternating sizes through one scaler would cost more than the decoding."""
+    return VideoReformatter()
+
+
+def iter_raw_frames(path: str | os.PathLike[str]) -> Iterator[RawFrame]:
+    """Every decoded frame once, unconverted, with the same error and truncation checks as iter_frames."""
+    check_input_file(path)
+    return _iter_raw(path)
+
+
+def _iter_raw(path: str | os.PathLike[str]) -> Iterator[RawFrame]:
+    with open_input(path) as container, media_errors(path, "decoding failed"):
+        stream = video_stream(container, path)
+        turns = None
+        for item in _decode(container, stream, path, None):
+            if turns is None:
+                turns = quarter_turns(item.frame)
+            yield RawFrame(item.source_index, item.time, item.frame, turns)
 
 
 def _iter_frames(
