@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,model,ray]'
 	touch $(STAMP)
 
 # The main job on the embedded default: a ToonWorld episode, its ground truth and a contact sheet.
@@ -33,6 +33,7 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_foundation.py
+	$(BIN)/python benchmarks/bench_curate.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache src/*.egg-info

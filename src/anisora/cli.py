@@ -51,6 +51,97 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _curate_config(args: argparse.Namespace, out: Path):
+    """--config if given, else the configuration the folder was last curated with, else the defaults."""
+    from .curate.config import load_config
+
+    if args.config is not None:
+        return load_config(args.config)
+    saved = out / "config.yaml"
+    return load_config(saved if saved.exists() else None)
+
+
+def _save_curate_config(config, out: Path) -> None:
+    from .curate.config import dump_config
+    from .files import atomic_output
+
+    with atomic_output(out / "config.yaml") as tmp:
+        tmp.write_text(dump_config(config), encoding="utf-8")
+
+
+def _cmd_curate(args: argparse.Namespace) -> int:
+    from .curate.pipeline import run_curate
+
+    config = _curate_config(args, args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _save_curate_config(config, args.out)
+    summary = run_curate(
+        args.inputs,
+        args.out,
+        config,
+        workers=args.workers,
+        engine=args.engine,
+        write_clips=not args.no_clips,
+        ray_address=args.ray_address,
+        progress=not args.quiet,
+    )
+    print(
+        f"{summary['candidates']} candidate clips, {summary['kept']} kept "
+        f"({summary['keep_rate']:.1%}), {summary['videos_failed']} failed input(s); "
+        f"report: {args.out / 'report.html'}"
+    )
+    return 1 if summary["videos_failed"] else 0
+
+
+def _cmd_curate_filter(args: argparse.Namespace) -> int:
+    from .curate.pipeline import finalize
+    from .curate.state import RunState
+
+    if not (args.dir / "state.sqlite").exists():
+        raise InputError(f"{args.dir}: not a curation folder (no state.sqlite)")
+    config = _curate_config(args, args.dir)
+    _save_curate_config(config, args.dir)
+    state = RunState(args.dir)
+    try:
+        summary = finalize(args.dir, state, config)
+    finally:
+        state.close()
+    print(f"{summary['candidates']} candidate clips, {summary['kept']} kept ({summary['keep_rate']:.1%})")
+    return 0
+
+
+def _cmd_curate_export(args: argparse.Namespace) -> int:
+    from .curate.export import ExportOptions, export
+
+    config = _curate_config(args, args.dir)
+    options = ExportOptions(
+        args.top_quality, args.top_motion, args.subtitles, args.rebalance, args.per_bucket, args.seed
+    )
+    summary = export(args.dir, args.out, options, config.output)
+    if args.out is None:  # the folder's own clips changed: refresh its manifest's clip paths
+        from .curate.pipeline import finalize
+        from .curate.state import RunState
+
+        state = RunState(args.dir)
+        try:
+            finalize(args.dir, state, config)
+        finally:
+            state.close()
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_curate_defaults(args: argparse.Namespace) -> int:
+    from .curate.config import CurateConfig, dump_config
+
+    print(dump_config(CurateConfig()), end="")
+    return 0
+
+
+# `anisora curate export ...` is parsed by its own parser: `curate` itself takes free-form INPUT paths.
+_CURATE_SUBCOMMANDS = {"export": "curate-export", "filter": "curate-filter", "defaults": "curate-defaults"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anisora", description="AniSora-open: anime video data, models and tools."
@@ -69,6 +160,54 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--contact-sheet", action="store_true", help="also write <episode>.sheet.png")
     tw.set_defaults(func=_cmd_toonworld)
 
+    cu = sub.add_parser(
+        "curate",
+        help="raw videos -> scored, filtered clips (+ export, filter, defaults subcommands)",
+        description="Curate videos into training clips. Also: `anisora curate filter DIR`, "
+        "`anisora curate export DIR`, `anisora curate defaults`.",
+    )
+    cu.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="video files, folders (recursive) or text lists"
+    )
+    cu.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    cu.add_argument("--config", type=Path, help="YAML config (see `anisora curate defaults`)")
+    cu.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    cu.add_argument("--engine", choices=("local", "ray"), default="local")
+    cu.add_argument("--ray-address", help="join a Ray cluster (e.g. 'auto'); default: a local Ray instance")
+    cu.add_argument("--no-clips", action="store_true", help="write everything but the clip files")
+    cu.add_argument("--quiet", action="store_true", help="no progress bar")
+    cu.set_defaults(func=_cmd_curate)
+
+    cf = sub.add_parser(
+        "curate-filter",
+        prog="anisora curate filter",
+        help="re-apply thresholds to a curation folder without re-scoring",
+    )
+    cf.add_argument("dir", type=Path)
+    cf.add_argument("--config", type=Path, help="YAML config with the new thresholds")
+    cf.set_defaults(func=_cmd_curate_filter)
+
+    ce = sub.add_parser(
+        "curate-export",
+        prog="anisora curate export",
+        help="write clip files / a training set from a curation folder",
+    )
+    ce.add_argument("dir", type=Path, help="the curation folder")
+    ce.add_argument("--out", type=Path, help="training-set folder (default: the curation folder's clips/)")
+    ce.add_argument("--config", type=Path)
+    ce.add_argument("--top-quality", type=float, help="keep the best share (0-1] by aesthetic/quality")
+    ce.add_argument("--top-motion", type=float, help="keep the most moving share (0-1] by motion score")
+    ce.add_argument("--subtitles", choices=("keep", "drop", "crop"), default="keep")
+    ce.add_argument("--rebalance", help="'motion' (quartile buckets) or a manifest column")
+    ce.add_argument("--per-bucket", type=int, help="clips per bucket (default: the smallest bucket)")
+    ce.add_argument("--seed", type=int, default=0)
+    ce.set_defaults(func=_cmd_curate_export)
+
+    cd = sub.add_parser(
+        "curate-defaults", prog="anisora curate defaults", help="print the default curate config"
+    )
+    cd.set_defaults(func=_cmd_curate_defaults)
+
     pr = sub.add_parser("probe", help="print video metadata as JSON lines")
     pr.add_argument("videos", nargs="+", type=Path)
     pr.set_defaults(func=_cmd_probe)
@@ -76,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "curate" and argv[1] in _CURATE_SUBCOMMANDS:
+        argv = [_CURATE_SUBCOMMANDS[argv[1]], *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,146 @@
+"""Training sets from a curation manifest: clip files for kept rows, a stricter final-stage subset,
+a subtitle-free subset (drop or crop the subtitle band) and rebalancing by label or motion bucket."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from ..errors import InputError
+from ..files import atomic_output
+from .clips import clip_crop, write_clip
+from .config import OutputConfig
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    top_quality: float | None = (
+        None  # keep the best share (0-1] by aesthetic score, or quality score without it
+    )
+    top_motion: float | None = None  # keep the most moving share (0-1] by motion_score
+    subtitles: str = "keep"  # keep | drop | crop (cut the subtitle band off)
+    rebalance: str | None = None  # "motion" (motion-score quartiles) or any manifest column (e.g. a label)
+    per_bucket: int | None = None  # cap per bucket; default: the smallest bucket's size
+    seed: int = 0
+
+
+def load_manifest(path: Path) -> list[dict]:
+    if path.is_dir():
+        path = path / "manifest.parquet"
+    if not path.exists():
+        raise InputError(f"{path}: no manifest here (run `anisora curate` first)")
+    return pq.read_table(path).to_pylist()
+
+
+def _top(rows: list[dict], share: float | None, score) -> list[dict]:
+    if share is None:
+        return rows
+    if not 0 < share <= 1:
+        raise InputError(f"top share must be in (0, 1], got {share}")
+    values = [score(r) for r in rows]
+    known = [v for v in values if v is not None]
+    if not known:
+        return []
+    cutoff = np.quantile(known, 1 - share)
+    return [r for r, v in zip(rows, values, strict=True) if v is not None and v >= cutoff]
+
+
+def _quality(row: dict):
+    return row.get("aesthetic_score") if row.get("aesthetic_score") is not None else row.get("quality_score")
+
+
+def _rebalance(rows: list[dict], by: str | None, per_bucket: int | None, seed: int) -> list[dict]:
+    if by is None or not rows:
+        return rows
+    if by == "motion":
+        motion = np.array([r.get("motion_score") or 0.0 for r in rows])
+        edges = np.quantile(motion, [0.25, 0.5, 0.75])
+        keys = [f"motion_q{int(np.searchsorted(edges, m, side='right'))}" for m in motion]
+    else:
+        if by not in rows[0]:
+            raise InputError(
+                f"--rebalance {by}: no such manifest column; use 'motion' or one of {sorted(rows[0])}"
+            )
+        keys = [str(r.get(by)) for r in rows]
+    buckets: dict[str, list[dict]] = {}
+    for key, row in zip(keys, rows, strict=True):
+        buckets.setdefault(key, []).append(row)
+    cap = per_bucket or min(len(b) for b in buckets.values())
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for key in sorted(buckets):
+        bucket = buckets[key]
+        picks = sorted(rng.choice(len(bucket), size=min(cap, len(bucket)), replace=False))
+        chosen += [dict(bucket[i], bucket=key) for i in picks]
+    return sorted(chosen, key=lambda r: (r["source"], r["start_frame"]))
+
+
+def _subtitle_crop(row: dict, box: tuple[int, int, int, int] | None, height: int):
+    """Narrow the crop box to the part of the picture above (or below) a subtitle band."""
+    x0, y0, x1, y1 = box or (0, 0, row["width"], height)
+    top, bottom = row.get("text_subtitle_y0"), row.get("text_subtitle_y1")
+    if row.get("text_subtitle_band") == "bottom":
+        y1 = min(y1, int(top))
+    elif row.get("text_subtitle_band") == "top":
+        y0 = max(y0, int(bottom))
+    y0, y1 = y0 + (y1 - y0) % 2, y1  # keep even sizes for yuv420p
+    return (x0, y0, x1, y1) if y1 - y0 >= 16 else None
+
+
+def select(rows: list[dict], options: ExportOptions) -> list[dict]:
+    if options.subtitles not in ("keep", "drop", "crop"):
+        raise InputError(f"--subtitles must be keep, drop or crop, got {options.subtitles!r}")
+    chosen = [r for r in rows if r["keep"]]
+    chosen = _top(chosen, options.top_quality, _quality)
+    chosen = _top(chosen, options.top_motion, lambda r: r.get("motion_score"))
+    if options.subtitles == "drop":
+        chosen = [r for r in chosen if not r.get("text_subtitle")]
+    return _rebalance(chosen, options.rebalance, options.per_bucket, options.seed)
+
+
+def export(
+    manifest_dir: Path, out: Path | None, options: ExportOptions, output: OutputConfig, progress: bool = True
+) -> dict:
+    """Write clip files (and, for a separate `out`, a training table) for the selected rows.
+
+    With `out` None the kept clips go to the curation folder's own clips/ (what `--no-clips` skipped).
+    """
+    rows = select(load_manifest(manifest_dir), options)
+    target = out or manifest_dir
+    written = skipped = 0
+    records = []
+    for row in tqdm(rows, desc="export", unit="clip", disable=not progress):
+        path = target / "clips" / f"{row['clip_id']}.mp4"
+        crop = clip_crop(row, output)
+        if options.subtitles == "crop" and row.get("text_subtitle"):
+            crop = _subtitle_crop(row, crop, row["height"])
+            if crop is None:
+                skipped += 1
+                continue
+        if not path.exists():
+            write_clip(row["source"], row["start_time"], row["end_time"], path, output, crop)
+            written += 1
+        records.append({**row, "clip_path": f"clips/{path.name}", "crop": list(crop) if crop else None})
+    summary = {
+        "selected": len(rows),
+        "written": written,
+        "already_there": len(records) - written,
+        "skipped_subtitle_crop": skipped,
+    }
+    if out is not None:
+        with atomic_output(out / "train.parquet") as tmp:
+            pq.write_table(pa.Table.from_pylist(records) if records else pa.table({}), tmp)
+        with atomic_output(out / "train.jsonl") as tmp:
+            tmp.write_text(
+                "".join(json.dumps({"video": r["clip_path"], "prompt": r["prompt"]}) + "\n" for r in records),
+                encoding="utf-8",
+            )
+        with atomic_output(out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary

@@ -1,0 +1,102 @@
+"""The scorer interface: a small class with a name, a version and a config, from sampled frames to scores.
+
+The pipeline decodes each video once and hands every scorer the same `ClipSamples` of a candidate clip.
+Scores are flat: every key a scorer returns starts with its name and an underscore ("motion_score"), and
+values are plain numbers, booleans, strings or None, so they go straight into the Parquet manifest.
+Scores are cached per clip under `Scorer.cache_key()`, so changing a scorer's version or config re-scores
+exactly that scorer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+Score = float | int | bool | str | None
+
+
+def spread(total: int, count: int) -> list[int]:
+    """`count` indices of `range(total)`, the centres of `count` equal parts (all of them when count is 0)."""
+    if count <= 0 or count >= total:
+        return list(range(total))
+    return [int((i + 0.5) * total / count) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """Two frames for optical flow: `b` is the next distinct drawing after `a`, `gap` source frames later
+    (1 for animation on ones, 2 on twos ...); gap 0 means no new drawing was found (a held shot)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    gap: int
+
+
+@dataclass(frozen=True)
+class ClipSamples:
+    """What the single decode pass collected for one candidate clip [start_frame, end_frame)."""
+
+    source: str
+    fps: float
+    width: int  # source display size
+    height: int
+    start_frame: int
+    end_frame: int
+    frames: np.ndarray  # (K, h, w, 3) uint8 RGB at analysis resolution, spread evenly over the clip
+    frame_indices: tuple[int, ...]  # source index of each of `frames`
+    pairs: tuple[FramePair, ...] = ()
+    held: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, bool)
+    )  # held[i]: frame start+i+1 repeats the one before
+
+    @property
+    def num_frames(self) -> int:
+        return self.end_frame - self.start_frame
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    @property
+    def analysis_scale(self) -> float:
+        """Analysis pixels per source pixel."""
+        return self.frames.shape[2] / self.width if len(self.frames) else 1.0
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Base for scorer configs: plain data, loaded from the `scorers.<name>` section of the YAML config."""
+
+
+class Scorer(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    Config: ClassVar[type[ScorerConfig]] = ScorerConfig
+
+    def __init__(self, config: ScorerConfig | None = None):
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> Scorer:
+        try:
+            return cls(cls.Config(**(values or {})))
+        except TypeError as exc:  # unknown key in the YAML section
+            from ...errors import InputError
+
+            raise InputError(f"scorers.{cls.name}: {exc}") from None
+
+    def cache_key(self) -> str:
+        """Name, version and a digest of the config: equal keys mean equal scores for the same clip."""
+        digest = hashlib.sha1(
+            json.dumps(asdict(self.config), sort_keys=True, default=str).encode()
+        ).hexdigest()
+        return f"{self.name}@{self.version}:{digest[:12]}"
+
+    @abstractmethod
+    def score(self, clip: ClipSamples) -> dict[str, Score]:
+        """Scores of one clip; keys start with `f"{self.name}_"`."""
