@@ -331,7 +331,7 @@ class ShotRenderer:
         return image, mask, {"subtitles": subtitle_boxes, "scene_text": [b for b in signs if b]}
 
     def _fade(self, j: int) -> float:
-        """Brightness factor: fades go all the way to black, so the two frames at a fade boundary are black."""
+        """Brightness factor: fades reach black, so the two frames at a fade boundary are black."""
         p = self.plan
         if p.fade_in and j < p.fade_in:
             return j / p.fade_in
