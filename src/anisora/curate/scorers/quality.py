@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ...errors import InputError
 from .base import ClipSamples, Scorer, ScorerConfig, spread
@@ -171,7 +172,9 @@ class QualityScorer(Scorer):
             size = (max(round(w * scale), 16), max(round(h * scale), 16))
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         model = self._brisque_model()
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # one BLAS thread: multi-threaded sums differ in the last bits from run to run, and a resumed run
+        # must reproduce an uninterrupted one exactly
+        with threadpool_limits(1), warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             try:
                 value = float(model.score(np.ascontiguousarray(rgb)))
