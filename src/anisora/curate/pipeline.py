@@ -31,25 +31,24 @@ LIST_EXTENSIONS = {".txt", ".lst", ".list"}
 def collect_inputs(inputs: list[str]) -> tuple[list[str], list[dict]]:
     """Video paths from files, folders (recursive, by extension) and text lists (one path per line,
     relative to the list's folder, '#' comments). Missing inputs become failures, not errors."""
-    paths: list[str] = []
-    failures: list[dict] = []
+    named: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths += sorted(
-                str(f) for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file()
-            )
+            named += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
         elif p.suffix.lower() in LIST_EXTENSIONS and p.is_file():
-            for line in p.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    paths.append(str((p.parent / line) if not Path(line).is_absolute() else Path(line)))
-        elif p.exists():
+            lines = (line.strip() for line in p.read_text(encoding="utf-8").splitlines())
+            named += [p.parent / line for line in lines if line and not line.startswith("#")]
+        else:
+            named.append(p)
+    paths: list[str] = []
+    failures: list[dict] = []
+    for p in dict.fromkeys(Path(os.path.abspath(x)) for x in named):
+        if p.is_file():
             paths.append(str(p))
         else:
-            failures.append({"source": str(p), "error": f"{p}: no such file or folder", "stage": "input"})
-    unique = list(dict.fromkeys(os.path.abspath(x) for x in paths))
-    return unique, failures
+            failures.append({"source": str(p), "error": f"{p}: no such file", "stage": "input"})
+    return paths, failures
 
 
 def analysis_key(config: CurateConfig) -> str:

@@ -34,13 +34,17 @@ def run_ray(tasks: list[VideoTask], workers: int, address: str | None = None) ->
         import ray
     except ImportError:
         raise InputError("--engine ray needs the ray extra: pip install 'anisora[ray]'") from None
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         options = {"address": address} if address else {"num_cpus": max(1, workers)}
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
-    if not tasks:
-        return
-    dataset = ray.data.from_items([{"task": task} for task in tasks]).map(
-        _process_row, num_cpus=1, concurrency=max(1, workers)
-    )
-    for row in dataset.iter_rows():
-        yield row["result"]
+    try:
+        if tasks:
+            dataset = ray.data.from_items([{"task": task} for task in tasks]).map(
+                _process_row, num_cpus=1, concurrency=max(1, workers)
+            )
+            for row in dataset.iter_rows():
+                yield row["result"]
+    finally:
+        if started:  # leave no local Ray instance behind
+            ray.shutdown()
