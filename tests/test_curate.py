@@ -334,3 +334,25 @@ def test_two_workers_and_ray_give_the_same_manifest(tmp_path):
     reference = _manifest(tmp_path / "one")
     assert reference and _manifest(tmp_path / "two") == reference
     assert _manifest(tmp_path / "ray") == reference
+
+
+def test_changing_one_scorer_rescoring_only_that_scorer(tmp_path, monkeypatch):
+    _corpus(tmp_path / "corpus", range(400, 401), 6, size=(160, 96))
+    out, inputs = tmp_path / "out", [str(tmp_path / "corpus")]
+    run_curate(inputs, out, CurateConfig(), write_clips=False, progress=False)
+    before = _manifest(out)
+
+    from anisora.curate.scorers.quality import QualityScorer
+    from anisora.curate.scorers.text import TextScorer
+
+    def must_not_run(self, clip):
+        raise AssertionError(f"{self.name} was re-scored although its settings did not change")
+
+    monkeypatch.setattr(TextScorer, "score", must_not_run)
+    monkeypatch.setattr(QualityScorer, "score", must_not_run)
+    changed = load_config(None, {"scorers": {**CurateConfig().scorers, "motion": {"max_pairs": 2}}})
+    run_curate(inputs, out, changed, write_clips=False, progress=False)
+    after = _manifest(out)
+    assert [r["text_area"] for r in after] == [r["text_area"] for r in before]
+    assert [r["motion_pairs"] for r in after] != [r["motion_pairs"] for r in before]
+    assert max(r["motion_pairs"] for r in after) <= 2

@@ -218,3 +218,10 @@ def test_cli_writes_episodes_and_rejects_bad_input(tmp_path, capsys):
     assert main(["toonworld", "--out", str(tmp_path), "--seconds", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("anisora: error:") and "\n" not in err
+
+
+def test_short_episodes_of_any_length_plan_fully():
+    for seconds in (0.2, 1, 2.5, 6, 7.3):
+        for seed in range(30):
+            plan = plan_episode(seed, 0, seconds, 64, 48)
+            assert plan.num_frames == round(seconds * 24) and all(s.num_frames > 0 for s in plan.shots)

@@ -57,8 +57,9 @@ def _shot_lengths(total: int, fps: float, rng: np.random.Generator) -> list[int]
         )
         lengths.append(max(round(seconds * fps), 2))
     lengths[-1] -= sum(lengths) - total
-    if len(lengths) > 1 and lengths[-1] < fps * 0.5:  # no sliver at the end
-        lengths[-2] += lengths.pop()
+    if len(lengths) > 1 and lengths[-1] < fps * 0.5:  # no sliver at the end: merge it into the shot before
+        sliver = lengths.pop()
+        lengths[-1] += sliver
     return lengths
 
 
