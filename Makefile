@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,model,ray]'
 	touch $(STAMP)
 
-# The main job on the embedded default: a ToonWorld episode, its ground truth and a contact sheet.
+# The main job on the embedded default: ToonWorld episodes (with ground truth and contact sheets), curated
+# into scored, filtered clips with a manifest and an HTML report.
 demo: install
-	$(BIN)/anisora toonworld --out demo --episodes 1 --seconds 20 --size 320x180 --seed 0 --contact-sheet
+	$(BIN)/anisora toonworld --out demo/raw --episodes 3 --seconds 20 --size 320x180 --seed 0 --contact-sheet
+	$(BIN)/anisora curate demo/raw --out demo/curated
 
 test: lint
 	$(BIN)/pytest -q
