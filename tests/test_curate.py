@@ -131,7 +131,7 @@ def test_refilter_changes_decisions_without_rescoring(curated):
     scores = [k for k in before[0] if k.startswith(("motion_", "text_", "quality_"))]
     assert [[r[k] for k in scores] for r in before] == [[r[k] for k in scores] for r in after]
     assert sum(r["keep"] for r in after) < sum(r["keep"] for r in before)
-    assert all(not r["keep"] for r in after if r["text_subtitle"] or r["motion_score"] < 20)
+    assert all(not r["keep"] for r in after if r["text_subtitle"] or (r["motion_score"] or 0) < 20)
 
 
 def test_export_subsets(curated):

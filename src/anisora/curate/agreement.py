@@ -64,6 +64,7 @@ def clip_truth(row: dict, gt: dict) -> dict:
 def agreement(rows: list[dict], cuts: dict[str, list[int]], truths: dict[str, dict]) -> dict[str, Counts]:
     """rows: manifest rows; cuts: detected cuts per source; truths: ToonWorld JSON per source.
 
+    Only scored clips count (candidates under the minimum duration are not scored by default).
     Subtitles: a clip is positive when subtitles show in >= 50 % of its frames, negative when in none
     (in between is ambiguous and not counted). Static and letterbox: by the clip's shot, for clips inside
     one shot. Letterbox counts as found only when the crop box is within 2 pixels of the truth.
@@ -79,6 +80,8 @@ def agreement(rows: list[dict], cuts: dict[str, list[int]], truths: dict[str, di
         if gt is None:
             continue
         truth = clip_truth(row, gt)
+        if row.get("motion_static") is None:  # not scored (too short for the duration filter)
+            continue
         if truth["subtitle_share"] >= 0.5 or truth["subtitle_share"] == 0:
             result["subtitles"].add(truth["subtitle_share"] >= 0.5, bool(row.get("text_subtitle")))
         shot = truth["shot"]

@@ -27,6 +27,13 @@ def _above(value, limit) -> bool:
     return limit is not None and value is not None and value > limit
 
 
+def _scene_text(row: dict):
+    """Text coverage without the subtitles (which the `subtitles` rule and the export handle), falling back
+    to the official total when the subtitle split is not available."""
+    scene = row.get("text_scene_area")
+    return scene if scene is not None else row.get("text_area")
+
+
 def decide(row: dict, f: FilterConfig) -> list[str]:
     """The reasons to drop a clip (empty: keep). A score that is missing (scorer off) never drops a clip."""
     duration = row.get("duration_seconds")
@@ -36,7 +43,7 @@ def decide(row: dict, f: FilterConfig) -> list[str]:
         "static": f.drop_static and bool(row.get("motion_static")),
         "low_motion": _below(row.get("motion_score"), f.min_motion),
         "high_motion": _above(row.get("motion_score"), f.max_motion),
-        "text": _above(row.get("text_area"), f.max_text_area),
+        "text": _above(_scene_text(row), f.max_text_area),
         "subtitles": f.drop_subtitles and bool(row.get("text_subtitle")),
         "low_quality": _below(row.get("quality_score"), f.min_quality),
         "low_aesthetic": _below(row.get("aesthetic_score"), f.min_aesthetic),

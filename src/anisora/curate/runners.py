@@ -6,8 +6,15 @@ import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+import cv2
+
 from ..errors import InputError
 from .worker import VideoResult, VideoTask, process_video
+
+
+def _one_thread_per_library() -> None:
+    """N worker processes on N cores: OpenCV's own thread pool would only oversubscribe them."""
+    cv2.setNumThreads(1)
 
 
 def run_local(tasks: list[VideoTask], workers: int) -> Iterator[VideoResult]:
@@ -17,13 +24,16 @@ def run_local(tasks: list[VideoTask], workers: int) -> Iterator[VideoResult]:
         return
     # spawn, not fork: the parent may hold threads (ONNX Runtime, progress bar) that fork would copy broken
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_one_thread_per_library
+    ) as pool:
         futures = [pool.submit(process_video, task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
 
 
 def _process_row(row: dict) -> dict:
+    _one_thread_per_library()
     return {"result": process_video(row["task"])}
 
 

@@ -105,14 +105,18 @@ def process_video(task: VideoTask) -> VideoResult:
             "caption": "",
         }
         samples = candidate.samples
+        if samples is not None:
+            row["thumb"] = _write_thumbnail(out, clip_id, samples.frames[len(samples.frames) // 2])
+        seconds = candidate.end_time - candidate.start_time
+        if seconds < task.config.clips.min_seconds and not task.config.clips.score_short:
+            samples = None  # the duration filter drops it: spend nothing more on it
         for scorer in scorers:
             key = scorer.cache_key()
             if key in cached:
                 values = cached[key]
-            elif samples is None:  # no sampled frame inside (a sliver of a scene): duration only
+            elif samples is None:  # too short, or no sampled frame inside: duration only
                 if scorer.name != "duration":
                     continue
-                seconds = candidate.end_time - candidate.start_time
                 values = {
                     "duration_seconds": seconds,
                     "duration_frames": candidate.end_frame - candidate.start_frame,
@@ -121,10 +125,8 @@ def process_video(task: VideoTask) -> VideoResult:
                 values = scorer.score(samples)
                 result.scores.append((span, key, values))
             row.update(values)
-        if samples is not None:
-            row["thumb"] = _write_thumbnail(out, clip_id, samples.frames[len(samples.frames) // 2])
-            if not (task.config.captions.only_kept and decide(row, task.config.filters)):
-                row["caption"] = captioner.caption(samples, row)
+        if samples is not None and not (task.config.captions.only_kept and decide(row, task.config.filters)):
+            row["caption"] = captioner.caption(samples, row)
         return row
 
     try:

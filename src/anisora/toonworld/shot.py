@@ -311,6 +311,12 @@ class ShotRenderer:
             for img in (image, mask):
                 img[:y0], img[y1:], img[:, :x0], img[:, x1:] = 0, 0, 0, 0
         signs = [self._screen_box(box, cam) for _, box in self.set.signs]
+        if p.degrade:  # the picture is degraded; subtitles are burned in afterwards, crisp, as in post
+            if p.degrade["blur"]:
+                image = cv2.GaussianBlur(image, (0, 0), p.degrade["blur"])
+            if self._noise:
+                plus, minus = self._noise[self._noise_order[j]]
+                image = cv2.subtract(cv2.add(image, plus), minus)
         subtitle_boxes = []
         for ev in p.subtitles:
             if ev.start <= j < ev.end:
@@ -319,12 +325,6 @@ class ShotRenderer:
                 margin = max(int((y1 - y0) * 0.04), 2)
                 sy = y1 - margin - sprite.height if ev.position == "bottom" else y0 + margin
                 subtitle_boxes.append(list(paste(image, sprite, sx, sy)))
-        if p.degrade:
-            if p.degrade["blur"]:
-                image = cv2.GaussianBlur(image, (0, 0), p.degrade["blur"])
-            if self._noise:
-                plus, minus = self._noise[self._noise_order[j]]
-                image = cv2.subtract(cv2.add(image, plus), minus)
         fade = self._fade(j)
         if fade < 1.0:
             image = cv2.convertScaleAbs(image, alpha=fade)
