@@ -26,7 +26,7 @@ _PRESETS = {
 class MotionConfig(ScorerConfig):
     reference_height: int = 480  # magnitudes are in pixels of a frame with this short side
     preset: str = "fast"  # DIS preset: ultrafast | fast | medium (fast: ~9 ms per 854x480 pair, one core)
-    max_pairs: int = 6  # pairs per clip, evenly chosen among the sampled ones
+    max_pairs: int = 4  # pairs per clip, evenly chosen among the sampled ones
     static_held_share: float = 0.9  # static: at least this share of frames repeats the previous one ...
     static_flow: float = 0.15  # ... or the median per-pair max |flow| (480p px) is below this
 

@@ -67,7 +67,7 @@ BANDS = ("bottom", "top")
 @dataclass(frozen=True)
 class TextConfig(ScorerConfig):
     frames: int = 4  # frames used per clip, evenly spread over the K sampled ones; 0 = all
-    limit_side: int = 640  # the detector sees the frame with its long side at most this (limit_type=max)
+    limit_side: int = 480  # the detector sees the frame with its long side at most this (limit_type=max)
     min_side: int = 270  # ... and the short side at least this (smaller frames are upscaled, cubic)
     sharpen: float = 1.5  # unsharp-mask amount applied before resizing (0 = off) ...
     sharpen_sigma: float = 1.5  # ... with a Gaussian of this sigma in analysis pixels
