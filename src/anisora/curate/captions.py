@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import InputError
-from .scorers.base import ClipSamples, spread
+from .scorers.base import ClipSamples, PicklesAsConfig, spread
 
 _TERMINAL = (".", "!", "?", "。", "！", "？", "…")
 
@@ -72,7 +72,7 @@ class CaptionerConfig:
     """Base for captioner configs: plain data, from the `captions` options of the YAML config."""
 
 
-class Captioner(ABC):
+class Captioner(PicklesAsConfig, ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     Config: ClassVar[type[CaptionerConfig]] = CaptionerConfig
@@ -223,12 +223,6 @@ class Qwen2VLCaptioner(Captioner):
             raise InputError("captions (qwen2vl): model_path is required (a local Qwen2-VL directory)")
         if not Path(path).is_dir():
             raise InputError(f"captions (qwen2vl): model_path {path} is not a directory")
-
-    def __getstate__(self) -> dict:
-        return {"config": self.config}  # the model is loaded again, lazily, where it is used
-
-    def __setstate__(self, state: dict) -> None:
-        self.config = state["config"]
 
     def load(self) -> None:
         """Loads the model, tokenizer and image processor (done on first use; call it to fail early)."""

@@ -147,12 +147,6 @@ class LaionAestheticScorer(Scorer):
         if not Path(cfg.head_path).is_file():
             raise InputError(f"scorers.aesthetic.head_path: {cfg.head_path} is not a file")
 
-    def __getstate__(self) -> dict:
-        return {"config": self.config}  # models are loaded again, lazily, in the worker
-
-    def __setstate__(self, state: dict) -> None:
-        self.config = state["config"]
-
     def load(self) -> None:
         """Loads the head, CLIP and its image processor (done on first use; call it to fail early)."""
         if getattr(self, "_head", None) is not None:

@@ -73,7 +73,20 @@ class ScorerConfig:
     """Base for scorer configs: plain data, loaded from the `scorers.<name>` section of the YAML config."""
 
 
-class Scorer(ABC):
+class PicklesAsConfig:
+    """Pickles as its config alone: models and engines are rebuilt lazily in the process that uses them
+    (workers receive scorers and captioners by pickle)."""
+
+    config: Any
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict) -> None:
+        self.config = state["config"]
+
+
+class Scorer(PicklesAsConfig, ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     Config: ClassVar[type[ScorerConfig]] = ScorerConfig

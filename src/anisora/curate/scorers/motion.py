@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ...errors import InputError
 from .base import ClipSamples, Scorer, ScorerConfig
 
 _PRESETS = {
@@ -30,6 +31,12 @@ class MotionConfig(ScorerConfig):
     static_held_share: float = 0.9  # static: at least this share of frames repeats the previous one ...
     static_flow: float = 0.15  # ... or the median per-pair max |flow| (480p px) is below this
 
+    def __post_init__(self) -> None:
+        if self.preset not in _PRESETS:
+            raise InputError(f"scorers.motion.preset must be one of {sorted(_PRESETS)}, got {self.preset!r}")
+        if self.max_pairs < 1:
+            raise InputError(f"scorers.motion.max_pairs must be at least 1, got {self.max_pairs}")
+
 
 class MotionScorer(Scorer):
     """Scores: `motion_score` (official: mean of per-pair max |flow|), `motion_mean`, `motion_p95`
@@ -40,16 +47,8 @@ class MotionScorer(Scorer):
     version = "1"
     Config = MotionConfig
 
-    def __getstate__(self) -> dict:
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict) -> None:
-        self.config = state["config"]
-
     def _flow(self):
         if getattr(self, "_dis", None) is None:
-            if self.config.preset not in _PRESETS:
-                raise ValueError(f"scorers.motion.preset must be one of {sorted(_PRESETS)}")
             self._dis = cv2.DISOpticalFlow_create(_PRESETS[self.config.preset])
         return self._dis
 

@@ -237,12 +237,6 @@ class TextScorer(Scorer):
     version = "1"
     Config = TextConfig
 
-    def __getstate__(self) -> dict:
-        return {"config": self.config}  # the onnxruntime session is rebuilt where it is used
-
-    def __setstate__(self, state: dict) -> None:
-        self.config = state["config"]
-
     def _engine(self):
         if getattr(self, "_ocr", None) is None:
             from rapidocr import RapidOCR
