@@ -101,7 +101,7 @@ class CurateConfig:
     filters: FilterConfig = FilterConfig()
     captions: CaptionConfig = CaptionConfig()
     output: OutputConfig = OutputConfig()
-    overlap: bool = True  # score on a second thread while decoding
+    overlap: bool = True  # score on a second thread while decoding (with one worker; N workers fill N cores)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -89,6 +89,8 @@ def run_curate(
         (out / sub).mkdir(parents=True, exist_ok=True)
     _clean_stale_temporaries(out)
     key = analysis_key(config)
+    if workers > 1 or engine == "ray":  # processes fill the cores: a scoring thread each would only contend
+        config = dataclasses.replace(config, overlap=False)
     paths, input_failures = collect_inputs(inputs)
     state = RunState(out)
     try:
