@@ -231,7 +231,7 @@ class Qwen2VLCaptioner(Captioner):
         import torch
         from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
 
-        from .scorers.aesthetic import quiet_transformers
+        from .scorers.aesthetic import quiet_transformers, require_all_weights
 
         cfg = self.config
         device = torch.device(cfg.device)
@@ -250,12 +250,7 @@ class Qwen2VLCaptioner(Captioner):
             raise InputError(
                 f"captions (qwen2vl): cannot load Qwen2-VL from {cfg.model_path} ({exc})"
             ) from None
-        if info.get("missing_keys"):
-            missing = sorted(info["missing_keys"])
-            raise InputError(
-                f"captions (qwen2vl): {cfg.model_path} lacks weights "
-                f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})"
-            )
+        require_all_weights(info, f"captions (qwen2vl): {cfg.model_path} lacks weights")
         pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
         if pad is None or pad == tokenizer.unk_token_id or pad != model.config.image_token_id:
             raise InputError(

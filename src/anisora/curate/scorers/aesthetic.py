@@ -106,6 +106,14 @@ def build_head(state: dict, path: str | Path = "head"):
     return head.eval()
 
 
+def require_all_weights(loading_info: dict, message: str) -> None:
+    """transformers fills weights missing from a checkpoint with random values; refuse instead, since
+    scores or captions from such a model would be noise."""
+    missing = sorted(loading_info.get("missing_keys") or [])
+    if missing:
+        raise InputError(f"{message} ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+
+
 @contextmanager
 def quiet_transformers():
     """transformers' warnings and progress bars off for a block (reports of weights skipped on purpose)."""
@@ -187,12 +195,7 @@ class LaionAestheticScorer(Scorer):
             raise InputError(
                 f"scorers.aesthetic.clip_path: cannot load CLIP from {cfg.clip_path} ({exc})"
             ) from None
-        if info.get("missing_keys"):
-            missing = sorted(info["missing_keys"])
-            raise InputError(
-                f"scorers.aesthetic.clip_path: {cfg.clip_path} lacks CLIP vision weights "
-                f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})"
-            )
+        require_all_weights(info, f"scorers.aesthetic.clip_path: {cfg.clip_path} lacks CLIP vision weights")
         device = torch.device(cfg.device)
         self._model = model.to(device).eval()
         self._processor = processor
