@@ -21,19 +21,17 @@ torch and transformers are imported inside the Qwen2-VL adapter only.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import InputError
-from .scorers.base import ClipSamples, PicklesAsConfig, spread
+from .scorers.base import ClipSamples, Configured, spread
 
 _TERMINAL = (".", "!", "?", "。", "！", "？", "…")
 
@@ -72,13 +70,8 @@ class CaptionerConfig:
     """Base for captioner configs: plain data, from the `captions` options of the YAML config."""
 
 
-class Captioner(PicklesAsConfig, ABC):
-    name: ClassVar[str]
-    version: ClassVar[str]
+class Captioner(Configured, ABC):
     Config: ClassVar[type[CaptionerConfig]] = CaptionerConfig
-
-    def __init__(self, config: CaptionerConfig | None = None):
-        self.config = config if config is not None else self.Config()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> Captioner:
@@ -89,12 +82,6 @@ class Captioner(PicklesAsConfig, ABC):
                 f"captions ({cls.name}): unknown option(s) {unknown}; known: {sorted(known) or 'none'}"
             )
         return cls(cls.Config(**(values or {})))
-
-    def cache_key(self) -> str:
-        """Name, version and a digest of the config: equal keys mean equal captions for the same clip."""
-        text = json.dumps(asdict(self.config), sort_keys=True, default=str)
-        digest = hashlib.sha1(text.encode()).hexdigest()
-        return f"{self.name}@{self.version}:{digest[:12]}"
 
     @abstractmethod
     def caption(self, clip: ClipSamples, scores: dict) -> str:

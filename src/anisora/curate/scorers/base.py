@@ -73,11 +73,17 @@ class ScorerConfig:
     """Base for scorer configs: plain data, loaded from the `scorers.<name>` section of the YAML config."""
 
 
-class PicklesAsConfig:
-    """Pickles as its config alone: models and engines are rebuilt lazily in the process that uses them
-    (workers receive scorers and captioners by pickle)."""
+class Configured:
+    """A named, versioned component driven by a plain-data config (scorers, captioners). It pickles as its
+    config alone: models and engines are rebuilt lazily in the process that uses them (workers receive
+    these objects by pickle)."""
 
-    config: Any
+    name: ClassVar[str]
+    version: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else self.Config()
 
     def __getstate__(self) -> dict:
         return {"config": self.config}
@@ -85,14 +91,16 @@ class PicklesAsConfig:
     def __setstate__(self, state: dict) -> None:
         self.config = state["config"]
 
+    def cache_key(self) -> str:
+        """Name, version and a digest of the config: equal keys mean equal outputs for the same clip."""
+        digest = hashlib.sha1(
+            json.dumps(asdict(self.config), sort_keys=True, default=str).encode()
+        ).hexdigest()
+        return f"{self.name}@{self.version}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
-class Scorer(PicklesAsConfig, ABC):
-    name: ClassVar[str]
-    version: ClassVar[str]
+
+class Scorer(Configured, ABC):
     Config: ClassVar[type[ScorerConfig]] = ScorerConfig
-
-    def __init__(self, config: ScorerConfig | None = None):
-        self.config = config if config is not None else self.Config()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> Scorer:
@@ -102,13 +110,6 @@ class Scorer(PicklesAsConfig, ABC):
             from ...errors import InputError
 
             raise InputError(f"scorers.{cls.name}: {exc}") from None
-
-    def cache_key(self) -> str:
-        """Name, version and a digest of the config: equal keys mean equal scores for the same clip."""
-        digest = hashlib.sha1(
-            json.dumps(asdict(self.config), sort_keys=True, default=str).encode()
-        ).hexdigest()
-        return f"{self.name}@{self.version}:{digest[:12]}"
 
     @abstractmethod
     def score(self, clip: ClipSamples) -> dict[str, Score]:
