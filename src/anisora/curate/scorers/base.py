@@ -93,9 +93,7 @@ class Configured:
 
     def cache_key(self) -> str:
         """Name, version and a digest of the config: equal keys mean equal outputs for the same clip."""
-        digest = hashlib.sha1(
-            json.dumps(asdict(self.config), sort_keys=True, default=str).encode()
-        ).hexdigest()
+        text = json.dumps(asdict(self.config), sort_keys=True, default=str)
         return f"{self.name}@{self.version}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
