@@ -12,10 +12,10 @@ from anisora.curate.captions import (
     Qwen2VLCaptioner,
     TemplateCaptioner,
     build_captioner,
-    training_prompt,
 )
 from anisora.curate.scorers.base import ClipSamples
 from anisora.errors import InputError
+from anisora.prompts import training_prompt
 
 
 def clip_of(frames) -> ClipSamples:

@@ -19,6 +19,15 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _guide(text: str):
+    from .model.generate import parse_guide
+
+    try:
+        return parse_guide(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _cmd_toonworld(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -38,6 +47,54 @@ def _cmd_toonworld(args: argparse.Namespace) -> int:
             save_image(sheet, ground_truth_sheet(paths["json"]))
             line += f", sheet {sheet}"
         tqdm.write(line)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .model.generate import GenerateJob, GuideSpec, generate_to_file
+
+    if args.model is None:
+        raise InputError(
+            "--model DIR is required: no demo model ships yet (see the README, 'anisora generate')"
+        )
+    guides = [GuideSpec(str(args.image), 0, args.image_strength)] if args.image else []
+    guides += args.guide
+    width, height = args.size if args.size else (None, None)
+    job = GenerateJob(
+        model=str(args.model),
+        guides=guides,
+        mask=str(args.mask) if args.mask else None,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        motion=args.motion,
+        aesthetic=args.aesthetic,
+        seconds=args.seconds,
+        frames=args.frames,
+        fps=args.fps,
+        width=width,
+        height=height,
+        steps=args.steps,
+        guidance=args.guidance,
+        dynamic_cfg=args.dynamic_cfg,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        lora=str(args.lora) if args.lora else None,
+        lora_scale=args.lora_scale,
+        layout=args.layout,
+        dtype=args.dtype,
+        device=args.device,
+        cpu_offload=args.cpu_offload,
+        vae_tiling=args.vae_tiling,
+        vae_slicing=args.vae_slicing,
+    )
+    sidecar = generate_to_file(job, args.out, preview=args.preview, overwrite=args.overwrite)
+    resolved = sidecar["resolved"]
+    for note in sidecar["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        f"{args.out}  {resolved['num_frames']} frames {resolved['width']}x{resolved['height']} "
+        f"at {resolved['fps']} fps, sampled in {sidecar['seconds_sample']:.1f} s"
+    )
     return 0
 
 
@@ -207,6 +264,50 @@ def build_parser() -> argparse.ArgumentParser:
         "curate-defaults", prog="anisora curate defaults", help="print the default curate config"
     )
     cd.set_defaults(func=_cmd_curate_defaults)
+
+    ge = sub.add_parser(
+        "generate",
+        help="animate guide images into a video (image-to-video, keyframes, motion mask)",
+        description="Generate a video with the spatiotemporal-mask model. Writes OUT.mp4, OUT.json "
+        "(every parameter) and, with --preview, OUT.preview.png.",
+    )
+    ge.add_argument("--model", type=Path, help="diffusers model directory (never downloaded)")
+    ge.add_argument("--image", type=Path, help="guide image for frame 0 (image-to-video)")
+    ge.add_argument("--image-strength", type=float, default=1.0, help="strength of --image, 0-1 (default 1)")
+    ge.add_argument(
+        "--guide",
+        type=_guide,
+        action="append",
+        default=[],
+        metavar="FRAME[@STRENGTH]:IMAGE",
+        help="another guide image at a pixel frame index or 'last', e.g. 48:end.png (repeatable)",
+    )
+    ge.add_argument("--mask", type=Path, help="motion-region mask over the first guide: white = may move")
+    ge.add_argument("--motion", type=float, help="motion score for the prompt suffix (V1: 0.5-1.5)")
+    ge.add_argument("--aesthetic", type=float, help="aesthetic score for the prompt suffix (default 5.0)")
+    ge.add_argument("--seconds", type=float, help="duration 2-8 s, rounded to 4k+1 frames at the model fps")
+    ge.add_argument("--frames", type=int, help="exact frame count 4k+1 (instead of --seconds)")
+    ge.add_argument("--fps", type=int, help="frame rate (default: the model's, 16 for V1)")
+    ge.add_argument("--size", type=_size, help="WIDTHxHEIGHT, multiples of 16 (default: the model's)")
+    ge.add_argument("--prompt", default="", help="text prompt")
+    ge.add_argument("--negative-prompt", default="", help="text for the unconditional branch")
+    ge.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    ge.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (default 6)")
+    ge.add_argument("--dynamic-cfg", action="store_true", help="cosine-ramped guidance scale")
+    ge.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="default dpm (DPM++2M)")
+    ge.add_argument("--seed", type=int, default=0)
+    ge.add_argument("--lora", type=Path, help="LoRA weights (e.g. motion-region) to load")
+    ge.add_argument("--lora-scale", type=float, default=1.0)
+    ge.add_argument("--layout", choices=("anisora", "v1"), help="convert a V1 model to the mask layout")
+    ge.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    ge.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    ge.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (GPU)")
+    ge.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
+    ge.add_argument("--vae-slicing", action="store_true", help="decode one video at a time")
+    ge.add_argument("--out", type=Path, required=True, help="output .mp4")
+    ge.add_argument("--preview", action="store_true", help="also write OUT.preview.png, a contact sheet")
+    ge.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    ge.set_defaults(func=_cmd_generate)
 
     pr = sub.add_parser("probe", help="print video metadata as JSON lines")
     pr.add_argument("videos", nargs="+", type=Path)

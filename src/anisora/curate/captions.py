@@ -1,4 +1,4 @@
-"""Captions for curated clips, and the training prompt with AniSora's score suffix.
+"""Captions for curated clips.
 
 A captioner is a small class like a scorer: `name`, `version`, a frozen dataclass `Config`, and
 `caption(clip, scores) -> str`, where `scores` are the clip's flat scores from the scorers ("motion_score").
@@ -13,8 +13,7 @@ A captioner is a small class like a scorer: `name`, `version`, a frozen dataclas
   directory, shown a few frames of the clip as images with a prompt asking for one paragraph about the action,
   greedy decoding.
 
-`training_prompt(caption, aesthetic, motion)` appends the suffix the official models are trained with:
-"aesthetic score: 4.7. motion score: 2.2." (see its docstring for the rounding).
+The training prompt with the official score suffix is `anisora.prompts.training_prompt`.
 
 torch and transformers are imported inside the Qwen2-VL adapter only.
 """
@@ -32,37 +31,6 @@ import numpy as np
 
 from ..errors import InputError
 from .scorers.base import ClipSamples, Configured, spread
-
-_TERMINAL = (".", "!", "?", "。", "！", "？", "…")
-
-
-def _one_decimal(x: float, what: str) -> str:
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} score must be a number, got {x!r}") from None
-    if not math.isfinite(value):
-        raise InputError(f"{what} score must be finite, got {x!r}")
-    return f"{float(f'{value:.1f}') + 0.0:.1f}"  # + 0.0 turns "-0.0" into "0.0"
-
-
-def training_prompt(caption: str, aesthetic: float, motion: float) -> str:
-    """`caption` + " aesthetic score: X.X. motion score: X.X." as in the official AniSora training prompts.
-
-    Scores are written with one decimal by Python's `f"{x:.1f}"`: the decimal nearest to the stored binary
-    value, exact ties to even. So 4.73 -> "4.7", 2.25 -> "2.2" (2.25 is exact in binary: a tie, to even),
-    2.35 -> "2.4" (stored as 2.35000000000000008882), 0.05 -> "0.1", 4.75 -> "4.8" (a tie, to even), and
-    -0.04 -> "0.0". The caption is stripped; a caption not ending in sentence punctuation gets a full stop, so
-    "A girl waves" and "A girl waves." give the same prompt. An empty caption gives the suffix alone.
-    """
-    a, m = _one_decimal(aesthetic, "aesthetic"), _one_decimal(motion, "motion")
-    suffix = f"aesthetic score: {a}. motion score: {m}."
-    caption = " ".join(str(caption or "").split())
-    if not caption:
-        return suffix
-    if not caption.endswith(_TERMINAL):
-        caption += "."
-    return f"{caption} {suffix}"
 
 
 @dataclass(frozen=True)

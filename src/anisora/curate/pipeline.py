@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..errors import AnisoraError, InputError
 from ..files import atomic_output
 from ..media import probe
-from .captions import training_prompt
+from ..prompts import training_prompt
 from .config import CurateConfig
 from .filters import REASONS, decide
 from .report import write_report

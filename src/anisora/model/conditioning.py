@@ -1,0 +1,317 @@
+"""The spatiotemporal mask module (AniSora paper section 2.1): from a request to the DiT's conditioning.
+
+This is the one place the conditioning logic lives; generation and training both call `build_conditioning`.
+
+Frames and latents. The 3D causal VAE compresses time by 4 (`TEMPORAL`): a clip of F = 4k+1 pixel frames has
+T = k+1 latent frames; pixel frame 0 alone makes latent frame 0 and pixel frames 4j-3..4j make latent frame j.
+
+Guides. Each guide image is fitted to the video size (resize to cover, then centre crop: the policy for images
+of another aspect, reported in `Conditioning.notes`), VAE-encoded on its own as a one-frame clip (official V1)
+and placed at its latent index in a guide sequence that is zero elsewhere. Two guides may not share a latent
+frame. A guide's strength s in [0, 1] blends its latent frame between "guided" (s = 1, the official input) and
+"unguided" (s = 0, zeros), and is the value its pixel frame gets in the mask.
+
+Mask channels. A per-pixel-frame mask of length F (guide strength at guide frames, 0 elsewhere) is
+re-projected as the official Wan-based AniSora models do: frame 0 is repeated 4 times (F + 3 = 4T frames) and
+each group of 4 is folded onto the channel axis: 4 mask channels per latent frame at latent height x width.
+
+Layouts. The DiT input is the channel concatenation [noisy latent, mask, guides] ("anisora": 16 + 4 + 16 = 36
+channels for CogVideoX's 16-channel VAE) or [noisy latent, guides] (official V1, "v1": 32 channels).
+
+Motion region (paper section 2.2). An optional spatial mask (white = may move) drawn on the first guide; it is
+reduced to latent resolution by max-pooling (a latent cell may move when any of its 8x8 pixels may), so at
+inference the latent outside it can be pinned to the first guide's latent.
+
+Scores. The official models read motion and aesthetic scores from the prompt suffix
+(`anisora.prompts.training_prompt`); models trained with a numeric motion embedding also get `motion_score`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+from ..prompts import training_prompt
+
+TEMPORAL = 4  # pixel frames per latent frame (after the first), and mask channels per latent frame
+SPATIAL = 8  # pixels per latent cell along each side
+DEFAULT_AESTHETIC = 5.0  # used in the prompt suffix when only a motion score is given
+Layout = Literal["anisora", "v1"]
+LAYOUTS: tuple[Layout, ...] = ("anisora", "v1")
+
+
+def latent_index(frame: int) -> int:
+    """Latent frame holding pixel frame `frame`: 0 for frame 0, else (frame - 1) // 4 + 1."""
+    return 0 if frame == 0 else (frame - 1) // TEMPORAL + 1
+
+
+def latent_frame_count(num_frames: int) -> int:
+    check_frame_count(num_frames)
+    return (num_frames - 1) // TEMPORAL + 1
+
+
+def check_frame_count(num_frames: int) -> None:
+    """Raise unless `num_frames` is 4k+1 (k >= 0), naming the valid counts on either side."""
+    if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+        raise InputError(f"frame count must be a positive integer of the form 4k+1, got {num_frames!r}")
+    if (num_frames - 1) % TEMPORAL:
+        below = num_frames - (num_frames - 1) % TEMPORAL
+        raise InputError(
+            f"{num_frames} frames is not of the form 4k+1 (4 frames per latent frame after the first); "
+            f"use {below} or {below + TEMPORAL}"
+        )
+
+
+def frames_for_seconds(seconds: float, fps: float = 16.0, *, min_s: float = 2.0, max_s: float = 8.0) -> int:
+    """The 4k+1 frame count nearest to `seconds` at `fps` (2-8 s by default): 2 s at 16 fps -> 33 frames."""
+    if not (math.isfinite(seconds) and min_s <= seconds <= max_s):
+        raise InputError(f"duration must be {min_s:g}-{max_s:g} s, got {seconds!r}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be positive, got {fps!r}")
+    return TEMPORAL * max(1, round(seconds * fps / TEMPORAL)) + 1
+
+
+@dataclass(frozen=True)
+class Guide:
+    """A guide image (uint8 H x W x 3 RGB) to appear at pixel frame `frame` with `strength` in [0, 1]."""
+
+    image: np.ndarray
+    frame: int
+    strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class ConditionRequest:
+    """What a caller asks for. `motion_mask` (H x W, white = may move) is drawn on the first guide."""
+
+    num_frames: int
+    height: int
+    width: int
+    guides: Sequence[Guide] = ()
+    motion_mask: np.ndarray | None = None
+    prompt: str = ""
+    motion_score: float | None = None
+    aesthetic_score: float | None = None
+
+
+@dataclass
+class Conditioning:
+    """Tensors in diffusers' CogVideoX layout (batch, latent frames, channels, height, width), batch 1."""
+
+    guide_latents: torch.Tensor  # (1, T, C, h, w): guide latents at their latent index, zero elsewhere
+    mask: torch.Tensor  # (1, T, 4, h, w): re-projected per-pixel-frame guide mask
+    prompt: str  # the user's prompt with the official score suffix when scores were given
+    motion_score: float | None  # for models with a numeric motion embedding
+    region: torch.Tensor | None = None  # (1, 1, 1, h, w): 1 where the first guide's content may move
+    region_latent: torch.Tensor | None = None  # (1, 1, C, h, w): the first guide's latent (region control)
+    notes: list[str] = field(default_factory=list)  # what was adjusted (cropping), for the user
+
+    def model_input(self, noisy: torch.Tensor, layout: Layout) -> torch.Tensor:
+        """The DiT input for `noisy` (B, T, C, h, w); the conditioning repeats over the batch."""
+        batch = noisy.shape[0]
+        guides = self.guide_latents.to(noisy.dtype).expand(batch, -1, -1, -1, -1)
+        if layout == "v1":
+            return torch.cat([noisy, guides], dim=2)
+        mask = self.mask.to(noisy.dtype).expand(batch, -1, -1, -1, -1)
+        return torch.cat([noisy, mask, guides], dim=2)
+
+
+def input_channels(latent_channels: int, layout: Layout) -> int:
+    """DiT input channels for a layout: 2C + 4 ("anisora") or 2C ("v1")."""
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    return 2 * latent_channels + (TEMPORAL if layout == "anisora" else 0)
+
+
+def layout_for(in_channels: int, latent_channels: int) -> Layout:
+    """The layout a transformer with `in_channels` inputs was built for."""
+    for layout in LAYOUTS:
+        if input_channels(latent_channels, layout) == in_channels:
+            return layout
+    raise InputError(
+        f"a transformer with {in_channels} input channels fits no layout for a {latent_channels}-channel"
+        f" VAE (anisora: {input_channels(latent_channels, 'anisora')},"
+        f" v1: {input_channels(latent_channels, 'v1')})"
+    )
+
+
+def fit_image(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, str | None]:
+    """Resize to cover height x width, then centre-crop; returns the image and a note when it was cropped."""
+    image = _rgb(image, "guide image")
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    rh, rw = max(height, round(h * scale)), max(width, round(w * scale))
+    resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.Resampling.LANCZOS))
+    top, left = (rh - height) // 2, (rw - width) // 2
+    note = None
+    if abs(w / h - width / height) > 0.01 * (width / height):
+        lost = 100.0 * (1.0 - (height * width) / (rh * rw))
+        note = f"{w}x{h} image centre-cropped to the video's {width}x{height} aspect ({lost:.0f}% of it cut)"
+    return resized[top : top + height, left : left + width], note
+
+
+def pixel_frame_mask(num_frames: int, guides: Sequence[tuple[int, float]]) -> np.ndarray:
+    """Length-F mask: each guide's strength at its pixel frame, 0 elsewhere."""
+    mask = np.zeros(num_frames, np.float32)
+    for frame, strength in guides:
+        mask[frame] = strength
+    return mask
+
+
+def reproject_mask(frame_mask: np.ndarray) -> np.ndarray:
+    """Length-F pixel-frame mask -> (T, 4): frame 0 repeated 4 times, groups of 4 folded onto channels."""
+    frame_mask = np.asarray(frame_mask, np.float32)
+    check_frame_count(len(frame_mask))
+    extended = np.concatenate([np.repeat(frame_mask[:1], TEMPORAL), frame_mask[1:]])
+    return extended.reshape(-1, TEMPORAL)
+
+
+def latent_region(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A pixel mask already at height x width (bool) -> latent cells that may move (max-pool over 8 x 8)."""
+    h, w = height // SPATIAL, width // SPATIAL
+    return mask[: h * SPATIAL, : w * SPATIAL].reshape(h, SPATIAL, w, SPATIAL).any(axis=(1, 3))
+
+
+def build_conditioning(
+    request: ConditionRequest,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    latent_channels: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> Conditioning:
+    """Validate `request` and build its conditioning.
+
+    `encode` maps guide images (N, 3, 1, H, W) in [-1, 1] to scaled latents (N, C, 1, H/8, W/8): the pipeline
+    passes its VAE, training may pass cached latents. All guides are encoded in one call.
+    """
+    dtype = dtype or torch.float32
+    _check_request(request)
+    num_frames, height, width = request.num_frames, request.height, request.width
+    t_lat, h_lat, w_lat = latent_frame_count(num_frames), height // SPATIAL, width // SPATIAL
+
+    notes: list[str] = []
+    pixels = []
+    for guide in request.guides:
+        fitted, note = fit_image(guide.image, height, width)
+        if note:
+            notes.append(f"guide at frame {guide.frame}: {note}")
+        pixels.append(torch.from_numpy(fitted.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
+
+    guide_latents = torch.zeros(1, t_lat, latent_channels, h_lat, w_lat, device=device, dtype=dtype)
+    region = region_latent = None
+    if pixels:
+        batch = torch.stack(pixels).unsqueeze(2).to(device=device, dtype=dtype)  # (N, 3, 1, H, W)
+        latents = encode(batch).permute(0, 2, 1, 3, 4).to(dtype)  # (N, 1, C, h, w)
+        if tuple(latents.shape[2:]) != (latent_channels, h_lat, w_lat):
+            raise InputError(
+                f"the encoder returned latents of shape {tuple(latents.shape[2:])}, "
+                f"expected {(latent_channels, h_lat, w_lat)}"
+            )
+        for guide, latent in zip(request.guides, latents, strict=True):
+            guide_latents[0, latent_index(guide.frame)] = float(guide.strength) * latent[0]
+        if request.motion_mask is not None:
+            mask = _fitted_motion_mask(request.motion_mask, request.guides[0].image, height, width, notes)
+            cells = torch.from_numpy(latent_region(mask, height, width).astype(np.float32))
+            region = cells.to(device=device, dtype=dtype)[None, None, None]
+            region_latent = latents[:1]
+
+    frame_mask = pixel_frame_mask(num_frames, [(g.frame, float(g.strength)) for g in request.guides])
+    mask = torch.from_numpy(reproject_mask(frame_mask)).to(device=device, dtype=dtype)
+    mask = mask[None, :, :, None, None].expand(1, t_lat, TEMPORAL, h_lat, w_lat).contiguous()
+
+    prompt = " ".join(str(request.prompt or "").split())
+    if request.motion_score is not None or request.aesthetic_score is not None:
+        aesthetic = DEFAULT_AESTHETIC if request.aesthetic_score is None else request.aesthetic_score
+        motion = request.motion_score if request.motion_score is not None else 0.0
+        prompt = training_prompt(prompt, aesthetic, motion)
+    return Conditioning(guide_latents, mask, prompt, request.motion_score, region, region_latent, notes)
+
+
+def _check_request(request: ConditionRequest) -> None:
+    check_frame_count(request.num_frames)
+    for name in ("height", "width"):
+        value = getattr(request, name)
+        if not isinstance(value, (int, np.integer)) or value < 2 * SPATIAL or value % (2 * SPATIAL):
+            raise InputError(f"{name} must be a positive multiple of 16 (8x VAE, 2x2 patches), got {value!r}")
+    used: dict[int, int] = {}
+    for guide in request.guides:
+        if not isinstance(guide.frame, (int, np.integer)) or not 0 <= guide.frame < request.num_frames:
+            raise InputError(
+                f"guide frame {guide.frame!r} is outside the video: frames are 0-{request.num_frames - 1} "
+                f"({request.num_frames} frames); give the last frame as {request.num_frames - 1}, not -1"
+            )
+        strength = float(guide.strength)
+        if not (math.isfinite(strength) and 0.0 <= strength <= 1.0):
+            raise InputError(
+                f"guide at frame {guide.frame}: strength must be in [0, 1], got {guide.strength!r}"
+            )
+        index = latent_index(guide.frame)
+        if index in used:
+            first = (1, 1) if index == 0 else (TEMPORAL * index - 3, TEMPORAL * index)
+            raise InputError(
+                f"guides at frames {used[index]} and {guide.frame} share latent frame {index} (pixel frames "
+                f"{first[0]}-{first[1]}); the VAE holds one guide per latent frame, so move one of them"
+            )
+        used[index] = guide.frame
+    if request.motion_mask is not None and not request.guides:
+        raise InputError(
+            "a motion mask needs a guide image: it marks which parts of the first guide may move"
+        )
+    for name in ("motion_score", "aesthetic_score"):
+        value = getattr(request, name)
+        if value is not None and not (
+            isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+        ):
+            raise InputError(f"{name.replace('_', ' ')} must be a finite number >= 0, got {value!r}")
+
+
+def _fitted_motion_mask(
+    mask: np.ndarray, guide_image: np.ndarray, height: int, width: int, notes: list[str]
+) -> np.ndarray:
+    """The motion mask at height x width (bool). It must be the first guide's size or the video's, or scale to
+    one of them with the same aspect (within 1%); a mask at the guide's size is cropped like the guide."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[..., :3].max(axis=2)
+    if mask.ndim != 2 or mask.size == 0:
+        raise InputError(f"motion mask must be a 2-D image (H x W, white = may move), got shape {mask.shape}")
+    mh, mw = mask.shape
+    gh, gw = guide_image.shape[:2]
+    binary = (mask.astype(np.float32) >= (128 if mask.dtype == np.uint8 else 0.5)).astype(np.uint8) * 255
+    if not binary.any():
+        raise InputError("motion mask is empty: nothing may move (white marks where motion is allowed)")
+    if _same_aspect((mh, mw), (gh, gw)) and (mh, mw) != (height, width):
+        fitted, _ = fit_image(np.repeat(binary[..., None], 3, axis=2), height, width)
+        return fitted[..., 0] >= 128
+    if _same_aspect((mh, mw), (height, width)):
+        if (mh, mw) != (height, width):
+            notes.append(f"motion mask {mw}x{mh} scaled to the video's {width}x{height}")
+        resized = Image.fromarray(binary).resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(resized) >= 128
+    raise InputError(
+        f"motion mask is {mw}x{mh} but the first guide image is {gw}x{gh} and the video is {width}x{height}: "
+        "draw the mask on the guide image (same size) or at the video size"
+    )
+
+
+def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return abs(a[1] / a[0] - b[1] / b[0]) <= 0.01 * (b[1] / b[0])
+
+
+def _rgb(image: np.ndarray, what: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f"{what} must be H x W x 3 RGB, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise InputError(f"{what} must be uint8 (0-255), got {image.dtype}")
+    return np.ascontiguousarray(image[..., :3])

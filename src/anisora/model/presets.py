@@ -1,0 +1,130 @@
+"""Named architecture presets: build the pipeline's components from config (random weights).
+
+- "tiny": a few thousand parameters per part, for tests and benchmarks (a full sampling run takes well under
+  a second on a CPU). Its T5 tokenizer is a character-level unigram vocabulary built in code.
+- "2b" / "5b": the published CogVideoX-2B / CogVideoX-5B-I2V configurations (transformer, VAE, T5-XXL
+  encoder, scheduler), so memory needs can be computed or measured without the weights. Build them on the
+  meta device (`torch.device("meta")`) unless you have the memory.
+
+`layout` picks the transformer's input channels (see `conditioning.input_channels`), and `motion_embedding`
+gives it the numeric motion embedding (diffusers' "ofs" embedding, added to the timestep embedding).
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+from .conditioning import Layout, input_channels
+
+PRESETS = ("tiny", "2b", "5b")
+
+_TRANSFORMER = {
+    "tiny": dict(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        time_embed_dim=8,
+        text_embed_dim=16,
+        num_layers=1,
+        sample_width=8,
+        sample_height=8,
+        sample_frames=9,
+        max_text_seq_length=64,
+        use_rotary_positional_embeddings=True,
+    ),
+    "2b": dict(num_attention_heads=30, num_layers=30),
+    "5b": dict(
+        num_attention_heads=48,
+        num_layers=42,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    ),
+}
+_VAE = {
+    "tiny": dict(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2),
+    "2b": dict(scaling_factor=1.15258426),
+    "5b": dict(scaling_factor=0.7),
+}
+_T5 = {
+    "tiny": dict(d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2),
+    "2b": dict(d_model=4096, d_ff=10240, d_kv=64, num_layers=24, num_heads=64, vocab_size=32128),
+    "5b": dict(d_model=4096, d_ff=10240, d_kv=64, num_layers=24, num_heads=64, vocab_size=32128),
+}
+# v-prediction on a zero-terminal-SNR DDPM schedule, as CogVideoX and AniSora V1 train and sample.
+SCHEDULER = dict(
+    beta_schedule="scaled_linear",
+    beta_start=0.00085,
+    beta_end=0.012,
+    num_train_timesteps=1000,
+    prediction_type="v_prediction",
+    rescale_betas_zero_snr=True,
+    set_alpha_to_one=True,
+    clip_sample=False,
+    timestep_spacing="trailing",
+    steps_offset=0,
+)
+_SNR_SHIFT = {"tiny": 1.0, "2b": 3.0, "5b": 1.0}
+MOTION_EMBED_DIM = {"tiny": 8, "2b": 512, "5b": 512}
+
+
+def vae_config(preset: str) -> dict[str, Any]:
+    block = ("CogVideoXDownBlock3D",) * 4
+    up = ("CogVideoXUpBlock3D",) * 4
+    base = dict(in_channels=3, out_channels=3, down_block_types=block, up_block_types=up)
+    return {**base, **_VAE[_check(preset)]}
+
+
+def transformer_config(
+    preset: str, layout: Layout = "anisora", motion_embedding: bool = False
+) -> dict[str, Any]:
+    latent_channels = vae_config(preset).get("latent_channels", 16)
+    config = dict(_TRANSFORMER[_check(preset)])
+    config.update(in_channels=input_channels(latent_channels, layout), out_channels=latent_channels)
+    if motion_embedding:
+        config["ofs_embed_dim"] = MOTION_EMBED_DIM[preset]
+    return config
+
+
+def build_components(
+    preset: str = "tiny", layout: Layout = "anisora", *, motion_embedding: bool = False, seed: int = 0
+) -> dict[str, Any]:
+    """Random components for `AnisoraPipeline(**components)`; the same seed gives the same weights."""
+    import torch
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKLCogVideoX(**vae_config(preset))
+    transformer = CogVideoXTransformer3DModel(**transformer_config(preset, layout, motion_embedding))
+    tokenizer = _char_tokenizer() if preset == "tiny" else None
+    vocab = len(tokenizer) if tokenizer is not None else _T5[preset]["vocab_size"]
+    text_encoder = T5EncoderModel(T5Config(**{**_T5[preset], "vocab_size": vocab}))
+    scheduler = CogVideoXDDIMScheduler(**SCHEDULER, snr_shift_scale=_SNR_SHIFT[preset])
+    for module in (vae, transformer, text_encoder):
+        module.eval()
+    return dict(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=scheduler,
+        motion_embedding=motion_embedding,
+    )
+
+
+def _char_tokenizer():
+    """A T5 (unigram) tokenizer over letters, digits and punctuation: enough to tell prompts apart."""
+    from transformers import T5Tokenizer
+
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    chars = [(c, -3.0) for c in string.ascii_letters + string.digits + string.punctuation]
+    words = [("▁" + c, -2.5) for c in string.ascii_letters]
+    return T5Tokenizer(vocab=specials + chars + words, extra_ids=0, model_max_length=64)
+
+
+def _check(preset: str) -> str:
+    if preset not in PRESETS:
+        from ..errors import InputError
+
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return preset

@@ -1,0 +1,81 @@
+"""Loading and converting weights in the diffusers directory layout (our code never downloads anything).
+
+`load_pipeline(path)` opens any diffusers-format CogVideoX image-to-video directory: a CogVideoX-5B-I2V
+download, a diffusers conversion of AniSora V1 (32-channel "v1" layout) or one of ours (36-channel "anisora"
+layout, written by `AnisoraPipeline.save_pretrained`). Asking for `layout="anisora"` on a V1 checkpoint widens
+the transformer's input with zero-initialised mask channels (`widen_to_anisora`), so its output is unchanged
+until the mask channels are trained.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from .conditioning import TEMPORAL, Layout, input_channels
+from .pipeline import AnisoraPipeline
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_pipeline(
+    path: str | os.PathLike[str],
+    *,
+    layout: Layout | None = None,
+    dtype: str = "float32",
+    lora: str | os.PathLike[str] | None = None,
+    lora_scale: float = 1.0,
+) -> AnisoraPipeline:
+    """An `AnisoraPipeline` from a local diffusers directory (model_index.json + component folders)."""
+    path = Path(path)
+    if not (path / "model_index.json").is_file():
+        raise InputError(f"{path} is not a diffusers model directory (no model_index.json)")
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    try:
+        pipe = AnisoraPipeline.from_pretrained(path, torch_dtype=DTYPES[dtype], local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"cannot load the model in {path}: {error}") from None
+    if layout is not None and layout != pipe.layout:
+        if (pipe.layout, layout) != ("v1", "anisora"):
+            raise InputError(f"cannot convert a {pipe.layout!r} model to the {layout!r} layout")
+        pipe.transformer = widen_to_anisora(pipe.transformer)
+        pipe.register_modules(transformer=pipe.transformer)
+    if lora is not None:
+        load_lora(pipe, lora, lora_scale)
+    return pipe
+
+
+def widen_to_anisora(transformer):
+    """A copy of a "v1" transformer (noise + guides) with 4 zero-initialised mask channels in between."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    config = dict(transformer.config)
+    latent = config["out_channels"]
+    if config["in_channels"] != input_channels(latent, "v1"):
+        raise InputError(
+            f"expected a v1 transformer with {2 * latent} input channels, got {config['in_channels']}"
+        )
+    config["in_channels"] = input_channels(latent, "anisora")
+    wide = CogVideoXTransformer3DModel.from_config(config).to(transformer.dtype)
+    state = transformer.state_dict()
+    weight = state["patch_embed.proj.weight"]  # (inner, 2C, p, p): the only weight that sees input channels
+    zeros = weight.new_zeros(weight.shape[0], TEMPORAL, *weight.shape[2:])
+    state["patch_embed.proj.weight"] = torch.cat([weight[:, :latent], zeros, weight[:, latent:]], dim=1)
+    wide.load_state_dict(state)
+    return wide.to(transformer.device).eval()
+
+
+def load_lora(pipe: AnisoraPipeline, path: str | os.PathLike[str], scale: float = 1.0) -> None:
+    """Load a motion-region (or any) LoRA saved by diffusers' `save_lora_weights` / our trainer (peft)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"LoRA {path} does not exist")
+    try:
+        pipe.load_lora_weights(str(path), adapter_name="lora")
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"cannot load the LoRA in {path}: {error}") from None
+    pipe.set_adapters(["lora"], [scale])
