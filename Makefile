@@ -36,6 +36,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_curate.py
+	$(BIN)/python benchmarks/bench_generate.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache src/*.egg-info

@@ -255,7 +255,7 @@ def _check_request(request: ConditionRequest) -> None:
             )
         index = latent_index(guide.frame)
         if index in used:
-            first = (1, 1) if index == 0 else (TEMPORAL * index - 3, TEMPORAL * index)
+            first = (TEMPORAL * index - 3, TEMPORAL * index)  # index >= 1: frame 0 has latent 0 alone
             raise InputError(
                 f"guides at frames {used[index]} and {guide.frame} share latent frame {index} (pixel frames "
                 f"{first[0]}-{first[1]}); the VAE holds one guide per latent frame, so move one of them"

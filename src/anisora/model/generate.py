@@ -120,6 +120,8 @@ def generate_to_file(
         raise InputError(f"--out must name an .mp4 file, got {out}")
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; pass --overwrite to replace it")
+    if job.frames is not None:
+        check_frame_count(job.frames)
     images = [load_image(spec.path) for spec in job.guides]  # bad files fail before the model loads
     mask = load_image(job.mask, background=(0, 0, 0)) if job.mask else None
     started = time.perf_counter()

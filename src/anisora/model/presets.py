@@ -45,10 +45,20 @@ _VAE = {
     "2b": dict(scaling_factor=1.15258426),
     "5b": dict(scaling_factor=0.7),
 }
+# T5 v1.1 XXL, the text encoder of CogVideoX and AniSora V1 (encoder only: 4.76 B parameters).
+_T5_XXL = dict(
+    d_model=4096,
+    d_ff=10240,
+    d_kv=64,
+    num_layers=24,
+    num_heads=64,
+    vocab_size=32128,
+    feed_forward_proj="gated-gelu",
+)
 _T5 = {
     "tiny": dict(d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2),
-    "2b": dict(d_model=4096, d_ff=10240, d_kv=64, num_layers=24, num_heads=64, vocab_size=32128),
-    "5b": dict(d_model=4096, d_ff=10240, d_kv=64, num_layers=24, num_heads=64, vocab_size=32128),
+    "2b": _T5_XXL,
+    "5b": _T5_XXL,
 }
 # v-prediction on a zero-terminal-SNR DDPM schedule, as CogVideoX and AniSora V1 train and sample.
 SCHEDULER = dict(

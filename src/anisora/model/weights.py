@@ -36,7 +36,7 @@ def load_pipeline(
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     try:
-        pipe = AnisoraPipeline.from_pretrained(path, torch_dtype=DTYPES[dtype], local_files_only=True)
+        pipe = AnisoraPipeline.from_pretrained(path, dtype=DTYPES[dtype], local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"cannot load the model in {path}: {error}") from None
     if layout is not None and layout != pipe.layout:

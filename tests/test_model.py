@@ -1,0 +1,214 @@
+"""AnisoraPipeline on tiny random CogVideoX components: sampling, CFG branches, layouts, weights, LoRA."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline
+
+from anisora.errors import InputError
+from anisora.model.conditioning import Guide
+from anisora.model.pipeline import AnisoraPipeline
+from anisora.model.presets import build_components
+from anisora.model.weights import load_lora, load_pipeline, widen_to_anisora
+
+SIZE = dict(num_frames=9, height=32, width=48)
+
+
+def tiny(layout="anisora", **kwargs) -> AnisoraPipeline:
+    pipe = AnisoraPipeline(**build_components("tiny", layout, **kwargs))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def panel(seed=0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((32, 48, 3)) * 255).astype(np.uint8)
+
+
+def run(pipe, guides=None, seed=0, **kwargs):
+    guides = [Guide(panel(), 0)] if guides is None else guides
+    kwargs = {**SIZE, "num_inference_steps": 3, "generator": torch.Generator().manual_seed(seed), **kwargs}
+    return pipe(guides, prompt="a girl waves", **kwargs)
+
+
+class Recorder:
+    """Records the transformer's inputs at every call."""
+
+    def __init__(self, pipe):
+        self.calls = []
+        pipe.transformer.register_forward_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs, output):
+        self.calls.append({k: v.clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny()
+
+
+def test_output_frames_and_seeds(pipe):
+    a, b, c = run(pipe, seed=1), run(pipe, seed=1), run(pipe, seed=2)
+    assert a.frames.shape == (9, 32, 48, 3) and a.frames.dtype == np.uint8
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert np.abs(a.frames.astype(int) - c.frames).max() > 0
+    assert a.prompt == "a girl waves"
+
+
+def test_cfg_branches_keep_guides_and_drop_only_the_text(pipe):
+    recorder = Recorder(pipe)
+    run(pipe, guides=[Guide(panel(), 0), Guide(panel(1), 8)], guidance_scale=6.0)
+    call = recorder.calls[0]
+    x, text = call["hidden_states"], call["encoder_hidden_states"]
+    assert x.shape == (2, 3, 12, 4, 6)  # batch 2: unconditional, conditional; 4 noise + 4 mask + 4 guides
+    torch.testing.assert_close(x[0], x[1])  # same noisy latent, mask and guide latents in both branches
+    assert torch.count_nonzero(x[0, :, 8:]) > 0
+    assert (text[0] - text[1]).abs().max() > 0  # the text differs: "" vs the prompt
+    recorder.calls.clear()
+    run(pipe, guidance_scale=1.0)
+    assert recorder.calls[0]["hidden_states"].shape[0] == 1  # no unconditional branch without CFG
+
+
+def test_guide_placement_in_the_transformer_input(pipe):
+    recorder = Recorder(pipe)
+    run(pipe, guides=[Guide(panel(), 6)], guidance_scale=1.0)
+    x = recorder.calls[0]["hidden_states"][0]
+    mask, guides = x[:, 4:8], x[:, 8:]
+    assert [bool(guides[t].abs().sum() > 0) for t in range(3)] == [False, False, True]
+    assert mask[:, :, 0, 0].tolist() == [[0] * 4, [0] * 4, [0, 1, 0, 0]]
+
+
+def test_dynamic_cfg_and_both_schedulers(pipe):
+    plain, dynamic = run(pipe), run(pipe, use_dynamic_cfg=True)
+    assert np.abs(plain.frames.astype(int) - dynamic.frames).max() > 0
+    dpm = tiny()
+    dpm.scheduler = CogVideoXDPMScheduler.from_config(dpm.scheduler.config)
+    steps = []
+    out = run(dpm, progress=lambda i, n: steps.append((i, n)))
+    assert out.frames.shape == (9, 32, 48, 3) and steps == [(1, 3), (2, 3), (3, 3)]
+    config = dpm.scheduler.config
+    assert config.prediction_type == "v_prediction" and config.rescale_betas_zero_snr
+
+
+def test_motion_region_pins_the_static_area_to_the_guide_latent(pipe):
+    mask = np.zeros((32, 48), np.uint8)
+    mask[:, :24] = 255  # the left half may move
+    out = run(pipe, motion_mask=mask, output_type="latent")
+    latents = out.frames[0]  # (T, C, h, w)
+    pixels = torch.from_numpy(panel()).permute(2, 0, 1)[None, :, None] / 127.5 - 1
+    guide = pipe._encode_guides(pixels)[0, :, 0]
+    torch.testing.assert_close(latents[:, :, :, 3:], guide[None, :, :, 3:].expand(3, -1, -1, -1))
+    assert (latents[1:, :, :, :3] - guide[None, :, :, :3]).abs().max() > 0.1  # the free half does move
+
+
+def test_zero_init_widening_keeps_the_base_output():
+    base = tiny("v1")
+    components = build_components("tiny", "v1")
+    wide = AnisoraPipeline(**{**components, "transformer": widen_to_anisora(base.transformer)})
+    wide.set_progress_bar_config(disable=True)
+    assert base.layout == "v1" and wide.layout == "anisora"
+    guides = [Guide(panel(), 0), Guide(panel(1), 8)]
+    a = run(base, guides, output_type="latent").frames
+    b = run(wide, guides, output_type="latent").frames
+    assert (a - b).abs().max().item() <= 1e-6
+
+
+def test_motion_embedding_changes_the_output_and_is_saved(tmp_path):
+    pipe = tiny(motion_embedding=True)
+    slow, fast = run(pipe, motion_score=0.5), run(pipe, motion_score=3.0)
+    assert slow.prompt.endswith("motion score: 0.5.")
+    assert np.abs(slow.frames.astype(int) - fast.frames).max() > 0
+    assert any("motion embedding used" in n for n in run(pipe).notes)
+    pipe.save_pretrained(tmp_path)
+    loaded = load_pipeline(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.motion_embedding is True and loaded.config.fps == 16
+    np.testing.assert_array_equal(run(loaded, motion_score=3.0).frames, fast.frames)
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["_class_name"] == "AnisoraPipeline"
+    assert list((tmp_path / "transformer").glob("*.safetensors"))
+    loaded = load_pipeline(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(run(loaded).frames, run(pipe).frames)
+
+
+def spiece_tokenizer(folder):
+    """A T5 tokenizer folder as CogVideoX-5B-I2V ships it: spiece.model + tokenizer_config.json only."""
+    import sentencepiece as spm
+
+    folder.mkdir(parents=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("a girl waves her hand. aesthetic score: 5.0. motion score: 1.2.\n" * 20)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=30, pad_id=0, eos_id=1, unk_id=2,
+        bos_id=-1, minloglevel=2,
+    )  # fmt: skip
+    corpus.unlink()
+    (folder / "spiece.model").with_suffix(".vocab").unlink()
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "T5Tokenizer", "model_max_length": 64, "extra_ids": 0})
+    )
+
+
+def test_loads_a_cogvideox_i2v_directory_and_widens_it(tmp_path):
+    from transformers import T5Tokenizer
+
+    spiece_tokenizer(tmp_path / "spm")
+    components = build_components("tiny", "v1", seed=3)
+    components.pop("motion_embedding")
+    components["tokenizer"] = T5Tokenizer.from_pretrained(tmp_path / "spm")
+    components["text_encoder"].resize_token_embeddings(len(components["tokenizer"]))
+    official = tmp_path / "CogVideoX-5b-I2V"
+    CogVideoXImageToVideoPipeline(**components).save_pretrained(official)
+    shutil.rmtree(official / "tokenizer")
+    shutil.copytree(tmp_path / "spm", official / "tokenizer")
+    index = json.loads((official / "model_index.json").read_text())
+    assert index["_class_name"] == "CogVideoXImageToVideoPipeline"
+
+    v1 = load_pipeline(official)
+    assert v1.layout == "v1" and v1.config.motion_embedding is False and v1.config.fps == 16
+    widened = load_pipeline(official, layout="anisora")
+    assert widened.layout == "anisora"
+    for p in (v1, widened):
+        p.set_progress_bar_config(disable=True)
+    a = run(v1, output_type="latent").frames
+    b = run(widened, output_type="latent").frames
+    assert (a - b).abs().max().item() <= 1e-6
+
+
+def test_lora_is_loaded_and_scaled(pipe, tmp_path):
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    trained = tiny()
+    trained.transformer.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+    )
+    AnisoraPipeline.save_lora_weights(
+        tmp_path, transformer_lora_layers=get_peft_model_state_dict(trained.transformer)
+    )
+    base = run(pipe).frames
+    with_lora = tiny()
+    load_lora(with_lora, tmp_path, scale=1.0)
+    assert np.abs(run(with_lora).frames.astype(int) - base).max() > 0
+    with_lora.set_adapters(["lora"], [0.0])
+    np.testing.assert_array_equal(run(with_lora).frames, base)
+
+
+def test_bad_model_inputs(tmp_path, pipe):
+    with pytest.raises(InputError, match=r"no model_index\.json"):
+        load_pipeline(tmp_path)
+    with pytest.raises(InputError, match=r"LoRA .* does not exist"):
+        load_lora(pipe, tmp_path / "missing")
+    with pytest.raises(InputError, match="outside the video"):
+        run(pipe, guides=[Guide(panel(), 9)])
+    with pytest.raises(InputError, match="steps must be at least 1"):
+        run(pipe, num_inference_steps=0)
+    (tmp_path / "model_index.json").write_text("{not json")
+    with pytest.raises(InputError, match="cannot load"):
+        load_pipeline(tmp_path)
