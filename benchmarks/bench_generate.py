@@ -9,7 +9,8 @@
    `torch.cuda.max_memory_allocated` where CUDA is available).
 3. Memory needs of the real 5B model, computed from the configs (built on the meta device): parameter memory
    of the transformer, VAE and T5-XXL in bf16 / fp32, and the activation sizes of one transformer forward at
-   49 frames 480x720 with CFG. Where CUDA is available, one such bf16 forward is also measured.
+   49 frames 480x720 with CFG. Where CUDA is available, that forward, the VAE decode and our whole pipeline
+   (T5-XXL, transformer, VAE in bf16; all on the GPU, with VAE tiling, with model CPU offload) are measured.
 """
 
 from __future__ import annotations
@@ -176,31 +177,112 @@ def real_size() -> None:
 
 
 def measure_5b_forward() -> None:
+    """On CUDA: the 5B transformer (random bf16 weights) at 49 frames 480x720 with CFG, timed per step,
+    and the 5B VAE decoding those 13 latent frames with and without tiling."""
+    try:
+        _measure_transformer()
+        torch.cuda.empty_cache()
+        _measure_vae()
+        torch.cuda.empty_cache()
+        _measure_pipeline()
+    except torch.cuda.OutOfMemoryError as exc:
+        print(f"   measured on CUDA: out of memory ({exc})")
+
+
+def _measure_transformer() -> None:
     from diffusers import CogVideoXTransformer3DModel
     from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
+    torch.cuda.reset_peak_memory_stats()
+    torch.set_default_dtype(torch.bfloat16)
     try:
+        with torch.device("cuda"):  # built in place: no 20 GiB fp32 copy on the host
+            model = CogVideoXTransformer3DModel(**transformer_config("5b", "anisora")).eval()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    c = model.config
+    weights = torch.cuda.memory_allocated() / 2**30
+    x = torch.randn(2, 13, c.in_channels, 60, 90, device="cuda", dtype=torch.bfloat16)
+    text = torch.randn(2, 226, c.text_embed_dim, device="cuda", dtype=torch.bfloat16)
+    grid = (30, 45)  # 60x90 latent cells in 2x2 patches
+    rotary = get_3d_rotary_pos_embed(c.attention_head_dim, ((0, 0), grid), grid, 13, device="cuda")
+    t = torch.tensor([500, 500], device="cuda")
+    with torch.no_grad():
+        seconds = _cuda_seconds(lambda: model(x, text, t, image_rotary_emb=rotary, return_dict=False))
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(
+        f"   measured on CUDA, bf16 transformer forward, batch 2 (one CFG step): weights {weights:.2f} GiB,"
+    )
+    print(f"     max allocated {peak:.2f} GiB, {seconds:.2f} s/step -> 50 steps {50 * seconds:.0f} s")
+
+
+def _measure_vae() -> None:
+    from diffusers import AutoencoderKLCogVideoX
+
+    from anisora.model.presets import vae_config
+
+    vae = AutoencoderKLCogVideoX(**vae_config("5b")).to("cuda", torch.bfloat16).eval()
+    latents = torch.randn(1, 16, 13, 60, 90, device="cuda", dtype=torch.bfloat16)
+    for tiled in (False, True):
+        vae.enable_tiling() if tiled else vae.disable_tiling()
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        torch.set_default_dtype(torch.bfloat16)
-        try:
-            with torch.device("cuda"):  # built in place: no 20 GiB fp32 copy on the host
-                model = CogVideoXTransformer3DModel(**transformer_config("5b", "anisora")).eval()
-        finally:
-            torch.set_default_dtype(torch.float32)
-        c = model.config
-        weights = torch.cuda.memory_allocated() / 2**30
-        x = torch.randn(2, 13, c.in_channels, 60, 90, device="cuda", dtype=torch.bfloat16)
-        text = torch.randn(2, 226, c.text_embed_dim, device="cuda", dtype=torch.bfloat16)
-        grid = (30, 45)  # 60x90 latent cells in 2x2 patches
-        rotary = get_3d_rotary_pos_embed(c.attention_head_dim, ((0, 0), grid), grid, 13, device="cuda")
         with torch.no_grad():
-            t = torch.tensor([500, 500], device="cuda")
-            model(x, text, t, image_rotary_emb=rotary, return_dict=False)
-        torch.cuda.synchronize()
+            seconds = _cuda_seconds(lambda: vae.decode(latents), repeats=1)
         peak = torch.cuda.max_memory_allocated() / 2**30
-        print(f"   measured on CUDA, bf16 forward: weights {weights:.2f} GiB, max allocated {peak:.2f} GiB")
-    except torch.cuda.OutOfMemoryError as exc:
-        print(f"   measured on CUDA: out of memory ({exc})")
+        name = "tiled" if tiled else "untiled"
+        print(f"   measured on CUDA, bf16 VAE decode 49x480x720, {name}: {peak:.2f} GiB, {seconds:.1f} s")
+
+
+def _measure_pipeline(steps: int = 4) -> None:
+    """Our pipeline end to end with all 5B components (T5-XXL included): first + last guides, motion mask."""
+    from anisora.model.presets import char_tokenizer
+
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("cuda"):
+            components = build_components("5b", "anisora")
+    finally:
+        torch.set_default_dtype(torch.float32)
+    components["tokenizer"] = char_tokenizer()  # any T5 tokenizer: only the token count matters here
+    pipe = AnisoraPipeline(**components)
+    pipe.scheduler = CogVideoXDPMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    image = np.random.default_rng(0).integers(0, 256, (480, 720, 3), dtype=np.uint8)
+    mask = np.zeros((480, 720), np.uint8)
+    mask[:, 360:] = 255
+    for mode in ("all on GPU", "all on GPU + VAE tiling", "model CPU offload + VAE tiling"):
+        if "offload" in mode:
+            pipe.enable_model_cpu_offload()
+        if "tiling" in mode:
+            pipe.vae.enable_tiling()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        pipe(
+            [Guide(image, 0), Guide(image, 48)],
+            prompt=PROMPT,
+            num_frames=49,
+            height=480,
+            width=720,
+            motion_mask=mask,
+            num_inference_steps=steps,
+            generator=torch.Generator().manual_seed(SEED),
+        )
+        torch.cuda.synchronize()
+        seconds, peak = time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**30
+        print(f"   measured on CUDA, AnisoraPipeline 5B bf16, 49x480x720, {steps} steps, {mode}:")
+        print(f"     {seconds:.1f} s, peak {peak:.2f} GiB")
+
+
+def _cuda_seconds(fn, repeats: int = 3) -> float:
+    fn()  # warm-up
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
 
 
 def main() -> None:

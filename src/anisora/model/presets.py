@@ -106,7 +106,7 @@ def build_components(
     torch.manual_seed(seed)
     vae = AutoencoderKLCogVideoX(**vae_config(preset))
     transformer = CogVideoXTransformer3DModel(**transformer_config(preset, layout, motion_embedding))
-    tokenizer = _char_tokenizer() if preset == "tiny" else None
+    tokenizer = char_tokenizer() if preset == "tiny" else None
     vocab = len(tokenizer) if tokenizer is not None else _T5[preset]["vocab_size"]
     text_encoder = T5EncoderModel(T5Config(**{**_T5[preset], "vocab_size": vocab}))
     scheduler = CogVideoXDDIMScheduler(**SCHEDULER, snr_shift_scale=_SNR_SHIFT[preset])
@@ -122,7 +122,7 @@ def build_components(
     )
 
 
-def _char_tokenizer():
+def char_tokenizer():
     """A T5 (unigram) tokenizer over letters, digits and punctuation: enough to tell prompts apart."""
     from transformers import T5Tokenizer
 
