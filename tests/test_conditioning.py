@@ -55,10 +55,12 @@ def test_frame_counts_and_durations():
     for bad in (1.9, 8.5, float("nan")):
         with pytest.raises(InputError, match="2-8 s"):
             frames_for_seconds(bad)
-    with pytest.raises(InputError, match="use 45 or 49"):
+    with pytest.raises(InputError, match="use 41 or 49"):
         check_frame_count(48)
-    with pytest.raises(InputError, match="use 49 or 53"):
+    with pytest.raises(InputError, match="use 49 or 57"):
         check_frame_count(50)
+    with pytest.raises(InputError, match=r"odd number of latent frames.*use 9 or 17"):
+        check_frame_count(13)  # 4k+1, but 4 latent frames would decode to 16 frames
     with pytest.raises(InputError, match="positive"):
         check_frame_count(0)
 
@@ -74,24 +76,24 @@ def test_reprojection_hand_computed():
 
 def test_guides_placed_at_their_latent_index_with_strength():
     guides = [Guide(image(255), 0), Guide(image(0), 6, 0.5), Guide(image(255), 12)]
-    cond = build(num_frames=13, guides=guides)
-    assert cond.guide_latents.shape == (1, 4, C, 4, 6) and cond.mask.shape == (1, 4, 4, 4, 6)
+    cond = build(num_frames=17, guides=guides)
+    assert cond.guide_latents.shape == (1, 5, C, 4, 6) and cond.mask.shape == (1, 5, 4, 4, 6)
     g = cond.guide_latents[0]
     channel = torch.arange(C).view(C, 1, 1).float().expand(C, 4, 6)
     torch.testing.assert_close(g[0], 1.0 + channel)  # white -> +1
     torch.testing.assert_close(g[2], 0.5 * (-1.0 + channel))  # black at half strength
     torch.testing.assert_close(g[3], 1.0 + channel)
-    assert torch.count_nonzero(g[1]) == 0
-    assert cond.mask[0, :, :, 0, 0].tolist() == [[1] * 4, [0] * 4, [0, 0.5, 0, 0], [0, 0, 0, 1]]
+    assert torch.count_nonzero(g[1]) == 0 and torch.count_nonzero(g[4]) == 0
+    assert cond.mask[0, :, :, 0, 0].tolist() == [[1] * 4, [0] * 4, [0, 0.5, 0, 0], [0, 0, 0, 1], [0] * 4]
 
 
 def test_guide_sequence_is_zero_where_no_guide():
-    cond = build(num_frames=13, guides=[Guide(image(255), 12, 0.5)])
+    cond = build(num_frames=17, guides=[Guide(image(255), 16, 0.5)])
     g = cond.guide_latents[0]
-    assert torch.count_nonzero(g[:3]) == 0
+    assert torch.count_nonzero(g[:4]) == 0
     channel = torch.arange(C).view(C, 1, 1).float()
-    torch.testing.assert_close(g[3], 0.5 * (1.0 + channel.expand(C, 4, 6)))
-    assert cond.mask[0, :, :, 2, 3].tolist() == [[0] * 4, [0] * 4, [0] * 4, [0, 0, 0, 0.5]]
+    torch.testing.assert_close(g[4], 0.5 * (1.0 + channel.expand(C, 4, 6)))
+    assert cond.mask[0, :, :, 2, 3].tolist() == [[0] * 4] * 4 + [[0, 0, 0, 0.5]]
 
 
 def test_layouts_concatenate_noise_mask_guides():
@@ -150,7 +152,7 @@ def test_prompt_suffix_and_scores():
         ({"guides": [Guide(image(1), 2), Guide(image(1), 3)]}, r"frames 2 and 3 share latent frame 1"),
         ({"guides": [Guide(image(1), 5), Guide(image(1), 8)]}, r"share latent frame 2 \(pixel frames 5-8\)"),
         ({"guides": [Guide(image(1), 0, 1.5)]}, r"strength must be in \[0, 1\]"),
-        ({"num_frames": 10}, r"not of the form 4k\+1"),
+        ({"num_frames": 10}, r"not of the form 8k\+1"),
         ({"height": 40}, r"multiple of 16"),
         ({"motion_mask": np.ones((32, 48), np.uint8) * 255}, r"needs a guide image"),
         ({"guides": [Guide(image(1), 0)], "motion_mask": np.ones((30, 30), np.uint8) * 255}, r"aspect|draw"),

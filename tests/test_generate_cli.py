@@ -57,7 +57,7 @@ def test_same_seed_same_video(inputs, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--frames", "10"], "not of the form 4k+1"),
+        (["--frames", "10"], "not of the form 8k+1"),
         (["--seconds", "9"], "2-8 s"),
         (["--frames", "9", "--guide", "9:{root}/last.png"], "outside the video"),
         (["--frames", "9", "--guide", "3:{root}/last.png", "--guide", "2:{root}/last.png"], "share latent"),

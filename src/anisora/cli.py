@@ -98,6 +98,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import load_train_config
+    from .train.recipe import check_stage_order, train
+
+    overrides: dict = {}
+    if args.steps is not None:
+        overrides["optim"] = {"steps": args.steps}
+    stages = [load_train_config(path, overrides) for path in args.config]
+    check_stage_order(stages)
+    for stage in stages:
+        final = train(stage, progress=not args.quiet)
+        print(f"{stage.name}: {final}")
+    return 0
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -285,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--mask", type=Path, help="motion-region mask over the first guide: white = may move")
     ge.add_argument("--motion", type=float, help="motion score for the prompt suffix (V1: 0.5-1.5)")
     ge.add_argument("--aesthetic", type=float, help="aesthetic score for the prompt suffix (default 5.0)")
-    ge.add_argument("--seconds", type=float, help="duration 2-8 s, rounded to 4k+1 frames at the model fps")
-    ge.add_argument("--frames", type=int, help="exact frame count 4k+1 (instead of --seconds)")
+    ge.add_argument("--seconds", type=float, help="duration 2-8 s, rounded to 8k+1 frames at the model fps")
+    ge.add_argument("--frames", type=int, help="exact frame count 8k+1 (instead of --seconds)")
     ge.add_argument("--fps", type=int, help="frame rate (default: the model's, 16 for V1)")
     ge.add_argument("--size", type=_size, help="WIDTHxHEIGHT, multiples of 16 (default: the model's)")
     ge.add_argument("--prompt", default="", help="text prompt")
@@ -308,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--preview", action="store_true", help="also write OUT.preview.png, a contact sheet")
     ge.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     ge.set_defaults(func=_cmd_generate)
+
+    tr = sub.add_parser(
+        "train",
+        help="fine-tune the model: the paper's recipe (stages, masking, LoRA); resumable",
+        description="Run training stages in order (each YAML in configs/train/ is one stage; a stage starts "
+        "from the previous one's final/). Re-running the same command resumes from the newest checkpoint.",
+    )
+    tr.add_argument("--config", type=Path, action="append", required=True, help="stage YAML (repeatable)")
+    tr.add_argument("--steps", type=int, help="override optim.steps of every stage")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
 
     pr = sub.add_parser("probe", help="print video metadata as JSON lines")
     pr.add_argument("videos", nargs="+", type=Path)

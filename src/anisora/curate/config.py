@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..errors import InputError
+from ..typed_config import build, dump_yaml, read_yaml
 
 
 @dataclass(frozen=True)
@@ -107,39 +105,16 @@ class CurateConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls, values: Any, where: str):
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise InputError(f"{where}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    kwargs = {}
-    for name, value in values.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{where}.{name}")
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CurateConfig:
     """Defaults, updated by the YAML file at `path`, then by `overrides` (same nesting)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f"cannot read config {path}: {exc}") from None
+    values: dict[str, Any] = read_yaml(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
-    config = _build(CurateConfig, values, "config")
+    config = build(CurateConfig, values, "config")
     if "scorers" in values:  # the scorer list is replaced, not merged: a user can switch scorers off
         config = dataclasses.replace(config, scorers={k: v or {} for k, v in values["scorers"].items()})
     return config
 
 
 def dump_config(config: CurateConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+    return dump_yaml(config)

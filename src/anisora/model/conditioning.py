@@ -4,6 +4,7 @@ This is the one place the conditioning logic lives; generation and training both
 
 Frames and latents. The 3D causal VAE compresses time by 4 (`TEMPORAL`): a clip of F = 4k+1 pixel frames has
 T = k+1 latent frames; pixel frame 0 alone makes latent frame 0 and pixel frames 4j-3..4j make latent frame j.
+Videos are 8k+1 frames (an odd T), the lengths CogVideoX's VAE decodes back exactly (`check_frame_count`).
 
 Guides. Each guide image is fitted to the video size (resize to cover, then centre crop: the policy for images
 of another aspect, reported in `Conditioning.notes`), VAE-encoded on its own as a one-frame clip (official V1)
@@ -42,6 +43,7 @@ from ..prompts import training_prompt
 
 TEMPORAL = 4  # pixel frames per latent frame (after the first), and mask channels per latent frame
 SPATIAL = 8  # pixels per latent cell along each side
+FRAME_STEP = 2 * TEMPORAL  # video lengths are 8k+1: see check_frame_count
 DEFAULT_AESTHETIC = 5.0  # used in the prompt suffix when only a motion score is given
 Layout = Literal["anisora", "v1"]
 LAYOUTS: tuple[Layout, ...] = ("anisora", "v1")
@@ -58,24 +60,29 @@ def latent_frame_count(num_frames: int) -> int:
 
 
 def check_frame_count(num_frames: int) -> None:
-    """Raise unless `num_frames` is 4k+1 (k >= 0), naming the valid counts on either side."""
+    """Raise unless `num_frames` is 8k+1 (k >= 0), naming the valid counts on either side.
+
+    4k+1 frames make k+1 latent frames, but CogVideoX's causal VAE decodes only an odd number of latent
+    frames back to 4k+1 frames: its temporal upsampling keeps the first latent frame apart only then (two
+    latent frames decode to 8 frames, not 5). So the video lengths that round-trip are 1, 9, 17, 25, ... 49.
+    """
     if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
-        raise InputError(f"frame count must be a positive integer of the form 4k+1, got {num_frames!r}")
-    if (num_frames - 1) % TEMPORAL:
-        below = num_frames - (num_frames - 1) % TEMPORAL
+        raise InputError(f"frame count must be a positive integer of the form 8k+1, got {num_frames!r}")
+    if (num_frames - 1) % FRAME_STEP:
+        below = num_frames - (num_frames - 1) % FRAME_STEP
         raise InputError(
-            f"{num_frames} frames is not of the form 4k+1 (4 frames per latent frame after the first); "
-            f"use {below} or {below + TEMPORAL}"
+            f"{num_frames} frames is not of the form 8k+1 (4 frames per latent frame after the first, and an "
+            f"odd number of latent frames for the VAE to decode); use {below} or {below + FRAME_STEP}"
         )
 
 
 def frames_for_seconds(seconds: float, fps: float = 16.0, *, min_s: float = 2.0, max_s: float = 8.0) -> int:
-    """The 4k+1 frame count nearest to `seconds` at `fps` (2-8 s by default): 2 s at 16 fps -> 33 frames."""
+    """The 8k+1 frame count nearest to `seconds` at `fps` (2-8 s by default): 2 s at 16 fps -> 33 frames."""
     if not (math.isfinite(seconds) and min_s <= seconds <= max_s):
         raise InputError(f"duration must be {min_s:g}-{max_s:g} s, got {seconds!r}")
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be positive, got {fps!r}")
-    return TEMPORAL * max(1, round(seconds * fps / TEMPORAL)) + 1
+    return FRAME_STEP * max(1, round(seconds * fps / FRAME_STEP)) + 1
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ class Conditioning:
     guide_latents: torch.Tensor  # (1, T, C, h, w): guide latents at their latent index, zero elsewhere
     mask: torch.Tensor  # (1, T, 4, h, w): re-projected per-pixel-frame guide mask
     prompt: str  # the user's prompt with the official score suffix when scores were given
-    motion_score: float | None  # for models with a numeric motion embedding
+    motion_score: float | list[float] | None  # for models with a numeric motion embedding (list: a batch)
     region: torch.Tensor | None = None  # (1, 1, 1, h, w): 1 where the first guide's content may move
     region_latent: torch.Tensor | None = None  # (1, 1, C, h, w): the first guide's latent (region control)
     notes: list[str] = field(default_factory=list)  # what was adjusted (cropping), for the user
@@ -121,6 +128,29 @@ class Conditioning:
             return torch.cat([noisy, guides], dim=2)
         mask = self.mask.to(noisy.dtype).expand(batch, -1, -1, -1, -1)
         return torch.cat([noisy, mask, guides], dim=2)
+
+
+def stack_conditionings(conds: Sequence[Conditioning]) -> Conditioning:
+    """One batched Conditioning from per-sample ones of the same shape (training batches)."""
+
+    def cat(name: str) -> torch.Tensor | None:
+        parts = [getattr(c, name) for c in conds]
+        if all(p is None for p in parts):
+            return None
+        if any(p is None for p in parts):
+            raise InputError(f"cannot batch samples with and without {name.replace('_', ' ')}")
+        return torch.cat(parts)
+
+    motion = [c.motion_score for c in conds]
+    return Conditioning(
+        cat("guide_latents"),
+        cat("mask"),
+        prompt="",  # per-sample prompts stay with the caller
+        motion_score=None if any(m is None for m in motion) else motion,
+        region=cat("region"),
+        region_latent=cat("region_latent"),
+        notes=[n for c in conds for n in c.notes],
+    )
 
 
 def input_channels(latent_channels: int, layout: Layout) -> int:
@@ -168,7 +198,8 @@ def pixel_frame_mask(num_frames: int, guides: Sequence[tuple[int, float]]) -> np
 def reproject_mask(frame_mask: np.ndarray) -> np.ndarray:
     """Length-F pixel-frame mask -> (T, 4): frame 0 repeated 4 times, groups of 4 folded onto channels."""
     frame_mask = np.asarray(frame_mask, np.float32)
-    check_frame_count(len(frame_mask))
+    if (len(frame_mask) - 1) % TEMPORAL:
+        raise InputError(f"a frame mask of length {len(frame_mask)} is not 4k+1 frames")
     extended = np.concatenate([np.repeat(frame_mask[:1], TEMPORAL), frame_mask[1:]])
     return extended.reshape(-1, TEMPORAL)
 

@@ -45,8 +45,10 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
     """CogVideoX components in the "anisora" (noise + mask + guides) or official V1 (noise + guides) layout.
 
     `motion_embedding=True` marks a transformer trained with a numeric motion score added to its timestep
-    embedding (diffusers' "ofs" embedding); `fps` is the frame rate it was trained at. Both are saved in
-    model_index.json; a CogVideoX / AniSora V1 directory has neither and gets False and 16.
+    embedding (diffusers' "ofs" embedding); `fps` is the frame rate it was trained at;
+    `text_encoder_name="minilm"` marks a model saved without its text encoder because a registry package
+    ships it (see `anisora.model.weights`). All are saved in model_index.json; a CogVideoX / AniSora V1
+    directory has none of them and gets False, 16 and None.
     """
 
     def __init__(
@@ -58,9 +60,12 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         scheduler,
         motion_embedding: bool = False,
         fps: int = 16,
+        text_encoder_name: str | None = None,
     ):
         super().__init__(tokenizer, text_encoder, vae, transformer, scheduler)
-        self.register_to_config(motion_embedding=motion_embedding, fps=fps)
+        self.register_to_config(
+            motion_embedding=motion_embedding, fps=fps, text_encoder_name=text_encoder_name
+        )
 
     @property
     def layout(self):
@@ -127,9 +132,7 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         latents = latents * self.scheduler.init_noise_sigma
         region_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        rotary = None
-        if config.use_rotary_positional_embeddings:
-            rotary = self._prepare_rotary_positional_embeddings(height, width, t_lat, device)
+        rotary = self.rotary_embeddings(height, width, t_lat, device)
         ofs = self._motion_condition(cond, latents)
         step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
 
@@ -139,16 +142,16 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
                 self._current_timestep = t
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                model_input = cond.model_input(model_input, self.layout)
-                velocity = self.transformer(
-                    hidden_states=model_input,
-                    encoder_hidden_states=prompt_embeds,
-                    timestep=t.expand(model_input.shape[0]),
-                    ofs=None if ofs is None else ofs.expand(model_input.shape[0]),
-                    image_rotary_emb=rotary,
+                batch = model_input.shape[0]
+                velocity = self.predict_velocity(
+                    model_input,
+                    cond,
+                    prompt_embeds,
+                    t.expand(batch),
+                    motion=None if ofs is None else ofs.expand(batch),
+                    rotary=rotary,
                     attention_kwargs=attention_kwargs,
-                    return_dict=False,
-                )[0].float()
+                ).float()
                 if do_cfg:
                     scale = guidance_scale
                     if use_dynamic_cfg:  # diffusers' / the official cosine ramp
@@ -189,6 +192,36 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         if ofs is not None and motion_score is None:
             notes.append(f"no motion score given: the motion embedding used {DEFAULT_MOTION}")
         return AnisoraOutput(frames, cond.prompt, notes)
+
+    def predict_velocity(
+        self,
+        noisy: torch.Tensor,
+        cond: Conditioning,
+        prompt_embeds: torch.Tensor,
+        timestep: torch.Tensor,
+        *,
+        motion: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_kwargs: dict | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> torch.Tensor:
+        """The transformer's v-prediction for `noisy` (B, T, C, h, w) under `cond`; sampling and training
+        both call this. `motion` is the motion-embedding input (scores x MOTION_EMBED_SCALE) or None;
+        `model` is the transformer as wrapped for distributed training (default: ours)."""
+        return (model or self.transformer)(
+            hidden_states=cond.model_input(noisy, self.layout),
+            encoder_hidden_states=prompt_embeds,
+            timestep=timestep,
+            ofs=motion,
+            image_rotary_emb=rotary,
+            attention_kwargs=attention_kwargs,
+            return_dict=False,
+        )[0]
+
+    def rotary_embeddings(self, height: int, width: int, latent_frames: int, device) -> tuple | None:
+        if not self.transformer.config.use_rotary_positional_embeddings:
+            return None
+        return self._prepare_rotary_positional_embeddings(height, width, latent_frames, device)
 
     def _check_model(self) -> None:
         config = self.transformer.config

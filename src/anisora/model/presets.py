@@ -2,6 +2,8 @@
 
 - "tiny": a few thousand parameters per part, for tests and benchmarks (a full sampling run takes well under
   a second on a CPU). Its T5 tokenizer is a character-level unigram vocabulary built in code.
+- "demo": the architecture of the shipped demo model (trained by `anisora train` with the MiniLM text
+  encoder; here a one-layer T5 of the same width stands in, for tests).
 - "2b" / "5b": the published CogVideoX-2B / CogVideoX-5B-I2V configurations (transformer, VAE, T5-XXL
   encoder, scheduler), so memory needs can be computed or measured without the weights. Build them on the
   meta device (`torch.device("meta")`) unless you have the memory.
@@ -17,7 +19,7 @@ from typing import Any
 
 from .conditioning import Layout, input_channels
 
-PRESETS = ("tiny", "2b", "5b")
+PRESETS = ("tiny", "demo", "2b", "5b")
 
 _TRANSFORMER = {
     "tiny": dict(
@@ -32,6 +34,20 @@ _TRANSFORMER = {
         max_text_seq_length=64,
         use_rotary_positional_embeddings=True,
     ),
+    # The shipped demo model: 160x96 at 8 fps (20x12 latent cells, 17 frames -> 5 latent frames), text from
+    # the 384-d MiniLM encoder.
+    "demo": dict(
+        num_attention_heads=4,
+        attention_head_dim=32,
+        time_embed_dim=128,
+        text_embed_dim=384,
+        num_layers=6,
+        sample_width=20,
+        sample_height=12,
+        sample_frames=17,
+        max_text_seq_length=96,
+        use_rotary_positional_embeddings=True,
+    ),
     "2b": dict(num_attention_heads=30, num_layers=30),
     "5b": dict(
         num_attention_heads=48,
@@ -42,6 +58,10 @@ _TRANSFORMER = {
 }
 _VAE = {
     "tiny": dict(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2),
+    # 16 channels at full resolution: 32 is ~6x slower to train on a CPU
+    "demo": dict(
+        block_out_channels=(16, 32, 64, 64), latent_channels=8, layers_per_block=1, norm_num_groups=8
+    ),
     "2b": dict(scaling_factor=1.15258426),
     "5b": dict(scaling_factor=0.7),
 }
@@ -57,6 +77,7 @@ _T5_XXL = dict(
 )
 _T5 = {
     "tiny": dict(d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2),
+    "demo": dict(d_model=384, d_ff=768, d_kv=32, num_layers=1, num_heads=2),  # stands in for MiniLM
     "2b": _T5_XXL,
     "5b": _T5_XXL,
 }
@@ -73,8 +94,8 @@ SCHEDULER = dict(
     timestep_spacing="trailing",
     steps_offset=0,
 )
-_SNR_SHIFT = {"tiny": 1.0, "2b": 3.0, "5b": 1.0}
-MOTION_EMBED_DIM = {"tiny": 8, "2b": 512, "5b": 512}
+_SNR_SHIFT = {"tiny": 1.0, "demo": 1.0, "2b": 3.0, "5b": 1.0}
+MOTION_EMBED_DIM = {"tiny": 8, "demo": 128, "2b": 512, "5b": 512}
 
 
 def vae_config(preset: str) -> dict[str, Any]:
@@ -106,7 +127,7 @@ def build_components(
     torch.manual_seed(seed)
     vae = AutoencoderKLCogVideoX(**vae_config(preset))
     transformer = CogVideoXTransformer3DModel(**transformer_config(preset, layout, motion_embedding))
-    tokenizer = char_tokenizer() if preset == "tiny" else None
+    tokenizer = char_tokenizer() if preset in ("tiny", "demo") else None
     vocab = len(tokenizer) if tokenizer is not None else _T5[preset]["vocab_size"]
     text_encoder = T5EncoderModel(T5Config(**{**_T5[preset], "vocab_size": vocab}))
     scheduler = CogVideoXDDIMScheduler(**SCHEDULER, snr_shift_scale=_SNR_SHIFT[preset])

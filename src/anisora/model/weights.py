@@ -9,6 +9,7 @@ until the mask channels are trained.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def load_pipeline(
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     try:
-        pipe = AnisoraPipeline.from_pretrained(path, dtype=DTYPES[dtype], local_files_only=True)
+        extra = _shipped_text_encoder(path)
+        pipe = AnisoraPipeline.from_pretrained(path, dtype=DTYPES[dtype], local_files_only=True, **extra)
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"cannot load the model in {path}: {error}") from None
     if layout is not None and layout != pipe.layout:
@@ -47,6 +49,20 @@ def load_pipeline(
     if lora is not None:
         load_lora(pipe, lora, lora_scale)
     return pipe
+
+
+def _shipped_text_encoder(path: Path) -> dict:
+    """The tokenizer and text encoder for a model saved without them (`text_encoder_name`), else nothing."""
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    name = index.get("text_encoder_name")
+    if name is None or index.get("text_encoder") not in (None, [None, None]):
+        return {}
+    if name != "minilm":
+        raise InputError(f"{path}: unknown text_encoder_name {name!r} (known: minilm)")
+    from ..train.text import minilm_text_encoder
+
+    tokenizer, text_encoder = minilm_text_encoder()
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder}
 
 
 def widen_to_anisora(transformer):

@@ -1,0 +1,1 @@
+"""Training recipe: data (samples, buckets, batches) for AniSora fine-tuning."""

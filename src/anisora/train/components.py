@@ -1,0 +1,89 @@
+"""The pipeline a training stage starts from, and how a trained one is saved.
+
+- `init.model` set: that diffusers directory (a previous stage's `final/`, CogVideoX-5B-I2V, ...), widened to
+  the mask layout when it is a V1 checkpoint.
+- otherwise fresh transformer weights of the `init.architecture` preset, sized to the given VAE and text
+  encoder: the trained VAE at `init.vae` and the frozen MiniLM a registry package ships ("minilm"), or a T5
+  directory (its `tokenizer/` and `text_encoder/`).
+A model whose text encoder comes from a package is saved without it (`text_encoder_name`), which keeps the
+shipped demo model small; `anisora.model.load_pipeline` puts it back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InputError
+from ..model.pipeline import AnisoraPipeline
+from ..model.presets import SCHEDULER, transformer_config
+from ..model.weights import load_pipeline
+from .config import TrainConfig
+
+
+def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
+    init = config.init
+    if init.model:
+        pipe = load_pipeline(init.model, layout=init.layout)
+        pipe.register_to_config(fps=round(config.data.fps))  # this stage's frame rate (weak-to-strong)
+        return pipe
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
+    if not init.vae:
+        raise InputError("init.vae is required to train fresh weights: train one with `anisora train-vae`")
+    vae = AutoencoderKLCogVideoX.from_pretrained(_existing_dir(init.vae, "init.vae"))
+    tokenizer, text_encoder = _text_encoder(init.text_encoder)
+    transformer_args = transformer_config(init.architecture, init.layout, init.motion_embedding)
+    latent = vae.config.latent_channels
+    transformer_args.update(
+        in_channels=transformer_args["in_channels"] - 2 * transformer_args["out_channels"] + 2 * latent,
+        out_channels=latent,
+        text_embed_dim=text_encoder.config.hidden_size,
+    )
+    return AnisoraPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=CogVideoXTransformer3DModel(**transformer_args),
+        scheduler=CogVideoXDDIMScheduler(**SCHEDULER),
+        motion_embedding=init.motion_embedding,
+        fps=round(config.data.fps),
+        text_encoder_name="minilm" if init.text_encoder == "minilm" else None,
+    )
+
+
+def save_pipeline(pipe: AnisoraPipeline, path: str | os.PathLike[str]) -> None:
+    """`save_pretrained`, leaving out a text encoder that a package ships (see the module docstring)."""
+    if pipe.config.text_encoder_name is None:
+        pipe.save_pretrained(path)
+        return
+    AnisoraPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=pipe.vae,
+        transformer=pipe.transformer,
+        scheduler=pipe.scheduler,
+        motion_embedding=pipe.config.motion_embedding,
+        fps=pipe.config.fps,
+        text_encoder_name=pipe.config.text_encoder_name,
+    ).save_pretrained(path)
+
+
+def _text_encoder(name: str):
+    if name == "minilm":
+        from .text import minilm_text_encoder
+
+        return minilm_text_encoder()
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    folder = _existing_dir(name, "init.text_encoder")
+    return AutoTokenizer.from_pretrained(folder / "tokenizer"), T5EncoderModel.from_pretrained(
+        folder / "text_encoder"
+    )
+
+
+def _existing_dir(path: str, what: str) -> Path:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise InputError(f"{what}: {folder} is not a directory")
+    return folder

@@ -1,0 +1,334 @@
+"""Training samples: ToonWorld shots (with ground truth) and curated clips, fitted to shape buckets.
+
+A batch is planned by `batch_plan(spec, seed, step)`, a pure function of the plan seed and the step (and the
+data set's size), so a run resumed at step N sees exactly the data it would have seen. Every sample of a
+batch shares one `Bucket` (width, height, frame count); a share of the batches are one-frame image samples.
+
+Hold-out: ToonWorld training draws sample indices in [0, TRAIN_INDICES) of its seed; evaluation renders
+from `EVAL_SEED`, a seed training must never use, so no evaluation shot is ever trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from ..curate.config import SamplingConfig
+from ..curate.export import load_manifest
+from ..curate.scorers.base import ClipSamples, FramePair
+from ..curate.scorers.motion import MotionScorer
+from ..errors import InputError
+from ..files import atomic_output
+from ..media import iter_frames, probe
+from ..model.conditioning import (
+    DEFAULT_AESTHETIC,
+    FRAME_STEP,
+    check_frame_count,
+    fit_image,
+    frames_for_seconds,
+)
+from ..prompts import training_prompt
+from ..toonworld.shot import ShotPlan, ShotRenderer, plan_shot
+
+EVAL_SEED = 10_000  # ToonWorld seed reserved for evaluation
+TRAIN_INDICES = 10**9  # ToonWorld training sample indices are drawn from [0, TRAIN_INDICES)
+TOONWORLD_AESTHETIC = DEFAULT_AESTHETIC  # ToonWorld has no aesthetic model: every shot gets this score
+PIXEL_MULTIPLE = 16  # 8x VAE downsampling, then 2x2 transformer patches
+
+
+@dataclass
+class Sample:
+    frames: np.ndarray  # (F, H, W, 3) uint8 RGB
+    prompt: str  # caption + the official score suffix
+    caption: str
+    motion_score: float
+    aesthetic_score: float
+    foreground: np.ndarray | None  # (F, H, W) bool where a character is (ToonWorld only)
+    fps: float
+    key: str  # stable id: "toonworld:s{seed}:i{index}" or "manifest:{clip_id}"
+    label: str | None = None  # ToonWorld action ("running", "static" ...), for evaluation
+
+
+@dataclass(frozen=True)
+class Bucket:
+    width: int
+    height: int
+    num_frames: int  # 4k+1, or 1 for an image sample
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0 or value % PIXEL_MULTIPLE:
+                raise InputError(f"bucket {name} must be a positive multiple of 16, got {value!r}")
+        check_frame_count(self.num_frames)
+
+
+def fit_to_bucket(
+    frames: np.ndarray, bucket: Bucket, foreground: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first `bucket.num_frames` frames, each resized to cover the bucket and centre-cropped; masks
+    (F, H, W) get the same geometry with nearest-neighbour resampling."""
+    if len(frames) < bucket.num_frames:
+        raise InputError(f"{len(frames)} frames are fewer than the bucket's {bucket.num_frames}")
+    frames = frames[: bucket.num_frames]
+    fitted = np.stack([fit_image(f, bucket.height, bucket.width)[0] for f in frames])
+    if foreground is None:
+        return fitted, None
+    masks = [_fit_mask(m, bucket.height, bucket.width) for m in foreground[: bucket.num_frames]]
+    return fitted, np.stack(masks)
+
+
+def _fit_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The geometry of `fit_image` (cover, centre crop) with nearest-neighbour resampling."""
+    h, w = mask.shape
+    scale = max(height / h, width / w)
+    rh, rw = max(height, round(h * scale)), max(width, round(w * scale))
+    resized = cv2.resize(mask.astype(np.uint8), (rw, rh), interpolation=cv2.INTER_NEAREST)
+    top, left = (rh - height) // 2, (rw - width) // 2
+    return resized[top : top + height, left : left + width].astype(bool)
+
+
+def motion_score(frames: np.ndarray, fps: float) -> float:
+    """The curation's `motion_score` of a rendered clip, as if it were curated as a video at `fps`.
+
+    Pairs follow the curation's rule (an anchor every 1 / sample_fps seconds, paired with the next distinct
+    drawing within max_gap frames). Rendering is deterministic, so a held drawing is byte-identical to the
+    frame before it and "distinct" is exact equality here rather than the decoder's thumbnail threshold.
+    """
+    sampling = SamplingConfig()
+    held = np.array([np.array_equal(a, b) for a, b in itertools.pairwise(frames)], bool)
+    stride = max(1, round(fps / sampling.sample_fps))
+    pairs = []
+    for anchor in range(0, len(frames), stride):
+        window = range(anchor + 1, min(anchor + sampling.max_gap, len(frames) - 1) + 1)
+        partner = next((j for j in window if not np.array_equal(frames[j], frames[anchor])), None)
+        if partner is not None:
+            pairs.append(FramePair(frames[anchor], frames[partner], partner - anchor))
+        elif anchor + sampling.max_gap + 1 < len(frames):  # a full window without a new drawing: held
+            pairs.append(FramePair(frames[anchor], frames[anchor], 0))
+    clip = ClipSamples(
+        source="toonworld",
+        fps=fps,
+        width=frames.shape[2],
+        height=frames.shape[1],
+        start_frame=0,
+        end_frame=len(frames),
+        frames=frames[::stride],
+        frame_indices=tuple(range(0, len(frames), stride)),
+        pairs=tuple(pairs),
+        held=held,
+    )
+    return float(MotionScorer().score(clip)["motion_score"])
+
+
+class Source(Protocol):
+    def sample(self, index: int, bucket: Bucket) -> Sample: ...
+
+
+class ToonWorldSource:
+    """One procedural shot per (seed, index), rendered at the bucket's size and frame count at `fps`."""
+
+    def __init__(self, seed: int, fps: float, clean: bool = True):
+        if not (math.isfinite(fps) and fps > 0):
+            raise InputError(f"fps must be positive, got {fps!r}")
+        self.seed, self.fps, self.clean = seed, fps, clean
+
+    def plan(self, index: int, bucket: Bucket) -> ShotPlan:
+        rng = np.random.default_rng([self.seed, index])
+        plan = plan_shot(index, 0, bucket.num_frames, self.fps, bucket.width, bucket.height, rng, "en")
+        if self.clean:
+            # Cleared after planning rather than re-planned: these fields are drawn last and only touch
+            # post-processing, so characters, camera and action stay exactly as drawn.
+            plan = dataclasses.replace(
+                plan, letterbox=None, degrade=None, subtitles=[], fade_in=0, fade_out=0
+            )
+        return plan
+
+    def sample(self, index: int, bucket: Bucket) -> Sample:
+        plan = self.plan(index, bucket)
+        renderer = ShotRenderer(plan)
+        rendered = [renderer.render(j)[:2] for j in range(plan.num_frames)]
+        frames = np.stack([image for image, _ in rendered])
+        motion = motion_score(frames, self.fps)
+        caption = plan.caption()
+        return Sample(
+            frames=frames,
+            prompt=training_prompt(caption, TOONWORLD_AESTHETIC, motion),
+            caption=caption,
+            motion_score=motion,
+            aesthetic_score=TOONWORLD_AESTHETIC,
+            foreground=np.stack([mask > 0 for _, mask in rendered]),
+            fps=self.fps,
+            key=f"toonworld:s{self.seed}:i{index}",
+            label=plan.label,
+        )
+
+
+class ManifestSource:
+    """The kept clips of an `anisora curate` folder, decoded at `fps` and fitted to a bucket.
+
+    Prompts come from the manifest's `prompt` column (curation already appended the score suffix).
+    Aesthetic score: `aesthetic_score`, else the classical `quality_score` (as curation's prompt does), else
+    DEFAULT_AESTHETIC; a missing motion score is 0.0.
+    """
+
+    def __init__(self, curate_dir: str | Path, fps: float):
+        if not (math.isfinite(fps) and fps > 0):
+            raise InputError(f"fps must be positive, got {fps!r}")
+        self.folder = Path(curate_dir)
+        self.fps = fps
+        self.rows = [r for r in load_manifest(self.folder) if r.get("keep")]
+        if not self.rows:
+            raise InputError(f"{self.folder}: the manifest has no kept clips")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def clip_seconds(self) -> list[float]:
+        return [r["end_time"] - r["start_time"] for r in self.rows]
+
+    def sample(self, index: int, bucket: Bucket) -> Sample:
+        if not 0 <= index < len(self.rows):
+            raise InputError(
+                f"sample index {index} out of range: {self.folder} has {len(self.rows)} kept clips"
+            )
+        row = self.rows[index]
+        # `anisora export` into the curation folder writes clips/<clip_id>.mp4 without updating clip_path
+        path = self.folder / (row.get("clip_path") or f"clips/{row['clip_id']}.mp4")
+        if not path.is_file():
+            raise InputError(f"{path}: clip file missing (`anisora curate export {self.folder}` writes it)")
+        frames = self._decode(path, bucket)
+        aesthetic = next(
+            (row[c] for c in ("aesthetic_score", "quality_score") if row.get(c) is not None),
+            DEFAULT_AESTHETIC,
+        )
+        return Sample(
+            frames=fit_to_bucket(frames, bucket)[0],
+            prompt=row["prompt"],
+            caption=row.get("caption") or "",
+            motion_score=float(row.get("motion_score") or 0.0),
+            aesthetic_score=float(aesthetic),
+            foreground=None,
+            fps=self.fps,
+            key=f"manifest:{row['clip_id']}",
+        )
+
+    def _decode(self, path: Path, bucket: Bucket) -> np.ndarray:
+        info = probe(path)
+        cover = max(bucket.width / info.width, bucket.height / info.height)
+        max_side = math.ceil(max(info.width, info.height) * cover) + 2  # decode small, never below cover
+        frames = [f.image for f in itertools.islice(iter_frames(path, self.fps, max_side), bucket.num_frames)]
+        if not frames:
+            raise InputError(f"{path}: no frames could be decoded")
+        # batch_plan picks clips long enough; this only absorbs rounding at the clip's very end
+        frames += [frames[-1]] * (bucket.num_frames - len(frames))
+        return np.stack(frames)
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    resolutions: tuple[tuple[int, int], ...]  # (width, height), each a multiple of 16
+    fps: float = 8.0
+    min_seconds: float = 2.0
+    max_seconds: float = 8.0
+    image_share: float = 0.1  # probability that a batch is one-frame images
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.resolutions:
+            raise InputError("bucket spec needs at least one resolution")
+        for width, height in self.resolutions:
+            Bucket(width, height, 1)  # validates the size
+        if not 2.0 <= self.min_seconds <= self.max_seconds <= 8.0:
+            raise InputError(
+                f"durations must satisfy 2 <= min <= max <= 8 s, got {self.min_seconds}-{self.max_seconds}"
+            )
+        if not 0.0 <= self.image_share <= 1.0:
+            raise InputError(f"image_share must be in [0, 1], got {self.image_share}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
+        frames_for_seconds(self.min_seconds, self.fps)  # validates fps
+
+
+def batch_plan(
+    spec: BucketSpec,
+    seed: int,
+    step: int,
+    num_samples: int | None = None,
+    clip_seconds: Sequence[float] | None = None,
+) -> tuple[Bucket, list[int]]:
+    """The bucket and sample indices of batch `step`: a pure function of its arguments.
+
+    `num_samples` None: unbounded ToonWorld, indices in [0, TRAIN_INDICES). Otherwise indices into a data set
+    of that size, drawn with replacement; with `clip_seconds` (one per sample, as in
+    `ManifestSource.clip_seconds`) video batches draw only clips long enough, and shrink the frame count
+    when no clip is.
+    """
+    if clip_seconds is not None:
+        if num_samples not in (None, len(clip_seconds)):
+            raise InputError(f"num_samples {num_samples} disagrees with {len(clip_seconds)} clip durations")
+        num_samples = len(clip_seconds)
+    if num_samples is not None and num_samples < 1:
+        raise InputError(f"num_samples must be at least 1, got {num_samples}")
+    rng = np.random.default_rng([seed, step])
+    is_image = rng.random() < spec.image_share
+    width, height = spec.resolutions[int(rng.integers(len(spec.resolutions)))]
+    seconds = float(rng.uniform(spec.min_seconds, spec.max_seconds))
+    num_frames = (
+        1
+        if is_image
+        else frames_for_seconds(seconds, spec.fps, min_s=spec.min_seconds, max_s=spec.max_seconds)
+    )
+    if num_samples is None:
+        return Bucket(width, height, num_frames), [
+            int(i) for i in rng.integers(0, TRAIN_INDICES, spec.batch_size)
+        ]
+    candidates = np.arange(num_samples)
+    if clip_seconds is not None:
+        lengths = np.asarray(clip_seconds, float)
+        num_frames = min(num_frames, _frames_within(lengths.max(), spec.fps))
+        # the last frame is sampled at (F - 1) / fps and must fall inside the clip
+        candidates = candidates[lengths > (num_frames - 1) / spec.fps]
+    indices = rng.choice(candidates, spec.batch_size)
+    return Bucket(width, height, num_frames), [int(i) for i in indices]
+
+
+def _frames_within(seconds: float, fps: float) -> int:
+    """The largest 8k+1 frame count whose last frame time (F - 1) / fps lies before `seconds`."""
+    return FRAME_STEP * max(0, math.ceil(seconds * fps / FRAME_STEP) - 1) + 1
+
+
+def load_batch(source: Source, bucket: Bucket, indices: Sequence[int]) -> list[Sample]:
+    return [source.sample(i, bucket) for i in indices]
+
+
+class LatentCache:
+    """VAE latents on disk, one file per (sample key, bucket, VAE id); files appear complete or not at all."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def _path(self, key: str, bucket: Bucket, vae_id: str) -> Path:
+        text = json.dumps([key, dataclasses.astuple(bucket), vae_id])
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return self.folder / digest[:2] / f"{digest}.pt"
+
+    def get(self, key: str, bucket: Bucket, vae_id: str) -> torch.Tensor | None:
+        path = self._path(key, bucket, vae_id)
+        return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+
+    def put(self, key: str, bucket: Bucket, vae_id: str, latents: torch.Tensor) -> None:
+        with atomic_output(self._path(key, bucket, vae_id)) as tmp:
+            torch.save(latents.detach().cpu().contiguous(), tmp)

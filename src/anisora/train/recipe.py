@@ -1,0 +1,308 @@
+"""The fine-tuning recipe, read top to bottom: no trainer framework hides the loop.
+
+One step:
+1. `batch_plan(seed, step)` picks a bucket (size, 8k+1 frames at the stage fps, or one frame for the image
+   task) and the samples; it depends on (seed, step) only, so a resumed run sees the same data order.
+2. The clips are VAE-encoded (posterior sample); the masking strategy opens guide frames, which the
+   conditioning module (`anisora.model.conditioning`, the same code as inference) encodes and places.
+3. Prompts (with the official score suffix) become "" with probability `text_dropout` (for CFG).
+4. v-prediction MSE on the zero-terminal-SNR schedule the sampler uses: x_t = sqrt(a) x0 + sqrt(1-a) eps,
+   target v = sqrt(a) eps - sqrt(1-a) x0 (diffusers' `get_velocity`). With `lora.region`, the noisy latent
+   outside the foreground mask is the guide latent noised alike, and only the inside counts (paper 2.2).
+5. accelerate (single CPU, DDP, FSDP) handles devices, mixed precision and gradient sync; gradients are
+   clipped; an EMA of the trained weights is kept.
+Every `checkpoint_every` steps the trained weights, optimizer, LR schedule and EMA are saved atomically;
+the same command continues from the newest checkpoint. Noise, timesteps, guides and text dropout derive from
+(seed, step, process), so a resumed run continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..files import atomic_output
+from ..model.conditioning import ConditionRequest, Guide, build_conditioning, stack_conditionings
+from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
+from .components import save_pipeline
+from .config import TrainConfig
+from .data import Bucket, BucketSpec, ManifestSource, Sample, ToonWorldSource, batch_plan, load_batch
+from .masking import sample_guide_frames
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> Path:
+    """Run (or resume) the stage described by `config`; returns the final model directory."""
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+    from diffusers.utils import logging as diffusers_logging
+    from tqdm import tqdm
+
+    from .components import build_pipeline
+
+    diffusers_logging.set_verbosity_error()  # prompt-truncation warnings would repeat every step
+    out = Path(config.out)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    torch.manual_seed(config.seed)  # fresh weights and LoRA initialisation: the same in every process and run
+    pipe = build_pipeline(config)
+    pipe.vae.requires_grad_(False).eval()
+    if pipe.text_encoder is not None:
+        pipe.text_encoder.requires_grad_(False).eval()
+    trained = _trainable_parameters(pipe, config)
+    if config.gradient_checkpointing:
+        pipe.transformer.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(trained, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    warmup = max(1, config.optim.warmup_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    ema = EMAModel(trained, decay=config.optim.ema_decay)
+    transformer, optimizer = accelerator.prepare(pipe.transformer, optimizer)
+    pipe.to(accelerator.device)
+    data = TrainingData(config)
+
+    start = _resume(out, accelerator, optimizer, schedule, ema, trained)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(_as_dict(config), indent=2) + "\n")
+    log = _Log(out / "log.jsonl", accelerator.is_main_process)
+    log.keep_until(start)
+    bar = tqdm(
+        range(start, config.optim.steps), initial=start, total=config.optim.steps, disable=not progress
+    )
+    for step in bar:
+        transformer.train()
+        with accelerator.autocast():
+            loss = training_loss(pipe, transformer, data, config, step, accelerator)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(trained, config.optim.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(trained)
+        value = accelerator.gather(loss.detach()[None]).mean().item()
+        bar.set_postfix(loss=f"{value:.4f}")
+        log.write(
+            step=step + 1, loss=value, lr=schedule.get_last_lr()[0], processes=accelerator.num_processes
+        )
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.optim.steps:
+            _save_checkpoint(out, step + 1, accelerator, optimizer, schedule, ema, trained, config)
+    return _save_final(out, pipe, accelerator, ema, trained, config)
+
+
+class TrainingData:
+    """The stage's source (ToonWorld or a curation folder) and its bucket plan."""
+
+    def __init__(self, config: TrainConfig):
+        d = config.data
+        resolutions = tuple((int(w), int(h)) for w, h in d.resolutions)
+        self.spec = BucketSpec(resolutions, d.fps, d.min_seconds, d.max_seconds, d.image_share, d.batch_size)
+        self.seed = d.seed
+        if d.source == "toonworld":
+            self.source, self.clip_seconds = ToonWorldSource(d.seed, d.fps), None
+        else:
+            self.source = ManifestSource(d.source, d.fps)
+            self.clip_seconds = self.source.clip_seconds
+
+    def batch(self, index: int) -> tuple[Bucket, list[Sample]]:
+        """Batch `index` (a pure function of it): the bucket and its samples."""
+        bucket, indices = batch_plan(self.spec, self.seed, index, clip_seconds=self.clip_seconds)
+        return bucket, load_batch(self.source, bucket, indices)
+
+
+def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, step: int, accelerator):
+    """The v-prediction loss of one batch; everything random is drawn from (config.seed, step, process)."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    bucket, samples = data.batch(step * world + rank)
+    device = accelerator.device
+    rng = np.random.default_rng([config.seed, step, rank])
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    posterior = torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+    video = torch.from_numpy(np.stack([s.frames for s in samples])).to(device)  # (B, F, H, W, 3)
+    video = video.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    with torch.no_grad():
+        latents = pipe.vae.encode(video.to(pipe.vae.dtype)).latent_dist.sample(posterior)
+        latents = (latents * pipe.vae_scaling_factor_image).permute(0, 2, 1, 3, 4).float()  # (B, T, C, h, w)
+        conds = [
+            build_conditioning(
+                _request(sample, bucket, sample_guide_frames(bucket.num_frames, rng, config.masking), config),
+                pipe._encode_guides,
+                latent_channels=latents.shape[2],
+                device=device,
+            )
+            for sample in samples
+        ]
+        prompts = [s.prompt if rng.random() >= config.text_dropout else "" for s in samples]
+        text = pipe.encode_prompt(
+            prompts,
+            do_classifier_free_guidance=False,
+            max_sequence_length=pipe.transformer.config.max_text_seq_length,
+            device=device,
+        )[0]
+    cond = stack_conditionings(conds)
+
+    batch = latents.shape[0]
+    timesteps = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (batch,), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator).to(device)
+    timesteps = timesteps.to(device)
+    noisy = pipe.scheduler.add_noise(latents, noise, timesteps)
+    target = pipe.scheduler.get_velocity(latents, noise, timesteps)
+    weight = torch.ones_like(latents[:, :1, :1])
+    if config.lora.region and cond.region is not None:
+        reference = cond.region_latent.expand_as(latents)
+        noisy = cond.region * noisy + (1 - cond.region) * pipe.scheduler.add_noise(
+            reference, noise, timesteps
+        )
+        weight = cond.region
+    motion = None
+    if pipe.config.motion_embedding:
+        scores = torch.tensor([s.motion_score for s in samples], device=device, dtype=torch.float32)
+        motion = scores * MOTION_EMBED_SCALE
+    rotary = pipe.rotary_embeddings(bucket.height, bucket.width, latents.shape[1], device)
+    prediction = pipe.predict_velocity(
+        noisy, cond, text, timesteps, motion=motion, rotary=rotary, model=transformer
+    )
+    error = F.mse_loss(prediction.float(), target, reduction="none") * weight
+    return error.sum() / (weight.expand_as(error).sum().clamp(min=1.0))
+
+
+def _request(sample, bucket, guide_frames: list[int], config: TrainConfig) -> ConditionRequest:
+    guides = [Guide(sample.frames[f], f) for f in guide_frames]
+    region = None
+    if config.lora.region and guides and sample.foreground is not None:
+        region = sample.foreground.any(axis=0).astype(np.uint8) * 255  # union over the clip (paper 2.2)
+        if not region.any():
+            region = None
+    return ConditionRequest(
+        bucket.num_frames,
+        bucket.height,
+        bucket.width,
+        guides,
+        motion_mask=region,
+        motion_score=sample.motion_score,
+    )
+
+
+def _trainable_parameters(pipe: AnisoraPipeline, config: TrainConfig) -> list[torch.nn.Parameter]:
+    transformer = pipe.transformer
+    if config.lora.rank > 0:
+        from peft import LoraConfig as PeftLoraConfig
+
+        transformer.requires_grad_(False)
+        transformer.add_adapter(
+            PeftLoraConfig(
+                r=config.lora.rank,
+                lora_alpha=config.lora.alpha,
+                target_modules=list(config.lora.targets),
+                init_lora_weights=True,
+            )
+        )
+    else:
+        transformer.requires_grad_(True)
+    return [p for p in transformer.parameters() if p.requires_grad]
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "checkpoints").glob("step_*.pt"))
+
+
+def _resume(out: Path, accelerator, optimizer, schedule, ema, trained) -> int:
+    checkpoints = _checkpoints(out)
+    if not checkpoints:
+        return 0
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
+    with torch.no_grad():
+        for param, saved in zip(trained, state["trained"], strict=True):
+            param.copy_(saved.to(param.device, param.dtype))
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    ema.load_state_dict(state["ema"])
+    accelerator.print(f"resumed from {checkpoints[-1]} (step {state['step']})")
+    return int(state["step"])
+
+
+def _save_checkpoint(out: Path, step: int, accelerator, optimizer, schedule, ema, trained, config) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = {
+            "step": step,
+            "trained": [p.detach().cpu() for p in trained],
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "ema": ema.state_dict(),
+        }
+        folder = out / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_output(folder / f"step_{step:08d}.pt") as tmp:
+            torch.save(state, tmp)
+        for old in _checkpoints(out)[: -config.keep_checkpoints]:
+            old.unlink()
+    accelerator.wait_for_everyone()
+
+
+def _save_final(out: Path, pipe: AnisoraPipeline, accelerator, ema, trained, config: TrainConfig) -> Path:
+    """The EMA weights as a diffusers directory (or a LoRA), written beside and renamed into place."""
+    final = out / "final"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        ema.copy_to(trained)
+        tmp = out / f".final.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if config.lora.rank > 0:
+            from peft.utils import get_peft_model_state_dict
+
+            layers = get_peft_model_state_dict(pipe.transformer)
+            AnisoraPipeline.save_lora_weights(tmp, transformer_lora_layers=layers)
+        else:
+            save_pipeline(pipe, tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+class _Log:
+    """One JSON line per step, appended, so a resumed run keeps its history."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def keep_until(self, step: int) -> None:
+        """Drop the lines after `step` (the checkpoint resumed from) and any line cut by a kill."""
+        if not (self.enabled and self.path.exists()):
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue
+        with atomic_output(self.path) as tmp:
+            tmp.write_text("".join(kept), encoding="utf-8")
+
+    def write(self, **values) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(values) + "\n")
+
+
+def _as_dict(config: TrainConfig) -> dict:
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
+def check_stage_order(stages: list[TrainConfig]) -> None:
+    """Each stage after the first must start from the previous stage's final directory."""
+    for previous, stage in itertools.pairwise(stages):
+        expected = str(Path(previous.out) / "final")
+        if stage.init.model != expected:
+            raise InputError(f"stage {stage.name} must start from {expected}, not {stage.init.model!r}")

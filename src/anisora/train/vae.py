@@ -1,0 +1,221 @@
+"""Train the demo model's small 3D causal VAE (diffusers' `AutoencoderKLCogVideoX`) on ToonWorld clips.
+
+No pretrained CogVideoX VAE can be downloaded, so the demo model trains its own: the CogVideoX architecture
+(8x spatial, 4x temporal compression, causal in time so a one-frame clip is encoded alone) with narrow
+blocks. Clips are rendered on the fly, clean (no subtitles, letterbox, degradation or fades); training uses
+ToonWorld seed `TRAIN_SEED` and evaluation the never-trained seed `EVAL_SEED`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKLCogVideoX
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from ..model.conditioning import FRAME_STEP
+from ..model.presets import vae_config
+from ..toonworld.shot import ShotRenderer
+from .data import EVAL_SEED, Bucket, ToonWorldSource
+
+DEMO_WIDTH, DEMO_HEIGHT, DEMO_FPS, DEMO_FRAMES = 160, 96, 8, 17
+TRAIN_SEED = 0
+
+
+def demo_vae_config() -> dict[str, Any]:
+    """The demo VAE (presets "demo"): 2.59 M parameters (5.2 MB in fp16), 8 latent channels."""
+    return vae_config("demo")
+
+
+def train_vae(
+    out_dir: str | Path,
+    steps: int,
+    batch_size: int = 2,
+    seed: int = 0,
+    lr: float = 5e-4,
+    *,
+    config: dict[str, Any] | None = None,
+    num_frames: int = DEMO_FRAMES,
+    crop: tuple[int, int] | None = None,
+    one_frame_share: float = 0.25,
+    mse_weight: float = 1.0,
+    kl_weight: float = 1e-6,
+    eval_every: int = 0,
+    eval_clips: int = 4,
+    scale_clips: int = 8,
+    time_limit: float | None = None,
+) -> dict[str, Any]:
+    """Train from scratch, set `scaling_factor` from the data and save to `out_dir` (safetensors).
+
+    `crop` (height, width), multiples of 8, trains on random crops of the 160x96 frames: the VAE is
+    convolutional, so smaller crops buy more steps per second. One step in `one_frame_share` is a batch of
+    single frames, as guide images are encoded alone. Training stops after `steps` or after `time_limit`
+    seconds of training, whichever comes first. Returns the loss history, the PSNRs measured every
+    `eval_every` steps (and at the end) and the throughput.
+    """
+    _check_training_args(steps, batch_size, num_frames, crop, one_frame_share)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    vae = AutoencoderKLCogVideoX(**(config or demo_vae_config()))
+    vae.train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    history: dict[str, Any] = {"loss": [], "evals": []}
+    next_index, eval_seconds = 0, 0.0
+    started = time.perf_counter()
+    for step in tqdm(range(1, steps + 1), desc="vae", unit="step"):
+        one_frame = rng.random() < one_frame_share
+        # single frames cost ~1/num_frames of a clip, so their batches are larger
+        count = batch_size * 4 if one_frame else batch_size
+        clips = [
+            _training_clip(next_index + i, 1 if one_frame else num_frames, crop, rng) for i in range(count)
+        ]
+        next_index += count
+        loss = _loss(vae, _to_tensor(clips), mse_weight, kl_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        history["loss"].append(loss.item())
+        out_of_time = time_limit is not None and time.perf_counter() - started - eval_seconds > time_limit
+        if (eval_every and step % eval_every == 0) or step == steps or out_of_time:
+            eval_started = time.perf_counter()
+            history["evals"].append({"step": step, **evaluate_vae(vae, num_clips=eval_clips)})
+            eval_seconds += time.perf_counter() - eval_started
+            vae.train()
+        if out_of_time:
+            break
+    history["seconds"] = time.perf_counter() - started - eval_seconds  # training only
+    history["steps_per_second"] = len(history["loss"]) / history["seconds"]
+    vae.eval()
+    history["scaling_factor"] = set_scaling_factor(vae, scale_clips)
+    save_atomically(vae, out_dir)
+    return history
+
+
+@torch.no_grad()
+def evaluate_vae(
+    vae: AutoencoderKLCogVideoX, num_clips: int = 4, seed: int = EVAL_SEED, num_frames: int = DEMO_FRAMES
+) -> dict[str, float]:
+    """Mean reconstruction PSNR (dB, uint8 frames) of held-out ToonWorld clips at the demo size.
+
+    "psnr_image": the first frame encoded and decoded alone, as a guide image is; "psnr_clip": the whole
+    `num_frames` clip. Latents are the posterior mode, as the pipeline encodes guides.
+    """
+    vae.eval()
+    clips = [render_clean_clip(seed, index, num_frames) for index in range(num_clips)]
+    images = [_psnr(clip[:1], _reconstruct(vae, clip[:1])) for clip in clips]
+    videos = [_psnr(clip, _reconstruct(vae, clip)) for clip in clips]
+    return {"psnr_image": float(np.mean(images)), "psnr_clip": float(np.mean(videos))}
+
+
+@torch.no_grad()
+def set_scaling_factor(vae: AutoencoderKLCogVideoX, num_clips: int = 8, seed: int = TRAIN_SEED) -> float:
+    """Set `scaling_factor` = 1 / std of the latents of training clips; returns it.
+
+    Diffusion adds unit-variance noise, so it wants unit-variance latents: the pipeline multiplies the VAE's
+    latents by this factor before diffusion and divides by it before decoding.
+    """
+    clips = [render_clean_clip(seed, index, DEMO_FRAMES) for index in range(num_clips)]
+    latents = [vae.encode(_to_tensor([clip])).latent_dist.mode() for clip in clips]
+    factor = 1.0 / torch.cat([z.flatten() for z in latents]).std().item()
+    vae.register_to_config(scaling_factor=factor)
+    return factor
+
+
+def save_atomically(vae: AutoencoderKLCogVideoX, out_dir: str | Path) -> None:
+    """`save_pretrained` in fp16 into a temporary sibling directory, then rename it into place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    vae.to(torch.float16).save_pretrained(staging, safe_serialization=True)
+    vae.to(torch.float32)
+    if out_dir.exists():
+        old = staging.with_name(staging.name + "-old")
+        os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, out_dir)
+
+
+def render_clean_clip(
+    seed: int,
+    index: int,
+    num_frames: int,
+    width: int = DEMO_WIDTH,
+    height: int = DEMO_HEIGHT,
+    fps: int = DEMO_FPS,
+    first: int = 0,
+) -> np.ndarray:
+    """Frames first..first+num_frames of the clean ToonWorld shot (seed, index), (F, H, W, 3) uint8.
+
+    The shot is planned at least `DEMO_FRAMES` long whatever `num_frames`, so frame j of a shot is the same
+    in a one-frame and a whole-clip render; it is the shot `anisora.train.data.ToonWorldSource` trains on.
+    """
+    length = FRAME_STEP * math.ceil((max(DEMO_FRAMES, first + num_frames) - 1) / FRAME_STEP) + 1
+    renderer = ShotRenderer(ToonWorldSource(seed, fps).plan(index, Bucket(width, height, length)))
+    return np.stack([renderer.render(j)[0] for j in range(first, first + num_frames)])
+
+
+def _training_clip(
+    index: int, num_frames: int, crop: tuple[int, int] | None, rng: np.random.Generator
+) -> np.ndarray:
+    first = int(rng.integers(DEMO_FRAMES)) if num_frames == 1 else 0
+    clip = render_clean_clip(TRAIN_SEED, index, num_frames, first=first)
+    if crop is None:
+        return clip
+    top = int(rng.integers(DEMO_HEIGHT - crop[0] + 1))
+    left = int(rng.integers(DEMO_WIDTH - crop[1] + 1))
+    return clip[:, top : top + crop[0], left : left + crop[1]]
+
+
+def _loss(
+    vae: AutoencoderKLCogVideoX, video: torch.Tensor, mse_weight: float, kl_weight: float
+) -> torch.Tensor:
+    posterior = vae.encode(video).latent_dist
+    recon = vae.decode(posterior.sample()).sample
+    # per-element KL to N(0, 1); a small weight only keeps the posterior from drifting
+    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    return F.l1_loss(recon, video) + mse_weight * F.mse_loss(recon, video) + kl_weight * kl
+
+
+def _reconstruct(vae: AutoencoderKLCogVideoX, clip: np.ndarray) -> np.ndarray:
+    video = _to_tensor([clip]).to(vae.dtype)
+    recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].float()
+    return ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+
+
+def _to_tensor(clips: list[np.ndarray]) -> torch.Tensor:
+    """(F, H, W, 3) uint8 clips -> (B, 3, F, H, W) float in [-1, 1]."""
+    video = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float()
+    return video / 127.5 - 1.0
+
+
+def _psnr(reference: np.ndarray, recon: np.ndarray) -> float:
+    mse = np.mean((reference.astype(np.float64) - recon.astype(np.float64)) ** 2)
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def _check_training_args(steps, batch_size, num_frames, crop, one_frame_share) -> None:
+    if steps < 1 or batch_size < 1:
+        raise InputError(f"steps and batch size must be at least 1, got {steps} and {batch_size}")
+    # the decoder upsamples latent frames in pairs plus an odd first one: an even latent count (5, 13
+    # frames) decodes to one frame too many per pair, so clips need an odd latent count
+    if num_frames not in (1, 9, 17):
+        raise InputError(f"clip length must be 1, 9 or 17 frames (8k+1), got {num_frames}")
+    if crop is not None and (
+        crop[0] % 8 or crop[1] % 8 or not (0 < crop[0] <= DEMO_HEIGHT and 0 < crop[1] <= DEMO_WIDTH)
+    ):
+        raise InputError(f"crop must be multiples of 8 within {DEMO_HEIGHT}x{DEMO_WIDTH}, got {crop}")
+    if not 0.0 <= one_frame_share <= 1.0:
+        raise InputError(f"one-frame share must be within 0-1, got {one_frame_share}")

@@ -1,0 +1,137 @@
+"""The training recipe on tiny components: a run, kill -9 and resume, 2 CPU processes (gloo), region LoRA."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from anisora.errors import InputError
+from anisora.model.conditioning import Guide
+from anisora.model.presets import build_components
+from anisora.model.weights import load_lora, load_pipeline
+from anisora.train.config import load_train_config
+from anisora.train.recipe import check_stage_order, train
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory) -> Path:
+    """A tiny VAE and a tiny T5 (tokenizer + encoder) saved the way a user's would be."""
+    root = tmp_path_factory.mktemp("parts")
+    components = build_components("tiny")
+    components["vae"].save_pretrained(root / "vae")
+    components["tokenizer"].save_pretrained(root / "t5" / "tokenizer")
+    components["text_encoder"].save_pretrained(root / "t5" / "text_encoder")
+    return root
+
+
+def stage(parts: Path, out: Path, **sections) -> Path:
+    values = {
+        "name": out.name,
+        "out": str(out),
+        "init": {"architecture": "tiny", "vae": str(parts / "vae"), "text_encoder": str(parts / "t5")},
+        "data": {"resolutions": [[32, 32]], "fps": 4, "min_seconds": 2, "max_seconds": 3, "batch_size": 2},
+        "optim": {"steps": 4, "warmup_steps": 1},
+        "checkpoint_every": 2,
+    }
+    for key, value in sections.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def transformer_weights(run: Path) -> dict:
+    return load_file(next((run / "final" / "transformer").glob("*.safetensors")))
+
+
+def test_a_run_saves_a_model_that_generates(parts, tmp_path):
+    final = train(load_train_config(stage(parts, tmp_path / "run")), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3, 4] and all(np.isfinite(e["loss"]) for e in log)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_00000002.pt",
+        "step_00000004.pt",
+    ]
+    pipe = load_pipeline(final)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.config.fps == 4 and pipe.config.motion_embedding is True and pipe.layout == "anisora"
+    image = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    out = pipe([Guide(image, 0)], num_frames=9, height=32, width=32, num_inference_steps=2, motion_score=1.0)
+    assert out.frames.shape == (9, 32, 32, 3)
+    fresh = build_components("tiny", motion_embedding=True)["transformer"]  # training moved the weights
+    trained = transformer_weights(tmp_path / "run")
+    assert any(not torch.equal(trained[k], v) for k, v in fresh.state_dict().items() if k in trained)
+
+
+def test_kill_9_and_the_same_command_continues_the_same_run(parts, tmp_path):
+    steps = {"optim": {"steps": 8, "warmup_steps": 1}}
+    reference = stage(parts, tmp_path / "whole", **steps)
+    interrupted = stage(parts, tmp_path / "killed", **steps)
+    command = [sys.executable, "-m", "anisora.cli", "train", "--quiet", "--config"]
+    subprocess.run([*command, str(reference)], check=True, capture_output=True)
+
+    process = subprocess.Popen(
+        [*command, str(interrupted)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoint = tmp_path / "killed" / "checkpoints" / "step_00000004.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "final").exists()
+    resumed = subprocess.run([*command, str(interrupted)], check=True, capture_output=True, text=True)
+    assert "resumed from" in resumed.stdout + resumed.stderr
+
+    a, b = transformer_weights(tmp_path / "whole"), transformer_weights(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "killed" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == list(range(1, 9))  # no step twice, none lost
+
+
+def test_two_cpu_processes_with_gloo(parts, tmp_path):
+    config = stage(parts, tmp_path / "ddp", optim={"steps": 2, "warmup_steps": 1})
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    command = [*launch, "-m", "anisora.cli", "train", "--quiet", "--config", str(config)]
+    subprocess.run(command, check=True, env={**os.environ, "ACCELERATE_USE_CPU": "true"})  # gloo backend
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["processes"]) for e in log] == [(1, 2), (2, 2)]  # one log, by the main process
+    assert load_pipeline(tmp_path / "ddp" / "final").layout == "anisora"
+
+
+def test_region_lora_is_saved_on_its_own_and_loads(parts, tmp_path):
+    base = train(load_train_config(stage(parts, tmp_path / "base", optim={"steps": 1})), progress=False)
+    lora = stage(
+        parts,
+        tmp_path / "lora",
+        init={"model": str(base)},
+        masking={"p_first": 1.0, "p_drop_all": 0.0},
+        lora={"rank": 4, "region": True},
+        data={"image_share": 0.0},
+        optim={"steps": 3, "warmup_steps": 1},
+    )
+    final = train(load_train_config(lora), progress=False)
+    assert [p.name for p in final.iterdir()] == ["pytorch_lora_weights.safetensors"]
+    pipe = load_pipeline(base)
+    load_lora(pipe, final)
+    assert "lora" in pipe.get_active_adapters()
+
+
+def test_stages_must_chain(parts, tmp_path):
+    first = load_train_config(stage(parts, tmp_path / "one"))
+    second = load_train_config(stage(parts, tmp_path / "two", init={"model": str(tmp_path / "elsewhere")}))
+    with pytest.raises(InputError, match="must start from"):
+        check_stage_order([first, second])
+    chained = load_train_config(
+        stage(parts, tmp_path / "two", init={"model": str(tmp_path / "one" / "final")})
+    )
+    check_stage_order([first, chained])
