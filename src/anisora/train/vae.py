@@ -54,6 +54,7 @@ def train_vae(
     eval_clips: int = 4,
     scale_clips: int = 8,
     time_limit: float | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train from scratch, set `scaling_factor` from the data and save to `out_dir` (safetensors).
 
@@ -66,7 +67,7 @@ def train_vae(
     _check_training_args(steps, batch_size, num_frames, crop, one_frame_share)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    vae = AutoencoderKLCogVideoX(**(config or demo_vae_config()))
+    vae = AutoencoderKLCogVideoX(**(config or demo_vae_config())).to(device)
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     history: dict[str, Any] = {"loss": [], "evals": []}
@@ -80,7 +81,7 @@ def train_vae(
             _training_clip(next_index + i, 1 if one_frame else num_frames, crop, rng) for i in range(count)
         ]
         next_index += count
-        loss = _loss(vae, _to_tensor(clips), mse_weight, kl_weight)
+        loss = _loss(vae, _to_tensor(clips, vae.device), mse_weight, kl_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -126,7 +127,7 @@ def set_scaling_factor(vae: AutoencoderKLCogVideoX, num_clips: int = 8, seed: in
     latents by this factor before diffusion and divides by it before decoding.
     """
     clips = [render_clean_clip(seed, index, DEMO_FRAMES) for index in range(num_clips)]
-    latents = [vae.encode(_to_tensor([clip])).latent_dist.mode() for clip in clips]
+    latents = [vae.encode(_to_tensor([clip], vae.device)).latent_dist.mode() for clip in clips]
     factor = 1.0 / torch.cat([z.flatten() for z in latents]).std().item()
     vae.register_to_config(scaling_factor=factor)
     return factor
@@ -190,14 +191,14 @@ def _loss(
 
 
 def _reconstruct(vae: AutoencoderKLCogVideoX, clip: np.ndarray) -> np.ndarray:
-    video = _to_tensor([clip]).to(vae.dtype)
+    video = _to_tensor([clip], vae.device).to(vae.dtype)
     recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].float()
-    return ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    return ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
-def _to_tensor(clips: list[np.ndarray]) -> torch.Tensor:
-    """(F, H, W, 3) uint8 clips -> (B, 3, F, H, W) float in [-1, 1]."""
-    video = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float()
+def _to_tensor(clips: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(F, H, W, 3) uint8 clips -> (B, 3, F, H, W) float in [-1, 1] on `device`."""
+    video = torch.from_numpy(np.stack(clips)).to(device).permute(0, 4, 1, 2, 3).float()
     return video / 127.5 - 1.0
 
 
