@@ -189,8 +189,7 @@ def _frame_count(job: GenerateJob, pipe: AnisoraPipeline, fps: int) -> int:
     if job.frames is not None and job.seconds is not None:
         raise InputError("give --frames or --seconds, not both")
     if job.frames is not None:
-        check_frame_count(job.frames)
-        return job.frames
+        return job.frames  # checked before the model loaded
     if job.seconds is not None:
         return frames_for_seconds(job.seconds, fps)
     return pipe.transformer.config.sample_frames

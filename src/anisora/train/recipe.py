@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..files import atomic_output
+from ..files import atomic_directory, atomic_output
 from ..model.conditioning import ConditionRequest, Guide, build_conditioning, stack_conditionings
 from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
-from .components import save_pipeline
+from .components import build_pipeline, save_pipeline
 from .config import TrainConfig
 from .data import Bucket, BucketSpec, ManifestSource, Sample, ToonWorldSource, batch_plan, load_batch
 from .masking import sample_guide_frames
@@ -44,8 +43,6 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     from diffusers.training_utils import EMAModel
     from diffusers.utils import logging as diffusers_logging
     from tqdm import tqdm
-
-    from .components import build_pipeline
 
     diffusers_logging.set_verbosity_error()  # prompt-truncation warnings would repeat every step
     out = Path(config.out)
@@ -69,7 +66,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     start = _resume(out, accelerator, optimizer, schedule, ema, trained)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(_as_dict(config), indent=2) + "\n")
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     log = _Log(out / "log.jsonl", accelerator.is_main_process)
     log.keep_until(start)
     bar = tqdm(
@@ -253,17 +250,14 @@ def _save_final(out: Path, pipe: AnisoraPipeline, accelerator, ema, trained, con
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         ema.copy_to(trained)
-        tmp = out / f".final.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if config.lora.rank > 0:
-            from peft.utils import get_peft_model_state_dict
+        with atomic_directory(final) as tmp:
+            if config.lora.rank > 0:
+                from peft.utils import get_peft_model_state_dict
 
-            layers = get_peft_model_state_dict(pipe.transformer)
-            AnisoraPipeline.save_lora_weights(tmp, transformer_lora_layers=layers)
-        else:
-            save_pipeline(pipe, tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+                layers = get_peft_model_state_dict(pipe.transformer)
+                AnisoraPipeline.save_lora_weights(tmp, transformer_lora_layers=layers)
+            else:
+                save_pipeline(pipe, tmp)
     accelerator.wait_for_everyone()
     return final
 
@@ -292,12 +286,6 @@ class _Log:
         if self.enabled:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(values) + "\n")
-
-
-def _as_dict(config: TrainConfig) -> dict:
-    from dataclasses import asdict
-
-    return asdict(config)
 
 
 def check_stage_order(stages: list[TrainConfig]) -> None:

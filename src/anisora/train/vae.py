@@ -9,9 +9,6 @@ ToonWorld seed `TRAIN_SEED` and evaluation the never-trained seed `EVAL_SEED`.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from diffusers import AutoencoderKLCogVideoX
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..files import atomic_directory
 from ..model.conditioning import FRAME_STEP
 from ..model.presets import vae_config
 from ..toonworld.shot import ShotRenderer
@@ -134,19 +132,10 @@ def set_scaling_factor(vae: AutoencoderKLCogVideoX, num_clips: int = 8, seed: in
 
 
 def save_atomically(vae: AutoencoderKLCogVideoX, out_dir: str | Path) -> None:
-    """`save_pretrained` in fp16 into a temporary sibling directory, then rename it into place."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    vae.to(torch.float16).save_pretrained(staging, safe_serialization=True)
+    """`save_pretrained` in fp16, written to a temporary directory and renamed into place."""
+    with atomic_directory(out_dir) as staging:
+        vae.to(torch.float16).save_pretrained(staging, safe_serialization=True)
     vae.to(torch.float32)
-    if out_dir.exists():
-        old = staging.with_name(staging.name + "-old")
-        os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, out_dir)
 
 
 def render_clean_clip(
