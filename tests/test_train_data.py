@@ -21,12 +21,13 @@ from anisora.train.data import (
     TRAIN_INDICES,
     Bucket,
     BucketSpec,
-    LatentCache,
+    FeatureCache,
     ManifestSource,
     ToonWorldSource,
     batch_plan,
     fit_to_bucket,
     load_batch,
+    weights_id,
 )
 
 FPS = 8.0
@@ -235,13 +236,27 @@ def test_manifest_source_errors(curated, tmp_path):
         ManifestSource(empty, fps=FPS)
 
 
-def test_latent_cache_round_trip(tmp_path):
-    cache = LatentCache(tmp_path / "latents")
-    latents = torch.randn(1, 5, 16, 12, 20)
-    assert cache.get("toonworld:s0:i1", BUCKET, "vae-a") is None
-    cache.put("toonworld:s0:i1", BUCKET, "vae-a", latents)
-    assert torch.equal(cache.get("toonworld:s0:i1", BUCKET, "vae-a"), latents)
-    assert cache.get("toonworld:s0:i1", BUCKET, "vae-b") is None
-    assert cache.get("toonworld:s0:i1", Bucket(160, 96, 25), "vae-a") is None
-    files = [p for p in (tmp_path / "latents").rglob("*") if p.is_file()]
-    assert len(files) == 1 and not files[0].name.startswith(".")
+def test_feature_cache_computes_once_per_key_and_weights(tmp_path):
+    calls = []
+
+    def compute(value):
+        calls.append(value)
+        return torch.full((1, 4), float(value))
+
+    cache = FeatureCache(tmp_path / "features", "vae-a")
+    assert torch.equal(cache.fetch("clip", "s0:i1", lambda: compute(1)), torch.full((1, 4), 1.0))
+    assert torch.equal(cache.fetch("clip", "s0:i1", lambda: compute(2)), torch.full((1, 4), 1.0))
+    assert calls == [1]
+    cache.fetch("text", "s0:i1", lambda: compute(3))  # another kind, another file
+    FeatureCache(tmp_path / "features", "vae-b").fetch("clip", "s0:i1", lambda: compute(4))  # other weights
+    assert calls == [1, 3, 4]
+    files = [p for p in (tmp_path / "features").rglob("*") if p.is_file()]
+    assert len(files) == 3 and not any(f.name.startswith(".") for f in files)
+
+
+def test_weights_id_follows_the_weights():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    assert weights_id(a) == weights_id(a) != weights_id(b)
+    with torch.no_grad():
+        b.load_state_dict(a.state_dict())
+    assert weights_id(a) == weights_id(b) and weights_id(a, None) == weights_id(a)

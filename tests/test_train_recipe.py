@@ -135,3 +135,25 @@ def test_stages_must_chain(parts, tmp_path):
         stage(parts, tmp_path / "two", init={"model": str(tmp_path / "one" / "final")})
     )
     check_stage_order([first, chained])
+
+
+def test_feature_cache_gives_the_same_run_without_encoding_again(parts, tmp_path, monkeypatch):
+    """A finite ToonWorld set with a cache: the second run reads every latent and text feature from disk."""
+    data = {"num_shots": 3, "cache": str(tmp_path / "features"), "image_share": 0.0}
+    first = train(load_train_config(stage(parts, tmp_path / "a", data=data)), progress=False)
+    files = list((tmp_path / "features").rglob("*.pt"))
+    assert {f.parent.parent.name for f in files} == {"clip", "guide", "text"}
+
+    from diffusers import AutoencoderKLCogVideoX
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the VAE encoded although the cache holds everything")
+
+    monkeypatch.setattr(AutoencoderKLCogVideoX, "encode", no_encoding)
+    second = train(load_train_config(stage(parts, tmp_path / "b", data=data)), progress=False)
+    assert len(list((tmp_path / "features").rglob("*.pt"))) == len(files)
+    losses = [
+        [json.loads(line)["loss"] for line in (run.parent / "log.jsonl").read_text().splitlines()]
+        for run in (first, second)
+    ]
+    assert losses[0] == losses[1]

@@ -1,5 +1,6 @@
 """Training the demo VAE: the loss falls, the saved directory loads and compresses 4x in time, 8x in space."""
 
+import json
 import math
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
+from anisora.cli import main
 from anisora.errors import InputError
 from anisora.train.vae import demo_vae_config, evaluate_vae, render_clean_clip, train_vae
 
@@ -60,3 +62,13 @@ def test_evaluate_gives_finite_psnrs(trained):
 def test_rejects_clip_lengths_the_vae_cannot_encode(tmp_path):
     with pytest.raises(InputError, match="8k\\+1"):
         train_vae(tmp_path, steps=1, num_frames=8)
+
+
+def test_train_vae_cli_writes_the_vae_and_its_history(tmp_path, capsys):
+    out = tmp_path / "vae"
+    args = ["train-vae", "--out", str(out), "--steps", "1", "--frames", "1", "--crop", "16x16", "--quiet"]
+    assert main(args) == 0
+    history = json.loads((out / "training.json").read_text())
+    assert len(history["loss"]) == 1 and history["settings"]["crop"] == [16, 16]
+    assert "1 steps" in capsys.readouterr().out
+    assert AutoencoderKLCogVideoX.from_pretrained(out).config.latent_channels == 16

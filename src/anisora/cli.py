@@ -52,16 +52,13 @@ def _cmd_toonworld(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .model.generate import GenerateJob, GuideSpec, generate_to_file
+    from .model.weights import demo_model_dir
 
-    if args.model is None:
-        raise InputError(
-            "--model DIR is required: no demo model ships yet (see the README, 'anisora generate')"
-        )
     guides = [GuideSpec(str(args.image), 0, args.image_strength)] if args.image else []
     guides += args.guide
     width, height = args.size if args.size else (None, None)
     job = GenerateJob(
-        model=str(args.model),
+        model=str(args.model or demo_model_dir()),
         guides=guides,
         mask=str(args.mask) if args.mask else None,
         prompt=args.prompt,
@@ -110,6 +107,68 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for stage in stages:
         final = train(stage, progress=not args.quiet)
         print(f"{stage.name}: {final}")
+    return 0
+
+
+def _cmd_train_vae(args: argparse.Namespace) -> int:
+    from .train.vae import train_vae
+
+    history = train_vae(
+        args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr=args.lr,
+        num_frames=args.frames,
+        crop=(args.crop[1], args.crop[0]) if args.crop else None,
+        eval_every=args.eval_every,
+        time_limit=args.minutes * 60 if args.minutes else None,
+        device=args.device,
+        bf16=args.bf16,
+        progress=not args.quiet,
+    )
+    final = history["evals"][-1]
+    print(
+        f"{args.out}: {len(history['loss'])} steps in {history['seconds'] / 60:.1f} min, held-out PSNR "
+        f"{final['psnr_image']:.2f} dB (one frame), {final['psnr_clip']:.2f} dB (clip)"
+    )
+    return 0
+
+
+def _cmd_model_card(args: argparse.Namespace) -> int:
+    from .model.weights import load_pipeline
+    from .train.card import compute_description, stage_summary, vae_summary, write_model_card
+    from .train.quality import QualitySettings, measure_quality
+
+    stages = [stage_summary(run) for run in args.stage]
+    vae = vae_summary(args.vae_run)
+    lora = stage_summary(args.lora_run) if args.lora_run else None
+    pipe = load_pipeline(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    settings = QualitySettings(shots=args.shots, steps=args.steps)
+    quality = measure_quality(pipe, settings, progress=lambda text: print(f"measuring: {text}", flush=True))
+    card = write_model_card(args.model, stages, vae, quality, compute_description(), args.command, lora)
+    print(card)
+    return 0
+
+
+def _cmd_toonworld_keyframes(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .media import save_image, write_video
+    from .train.quality import QualitySettings, held_out_shots, motion_region
+
+    width, height = args.size
+    settings = QualitySettings(shots=args.index + 1, width=width, height=height, fps=args.fps)
+    shot = held_out_shots(settings, args.frames, still_camera=True)[-1]
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    save_image(out / "first.png", shot.frames[0])
+    save_image(out / "last.png", shot.frames[-1])
+    save_image(out / "mask.png", np.repeat(motion_region(shot.foreground)[..., None], 3, axis=2))
+    write_video(out / "truth.mp4", shot.frames, args.fps)
+    (out / "prompt.txt").write_text(shot.caption + "\n", encoding="utf-8")
+    print(f"{out}: first.png, last.png, mask.png, truth.mp4 ({len(shot.frames)} frames); {shot.caption}")
     return 0
 
 
@@ -286,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate a video with the spatiotemporal-mask model. Writes OUT.mp4, OUT.json "
         "(every parameter) and, with --preview, OUT.preview.png.",
     )
-    ge.add_argument("--model", type=Path, help="diffusers model directory (never downloaded)")
+    ge.add_argument(
+        "--model", type=Path, help="diffusers model directory, never downloaded (default: the demo model)"
+    )
     ge.add_argument("--image", type=Path, help="guide image for frame 0 (image-to-video)")
     ge.add_argument("--image-strength", type=float, default=1.0, help="strength of --image, 0-1 (default 1)")
     ge.add_argument(
@@ -334,6 +395,57 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=int, help="override optim.steps of every stage")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
+
+    tv = sub.add_parser(
+        "train-vae",
+        help="train the demo model's small 3D causal VAE on ToonWorld",
+        description="Train an AutoencoderKLCogVideoX (the 'demo' preset) from scratch on clean ToonWorld "
+        "clips; writes a diffusers VAE directory with training.json (losses, held-out PSNRs).",
+    )
+    tv.add_argument("--out", type=Path, required=True, help="VAE directory to write")
+    tv.add_argument("--minutes", type=float, help="stop after this much training time")
+    tv.add_argument("--steps", type=int, default=100_000, help="stop after this many steps")
+    tv.add_argument("--batch-size", type=int, default=2)
+    tv.add_argument("--lr", type=float, default=1e-3)
+    tv.add_argument("--frames", type=int, default=9, help="clip length, 1, 9 or 17 (default 9)")
+    tv.add_argument(
+        "--crop", type=_size, default=(96, 64), help="WIDTHxHEIGHT training crops (default 96x64)"
+    )
+    tv.add_argument("--eval-every", type=int, default=200)
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("--device", default="cpu")
+    tv.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on recent CPUs and GPUs)")
+    tv.add_argument("--quiet", action="store_true", help="no progress bar")
+    tv.set_defaults(func=_cmd_train_vae)
+
+    mc = sub.add_parser(
+        "model-card",
+        help="measure a trained model on held-out ToonWorld shots and write its MODEL_CARD.md",
+        description="Measure first-frame fidelity, keyframe interpolation, motion-region precision, "
+        "motion strength and 4 s clips on held-out ToonWorld shots; write MODEL_CARD.md and quality.json "
+        "into MODEL.",
+    )
+    mc.add_argument("--model", type=Path, required=True, help="the trained model directory")
+    mc.add_argument("--vae-run", type=Path, required=True, help="the VAE directory from train-vae")
+    mc.add_argument(
+        "--stage", type=Path, action="append", required=True, help="stage run folder (repeatable)"
+    )
+    mc.add_argument("--lora-run", type=Path, help="the motion-region LoRA run folder")
+    mc.add_argument("--shots", type=int, default=6, help="held-out shots per figure (default 6)")
+    mc.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    mc.add_argument("--command", default="make demo-model", help="the training command, for the card")
+    mc.set_defaults(func=_cmd_model_card)
+
+    tk = sub.add_parser(
+        "toonworld-keyframes",
+        help="write a held-out ToonWorld shot's first and last frames, motion mask and true clip",
+    )
+    tk.add_argument("--out", type=Path, required=True, help="folder to write")
+    tk.add_argument("--index", type=int, default=0, help="which held-out moving shot (default 0)")
+    tk.add_argument("--size", type=_size, default=(160, 96), help="WIDTHxHEIGHT (default 160x96)")
+    tk.add_argument("--fps", type=float, default=8.0)
+    tk.add_argument("--frames", type=int, default=17, help="shot length in frames (default 17)")
+    tk.set_defaults(func=_cmd_toonworld_keyframes)
 
     pr = sub.add_parser("probe", help="print video metadata as JSON lines")
     pr.add_argument("videos", nargs="+", type=Path)

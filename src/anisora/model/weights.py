@@ -20,6 +20,16 @@ from .conditioning import TEMPORAL, Layout, input_channels
 from .pipeline import AnisoraPipeline
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The demo model `make demo-model` trains on ToonWorld, shipped in the package (card: MODEL_CARD.md there).
+DEMO_MODEL = Path(__file__).parent / "assets" / "demo-model"
+DEMO_REGION_LORA = DEMO_MODEL / "region-lora"
+
+
+def demo_model_dir() -> Path:
+    """The shipped demo model, the default of `anisora generate`."""
+    if not (DEMO_MODEL / "model_index.json").is_file():
+        raise InputError(f"the demo model is missing from {DEMO_MODEL}; train it with `make demo-model`")
+    return DEMO_MODEL
 
 
 def load_pipeline(

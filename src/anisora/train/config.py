@@ -35,6 +35,10 @@ class DataConfig:
     max_seconds: float = 4.0
     image_share: float = 0.1  # share of one-frame (image) samples: the multi-task mix
     batch_size: int = 4
+    num_shots: int | None = (
+        None  # ToonWorld: train on shots [0, num_shots) only (None: a new shot per sample)
+    )
+    cache: str | None = None  # folder for VAE latents and text features, computed once (frozen encoders)
 
 
 @dataclass(frozen=True)

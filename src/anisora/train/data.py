@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -314,21 +314,40 @@ def load_batch(source: Source, bucket: Bucket, indices: Sequence[int]) -> list[S
     return [source.sample(i, bucket) for i in indices]
 
 
-class LatentCache:
-    """VAE latents on disk, one file per (sample key, bucket, VAE id); files appear complete or not at all."""
+class FeatureCache:
+    """Outputs of frozen encoders (VAE moments and latents, text features) on disk, computed once.
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    One file per (kind, key, encoders' weights id), so features of other weights are never mixed in; files
+    appear complete or not at all, so processes may share a folder and a kill leaves nothing half-written.
+    """
 
-    def _path(self, key: str, bucket: Bucket, vae_id: str) -> Path:
-        text = json.dumps([key, dataclasses.astuple(bucket), vae_id])
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        return self.folder / digest[:2] / f"{digest}.pt"
+    def __init__(self, folder: str | Path, weights_id: str):
+        self.folder, self.weights_id = Path(folder), weights_id
 
-    def get(self, key: str, bucket: Bucket, vae_id: str) -> torch.Tensor | None:
-        path = self._path(key, bucket, vae_id)
-        return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    def path(self, kind: str, key: str) -> Path:
+        digest = hashlib.sha256(json.dumps([kind, key, self.weights_id]).encode()).hexdigest()
+        return self.folder / kind / digest[:2] / f"{digest}.pt"
 
-    def put(self, key: str, bucket: Bucket, vae_id: str, latents: torch.Tensor) -> None:
-        with atomic_output(self._path(key, bucket, vae_id)) as tmp:
-            torch.save(latents.detach().cpu().contiguous(), tmp)
+    def fetch(self, kind: str, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        path = self.path(kind, key)
+        if path.exists():
+            return torch.load(path, map_location="cpu", weights_only=True)
+        value = compute().detach().cpu().contiguous()
+        with atomic_output(path) as tmp:
+            torch.save(value, tmp)
+        return value
+
+
+def weights_id(*modules: torch.nn.Module | None) -> str:
+    """A digest of modules' configs and weights: the cache key part that changes when an encoder does."""
+    digest = hashlib.sha256()
+    for module in modules:
+        if module is None:
+            continue
+        config = getattr(module, "config", None) or {}
+        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # transformers or diffusers
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

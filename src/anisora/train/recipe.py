@@ -18,14 +18,17 @@ the same command continues from the newest checkpoint. Noise, timesteps, guides 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from ..errors import InputError
 from ..files import atomic_directory, atomic_output
@@ -33,7 +36,17 @@ from ..model.conditioning import ConditionRequest, Guide, build_conditioning, st
 from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
 from .components import build_pipeline, save_pipeline
 from .config import TrainConfig
-from .data import Bucket, BucketSpec, ManifestSource, Sample, ToonWorldSource, batch_plan, load_batch
+from .data import (
+    Bucket,
+    BucketSpec,
+    FeatureCache,
+    ManifestSource,
+    Sample,
+    ToonWorldSource,
+    batch_plan,
+    load_batch,
+    weights_id,
+)
 from .masking import sample_guide_frames
 
 
@@ -61,7 +74,10 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     ema = EMAModel(trained, decay=config.optim.ema_decay)
     transformer, optimizer = accelerator.prepare(pipe.transformer, optimizer)
     pipe.to(accelerator.device)
-    data = TrainingData(config)
+    cache = None
+    if config.data.cache:
+        cache = FeatureCache(config.data.cache, weights_id(pipe.vae, pipe.text_encoder))
+    data = TrainingData(config, cache)
 
     start = _resume(out, accelerator, optimizer, schedule, ema, trained)
     if accelerator.is_main_process:
@@ -73,6 +89,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         range(start, config.optim.steps), initial=start, total=config.optim.steps, disable=not progress
     )
     for step in bar:
+        step_started = time.perf_counter()
         transformer.train()
         with accelerator.autocast():
             loss = training_loss(pipe, transformer, data, config, step, accelerator)
@@ -86,7 +103,11 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         value = accelerator.gather(loss.detach()[None]).mean().item()
         bar.set_postfix(loss=f"{value:.4f}")
         log.write(
-            step=step + 1, loss=value, lr=schedule.get_last_lr()[0], processes=accelerator.num_processes
+            step=step + 1,
+            loss=value,
+            lr=schedule.get_last_lr()[0],
+            processes=accelerator.num_processes,
+            seconds=round(time.perf_counter() - step_started, 4),  # wall time of this step
         )
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.optim.steps:
             _save_checkpoint(out, step + 1, accelerator, optimizer, schedule, ema, trained, config)
@@ -94,22 +115,25 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
 
 
 class TrainingData:
-    """The stage's source (ToonWorld or a curation folder) and its bucket plan."""
+    """The stage's source (ToonWorld or a curation folder), its bucket plan and the optional feature cache."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, cache: FeatureCache | None = None):
         d = config.data
         resolutions = tuple((int(w), int(h)) for w, h in d.resolutions)
         self.spec = BucketSpec(resolutions, d.fps, d.min_seconds, d.max_seconds, d.image_share, d.batch_size)
-        self.seed = d.seed
+        self.seed, self.cache, self.num_samples = d.seed, cache, None
         if d.source == "toonworld":
             self.source, self.clip_seconds = ToonWorldSource(d.seed, d.fps), None
+            self.num_samples = d.num_shots
         else:
             self.source = ManifestSource(d.source, d.fps)
             self.clip_seconds = self.source.clip_seconds
 
     def batch(self, index: int) -> tuple[Bucket, list[Sample]]:
         """Batch `index` (a pure function of it): the bucket and its samples."""
-        bucket, indices = batch_plan(self.spec, self.seed, index, clip_seconds=self.clip_seconds)
+        bucket, indices = batch_plan(
+            self.spec, self.seed, index, num_samples=self.num_samples, clip_seconds=self.clip_seconds
+        )
         return bucket, load_batch(self.source, bucket, indices)
 
 
@@ -125,24 +149,21 @@ def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, st
     video = torch.from_numpy(np.stack([s.frames for s in samples])).to(device)  # (B, F, H, W, 3)
     video = video.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
     with torch.no_grad():
-        latents = pipe.vae.encode(video.to(pipe.vae.dtype)).latent_dist.sample(posterior)
+        moments = _clip_moments(pipe, video, samples, bucket, data.cache)
+        latents = DiagonalGaussianDistribution(moments).sample(posterior)
         latents = (latents * pipe.vae_scaling_factor_image).permute(0, 2, 1, 3, 4).float()  # (B, T, C, h, w)
+        encode = _guide_encoder(pipe, data.cache)
         conds = [
             build_conditioning(
                 _request(sample, bucket, sample_guide_frames(bucket.num_frames, rng, config.masking), config),
-                pipe._encode_guides,
+                encode,
                 latent_channels=latents.shape[2],
                 device=device,
             )
             for sample in samples
         ]
         prompts = [s.prompt if rng.random() >= config.text_dropout else "" for s in samples]
-        text = pipe.encode_prompt(
-            prompts,
-            do_classifier_free_guidance=False,
-            max_sequence_length=pipe.transformer.config.max_text_seq_length,
-            device=device,
-        )[0]
+        text = _text_features(pipe, prompts, data.cache).to(device)
     cond = stack_conditionings(conds)
 
     batch = latents.shape[0]
@@ -168,6 +189,54 @@ def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, st
     )
     error = F.mse_loss(prediction.float(), target, reduction="none") * weight
     return error.sum() / (weight.expand_as(error).sum().clamp(min=1.0))
+
+
+def _clip_moments(pipe, video: torch.Tensor, samples: list[Sample], bucket: Bucket, cache) -> torch.Tensor:
+    """The VAE posterior's (mean, logvar) of each clip; with a cache, each clip is encoded alone, once."""
+    if cache is None:
+        return pipe.vae.encode(video.to(pipe.vae.dtype)).latent_dist.parameters
+    shape = f"{bucket.width}x{bucket.height}x{bucket.num_frames}@{samples[0].fps:g}"
+    return torch.cat(
+        [
+            cache.fetch(
+                "clip",
+                f"{sample.key}|{shape}",
+                lambda i=i: pipe.vae.encode(video[i : i + 1].to(pipe.vae.dtype)).latent_dist.parameters,
+            )
+            for i, sample in enumerate(samples)
+        ]
+    ).to(video.device)
+
+
+def _guide_encoder(pipe, cache):
+    """The conditioning module's guide encoder; with a cache, keyed by the guide's pixels."""
+    if cache is None:
+        return pipe._encode_guides
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        keys = [hashlib.sha256(image.cpu().numpy().tobytes()).hexdigest() for image in images]
+        latents = [
+            cache.fetch("guide", key, lambda image=image: pipe._encode_guides(image[None]))
+            for key, image in zip(keys, images, strict=True)
+        ]
+        return torch.cat(latents).to(images.device)
+
+    return encode
+
+
+def _text_features(pipe, prompts: list[str], cache) -> torch.Tensor:
+    """The frozen text encoder's token features of each prompt; with a cache, per prompt, once."""
+    length = pipe.transformer.config.max_text_seq_length
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        device = pipe._execution_device
+        return pipe.encode_prompt(
+            texts, do_classifier_free_guidance=False, max_sequence_length=length, device=device
+        )[0]
+
+    if cache is None:
+        return encode(prompts)
+    return torch.cat([cache.fetch("text", f"{length}|{p}", lambda p=p: encode([p])) for p in prompts])
 
 
 def _request(sample, bucket, guide_frames: list[int], config: TrainConfig) -> ConditionRequest:

@@ -8,6 +8,7 @@ ToonWorld seed `TRAIN_SEED` and evaluation the never-trained seed `EVAL_SEED`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ TRAIN_SEED = 0
 
 
 def demo_vae_config() -> dict[str, Any]:
-    """The demo VAE (presets "demo"): 2.59 M parameters (5.2 MB in fp16), 8 latent channels."""
+    """The demo VAE (presets "demo"): 2.65 M parameters (5.3 MB in fp16), 16 latent channels."""
     return vae_config("demo")
 
 
@@ -53,14 +54,19 @@ def train_vae(
     scale_clips: int = 8,
     time_limit: float | None = None,
     device: str = "cpu",
+    bf16: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train from scratch, set `scaling_factor` from the data and save to `out_dir` (safetensors).
 
     `crop` (height, width), multiples of 8, trains on random crops of the 160x96 frames: the VAE is
     convolutional, so smaller crops buy more steps per second. One step in `one_frame_share` is a batch of
-    single frames, as guide images are encoded alone. Training stops after `steps` or after `time_limit`
-    seconds of training, whichever comes first. Returns the loss history, the PSNRs measured every
-    `eval_every` steps (and at the end) and the throughput.
+    single frames, as guide images are encoded alone. `bf16` runs forward and backward under bfloat16
+    autocast (weights and optimizer stay float32): 1.4-1.5x faster on a CPU with AVX512-BF16. Training stops
+    after `steps` or after `time_limit` seconds of training, whichever comes first; the learning rate follows
+    a cosine from `lr` down to a tenth of it over whichever of the two is further along. Returns the loss
+    history, the PSNRs measured every `eval_every` steps (and at the end), the throughput and the settings;
+    they are also saved in the VAE directory as training.json.
     """
     _check_training_args(steps, batch_size, num_frames, crop, one_frame_share)
     torch.manual_seed(seed)
@@ -68,10 +74,14 @@ def train_vae(
     vae = AutoencoderKLCogVideoX(**(config or demo_vae_config())).to(device)
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    history: dict[str, Any] = {"loss": [], "evals": []}
+    settings = dict(steps=steps, time_limit=time_limit, batch_size=batch_size, lr=lr, seed=seed)
+    settings.update(
+        num_frames=num_frames, crop=crop, one_frame_share=one_frame_share, device=device, bf16=bf16
+    )
+    history: dict[str, Any] = {"settings": settings, "loss": [], "evals": []}
     next_index, eval_seconds = 0, 0.0
     started = time.perf_counter()
-    for step in tqdm(range(1, steps + 1), desc="vae", unit="step"):
+    for step in tqdm(range(1, steps + 1), desc="vae", unit="step", disable=not progress):
         one_frame = rng.random() < one_frame_share
         # single frames cost ~1/num_frames of a clip, so their batches are larger
         count = batch_size * 4 if one_frame else batch_size
@@ -79,13 +89,18 @@ def train_vae(
             _training_clip(next_index + i, 1 if one_frame else num_frames, crop, rng) for i in range(count)
         ]
         next_index += count
-        loss = _loss(vae, _to_tensor(clips, vae.device), mse_weight, kl_weight)
+        with torch.autocast(vae.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = _loss(vae, _to_tensor(clips, vae.device), mse_weight, kl_weight)
+        elapsed = time.perf_counter() - started - eval_seconds
+        progress = max(step / steps, elapsed / time_limit if time_limit else 0.0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (0.55 + 0.45 * math.cos(math.pi * min(1.0, progress)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         history["loss"].append(loss.item())
-        out_of_time = time_limit is not None and time.perf_counter() - started - eval_seconds > time_limit
+        out_of_time = time_limit is not None and elapsed > time_limit
         if (eval_every and step % eval_every == 0) or step == steps or out_of_time:
             eval_started = time.perf_counter()
             history["evals"].append({"step": step, **evaluate_vae(vae, num_clips=eval_clips)})
@@ -97,7 +112,7 @@ def train_vae(
     history["steps_per_second"] = len(history["loss"]) / history["seconds"]
     vae.eval()
     history["scaling_factor"] = set_scaling_factor(vae, scale_clips)
-    save_atomically(vae, out_dir)
+    save_atomically(vae, out_dir, history)
     return history
 
 
@@ -131,10 +146,14 @@ def set_scaling_factor(vae: AutoencoderKLCogVideoX, num_clips: int = 8, seed: in
     return factor
 
 
-def save_atomically(vae: AutoencoderKLCogVideoX, out_dir: str | Path) -> None:
-    """`save_pretrained` in fp16, written to a temporary directory and renamed into place."""
+def save_atomically(
+    vae: AutoencoderKLCogVideoX, out_dir: str | Path, history: dict[str, Any] | None = None
+) -> None:
+    """`save_pretrained` in fp16 (and `history` as training.json), written aside and renamed into place."""
     with atomic_directory(out_dir) as staging:
         vae.to(torch.float16).save_pretrained(staging, safe_serialization=True)
+        if history is not None:
+            (staging / "training.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
     vae.to(torch.float32)
 
 
