@@ -1,5 +1,6 @@
 """The training recipe on tiny components: a run, kill -9 and resume, 2 CPU processes (gloo), region LoRA."""
 
+import itertools
 import json
 import os
 import signal
@@ -18,8 +19,8 @@ from anisora.errors import InputError
 from anisora.model.conditioning import Guide
 from anisora.model.presets import build_components
 from anisora.model.weights import load_lora, load_pipeline
-from anisora.train.config import load_train_config
-from anisora.train.recipe import check_stage_order, train
+from anisora.train.config import OptimConfig, load_train_config
+from anisora.train.recipe import check_stage_order, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +158,14 @@ def test_feature_cache_gives_the_same_run_without_encoding_again(parts, tmp_path
         for run in (first, second)
     ]
     assert losses[0] == losses[1]
+
+
+def test_lr_factor_warms_up_then_is_constant_or_cosine():
+    constant = OptimConfig(steps=100, warmup_steps=10)
+    cosine = OptimConfig(steps=100, warmup_steps=10, schedule="cosine")
+    assert lr_factor(constant, 0) == pytest.approx(0.1) and lr_factor(constant, 99) == 1.0
+    assert lr_factor(cosine, 9) == 1.0 and lr_factor(cosine, 10) == 1.0
+    after = [lr_factor(cosine, s) for s in range(10, 101)]
+    assert all(a > b for a, b in itertools.pairwise(after)) and after[-1] == pytest.approx(0.1)
+    with pytest.raises(InputError, match="schedule"):
+        load_train_config(overrides={"optim": {"schedule": "linear"}})

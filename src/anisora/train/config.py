@@ -49,6 +49,9 @@ class OptimConfig:
     warmup_steps: int = 50
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    schedule: str = (
+        "constant"  # after warm-up: "constant", or "cosine" down to a tenth of lr at the last step
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class TrainConfig:
             raise InputError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1 or self.optim.steps < 1:
             raise InputError("checkpoint_every, keep_checkpoints and optim.steps must be at least 1")
+        if self.optim.schedule not in ("constant", "cosine"):
+            raise InputError(f"optim.schedule must be constant or cosine, got {self.optim.schedule!r}")
         if not 0.0 <= self.text_dropout <= 1.0:
             raise InputError(f"text_dropout must be in [0, 1], got {self.text_dropout!r}")
 

@@ -18,9 +18,11 @@ the same command continues from the newest checkpoint. Noise, timesteps, guides 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +37,7 @@ from ..files import atomic_directory, atomic_output
 from ..model.conditioning import ConditionRequest, Guide, build_conditioning, stack_conditionings
 from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
 from .components import build_pipeline, save_pipeline
-from .config import TrainConfig
+from .config import OptimConfig, TrainConfig
 from .data import (
     Bucket,
     BucketSpec,
@@ -69,8 +71,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     if config.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(trained, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    warmup = max(1, config.optim.warmup_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, config.optim))
     ema = EMAModel(trained, decay=config.optim.ema_decay)
     transformer, optimizer = accelerator.prepare(pipe.transformer, optimizer)
     pipe.to(accelerator.device)
@@ -189,6 +190,15 @@ def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, st
     )
     error = F.mse_loss(prediction.float(), target, reduction="none") * weight
     return error.sum() / (weight.expand_as(error).sum().clamp(min=1.0))
+
+
+def lr_factor(optim: OptimConfig, step: int) -> float:
+    """The learning rate of `step` as a fraction of `optim.lr`: linear warm-up, then constant or cosine."""
+    warmup = max(1, optim.warmup_steps)
+    if step < warmup or optim.schedule == "constant":
+        return min(1.0, (step + 1) / warmup)
+    progress = min(1.0, (step - warmup) / max(1, optim.steps - warmup))
+    return 0.55 + 0.45 * math.cos(math.pi * progress)
 
 
 def _clip_moments(pipe, video: torch.Tensor, samples: list[Sample], bucket: Bucket, cache) -> torch.Tensor:
