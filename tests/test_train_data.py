@@ -29,6 +29,7 @@ from anisora.train.data import (
     load_batch,
     weights_id,
 )
+from anisora.train.foreground import MotionForeground
 
 FPS = 8.0
 BUCKET = Bucket(160, 96, 17)
@@ -214,6 +215,12 @@ def test_manifest_source_samples_kept_clips(curated):
         assert sample.frames.std() > 5  # real pictures, not padding
     image = source.sample(0, Bucket(160, 96, 1))
     assert image.frames.shape == (1, 96, 160, 3)
+
+
+def test_manifest_source_gives_foreground_masks_from_a_detector(curated):
+    source = ManifestSource(curated, fps=FPS, foreground=MotionForeground())
+    sample = source.sample(0, BUCKET)
+    assert sample.foreground.shape == sample.frames.shape[:3] and sample.foreground.dtype == bool
 
 
 def test_manifest_source_errors(curated, tmp_path):

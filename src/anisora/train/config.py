@@ -39,6 +39,9 @@ class DataConfig:
         None  # ToonWorld: train on shots [0, num_shots) only (None: a new shot per sample)
     )
     cache: str | None = None  # folder for VAE latents and text features, computed once (frozen encoders)
+    foreground: str | None = (
+        None  # curated clips' masks for region LoRA: "motion" (MOG2) or a .onnx segmenter
+    )
 
 
 @dataclass(frozen=True)

@@ -180,14 +180,15 @@ class ManifestSource:
 
     Prompts come from the manifest's `prompt` column (curation already appended the score suffix).
     Aesthetic score: `aesthetic_score`, else the classical `quality_score` (as curation's prompt does), else
-    DEFAULT_AESTHETIC; a missing motion score is 0.0.
+    DEFAULT_AESTHETIC; a missing motion score is 0.0. `foreground` (see `anisora.train.foreground`) gives each
+    clip per-frame foreground masks for motion-region training.
     """
 
-    def __init__(self, curate_dir: str | Path, fps: float):
+    def __init__(self, curate_dir: str | Path, fps: float, foreground=None):
         if not (math.isfinite(fps) and fps > 0):
             raise InputError(f"fps must be positive, got {fps!r}")
         self.folder = Path(curate_dir)
-        self.fps = fps
+        self.fps, self.foreground = fps, foreground
         self.rows = [r for r in load_manifest(self.folder) if r.get("keep")]
         if not self.rows:
             raise InputError(f"{self.folder}: the manifest has no kept clips")
@@ -209,18 +210,18 @@ class ManifestSource:
         path = self.folder / (row.get("clip_path") or f"clips/{row['clip_id']}.mp4")
         if not path.is_file():
             raise InputError(f"{path}: clip file missing (`anisora curate export {self.folder}` writes it)")
-        frames = self._decode(path, bucket)
+        frames = fit_to_bucket(self._decode(path, bucket), bucket)[0]
         aesthetic = next(
             (row[c] for c in ("aesthetic_score", "quality_score") if row.get(c) is not None),
             DEFAULT_AESTHETIC,
         )
         return Sample(
-            frames=fit_to_bucket(frames, bucket)[0],
+            frames=frames,
             prompt=row["prompt"],
             caption=row.get("caption") or "",
             motion_score=float(row.get("motion_score") or 0.0),
             aesthetic_score=float(aesthetic),
-            foreground=None,
+            foreground=self.foreground(frames) if self.foreground is not None else None,
             fps=self.fps,
             key=f"manifest:{row['clip_id']}",
         )

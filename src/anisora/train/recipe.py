@@ -49,6 +49,7 @@ from .data import (
     load_batch,
     weights_id,
 )
+from .foreground import foreground_detector
 from .masking import sample_guide_frames
 
 
@@ -127,7 +128,7 @@ class TrainingData:
             self.source, self.clip_seconds = ToonWorldSource(d.seed, d.fps), None
             self.num_samples = d.num_shots
         else:
-            self.source = ManifestSource(d.source, d.fps)
+            self.source = ManifestSource(d.source, d.fps, foreground_detector(d.foreground))
             self.clip_seconds = self.source.clip_seconds
 
     def batch(self, index: int) -> tuple[Bucket, list[Sample]]:
