@@ -9,6 +9,7 @@ Each figure compares generated frames with ToonWorld's ground truth (frames, cha
   at any time), the share inside the motion mask (the characters' masks over the shot, dilated), with and
   without the mask;
 - motion strength: the curation's motion score (optical flow) of clips requested at three motion scores;
+- speed: seconds to sample one clip of `frames` frames with the CLI's defaults (50 steps, CFG 6);
 - long clips: a 4 s clip's inter-frame change over its last second (`FREEZE_LEVEL` or less is a freeze), and
   how much of the first frame's colour distribution its last frame keeps (histogram intersection: 1 = the
   same colours in the same amounts, so the character has not dissolved or faded).
@@ -17,6 +18,7 @@ Each figure compares generated frames with ToonWorld's ground truth (frames, cha
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -116,8 +118,15 @@ def measure_quality(
         truth_change.append(inter_frame_change(shot.frames[-last_second - 1 :]))
         kept.append(colour_kept(video[0], video[-1]))
 
+    say("timing")
+    shot = shots[0]
+    started = time.perf_counter()
+    pipe([Guide(shot.frames[0], 0)], prompt=shot.caption, num_frames=settings.frames, num_inference_steps=50)
+    seconds = time.perf_counter() - started
+
     return {
         "settings": settings.__dict__,
+        "seconds_per_clip_50_steps": seconds,  # the CLI's defaults: 50 DPM steps, CFG 6
         "first_frame_psnr": _summary(first),
         "interpolation_psnr": _summary(model_mid),
         "crossfade_psnr": _summary(fade_mid),
