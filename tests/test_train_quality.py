@@ -97,7 +97,14 @@ def _fake_run(folder, name, steps):
     config = {
         "name": name,
         "data": dict(
-            batch_size=4, resolutions=[[160, 96]], fps=8, min_seconds=2, max_seconds=4, image_share=0.1
+            batch_size=4,
+            resolutions=[[160, 96]],
+            fps=8,
+            min_seconds=2,
+            max_seconds=4,
+            image_share=0.1,
+            num_shots=600,
+            seed=0,
         ),
         "optim": {"lr": 1e-4},
         "lora": {"rank": 0},
@@ -120,7 +127,7 @@ def test_model_card_states_figures_targets_and_compute(measured, tmp_path):
         model, [stage], vae, measured, "2 CPU cores (test)", "make demo-model"
     ).read_text()
     assert "make demo-model" in card and "2 CPU cores (test)" in card and "Total wall time 11 min" in card
-    assert "| toonworld-stage3 | 40 | 4 | 160x96 | 8 | 2-4 | 10% | 0.0001 | 1.0 min |" in card
+    assert "| toonworld-stage3 | 40 | 4 | 160x96 | 8 | 2-4 | 10% | seed 0, 0-599 | 0.0001 | 1.0 min |" in card
     assert f"{measured['first_frame_psnr']['mean']:.2f} dB" in card and ">= 28 dB" in card
     assert "27.50 dB (one frame)" in card and "**Limits.**" in card
     assert json.loads((model / "quality.json").read_text())["settings"]["steps"] == 1

@@ -4,7 +4,10 @@ Each figure compares generated frames with ToonWorld's ground truth (frames, cha
 
 - first-frame fidelity: PSNR of generated frame 0 against the guide (image-to-video);
 - keyframe interpolation: PSNR of the in-between frames against the true ones, with the first and last frames
-  given, next to a linear cross-fade of the two keyframes;
+  given, next to a linear cross-fade of the two keyframes; over whole frames and inside the characters' motion
+  region (where the two differ: the background is static, so a cross-fade gets it right);
+- ceilings: the same PSNRs of the true frames passed through the model's VAE (encode, decode), which no
+  generation can beat by much;
 - motion-region control: of the pixels that move (change by more than `MOVING_LEVEL` grey levels from frame 0
   at any time), the share inside the motion mask (the characters' masks over the shot, dilated), with and
   without the mask;
@@ -29,6 +32,7 @@ import torch
 from ..model.conditioning import Guide
 from ..model.pipeline import AnisoraPipeline
 from .data import EVAL_SEED, Bucket, Sample, ToonWorldSource, motion_score
+from .vae import psnr, reconstruct
 
 MOVING_LEVEL = 24  # grey levels (of 255) a pixel must change by to count as moving
 FREEZE_LEVEL = 0.5  # mean absolute inter-frame change (grey levels) at or below which a clip is frozen
@@ -83,15 +87,21 @@ def measure_quality(
 
     shots = held_out_shots(settings, settings.frames)
     say("first frame and interpolation")
-    first, model_mid, fade_mid = [], [], []
+    first, first_vae, model_mid, fade_mid, vae_mid = [], [], [], [], []
+    model_region, fade_region = [], []
     for shot in shots:
         truth = shot.frames
         video = generate(shot, [Guide(truth[0], 0)], settings.frames)
         first.append(psnr(video[0], truth[0]))
+        first_vae.append(psnr(reconstruct(pipe.vae, truth[:1])[0], truth[0]))
         ends = [Guide(truth[0], 0), Guide(truth[-1], len(truth) - 1)]
-        video = generate(shot, ends, settings.frames)
+        video, fade = generate(shot, ends, settings.frames), crossfade(truth[0], truth[-1], len(truth))
         model_mid.append(psnr(video[1:-1], truth[1:-1]))
-        fade_mid.append(psnr(crossfade(truth[0], truth[-1], len(truth))[1:-1], truth[1:-1]))
+        fade_mid.append(psnr(fade[1:-1], truth[1:-1]))
+        vae_mid.append(psnr(reconstruct(pipe.vae, truth)[1:-1], truth[1:-1]))
+        region = motion_region(shot.foreground) > 0
+        model_region.append(psnr(video[1:-1, region], truth[1:-1, region]))
+        fade_region.append(psnr(fade[1:-1, region], truth[1:-1, region]))
 
     say("motion region")
     with_mask, without_mask = [], []
@@ -128,9 +138,14 @@ def measure_quality(
         "settings": settings.__dict__,
         "seconds_per_clip_50_steps": seconds,  # the CLI's defaults: 50 DPM steps, CFG 6
         "first_frame_psnr": _summary(first),
+        "first_frame_vae_psnr": _summary(first_vae),  # the VAE's own round trip: the ceiling
         "interpolation_psnr": _summary(model_mid),
         "crossfade_psnr": _summary(fade_mid),
+        "interpolation_vae_psnr": _summary(vae_mid),  # the true clip through the VAE: the ceiling
         "interpolation_gain_db": float(np.mean(model_mid) - np.mean(fade_mid)),
+        "interpolation_region_psnr": _summary(model_region),  # inside the characters' motion region
+        "crossfade_region_psnr": _summary(fade_region),
+        "interpolation_region_gain_db": float(np.mean(model_region) - np.mean(fade_region)),
         "mask_precision_with_mask": _summary(with_mask),
         "mask_precision_without_mask": _summary(without_mask),
         "motion_levels": list(MOTION_LEVELS),
@@ -142,14 +157,6 @@ def measure_quality(
         "long_clip_frozen": int(sum(c <= FREEZE_LEVEL for c in change)),
         "long_clip_colour_kept": _summary(kept),
     }
-
-
-def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR in dB of uint8 arrays of the same shape (capped at 100 dB for identical inputs)."""
-    if reference.shape != test.shape:
-        raise ValueError(f"shapes differ: {reference.shape} vs {test.shape}")
-    mse = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
-    return float(min(100.0, 10 * np.log10(255.0**2 / max(mse, 1e-12))))
 
 
 def crossfade(first: np.ndarray, last: np.ndarray, num_frames: int) -> np.ndarray:

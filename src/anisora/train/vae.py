@@ -127,8 +127,8 @@ def evaluate_vae(
     """
     vae.eval()
     clips = [render_clean_clip(seed, index, num_frames) for index in range(num_clips)]
-    images = [_psnr(clip[:1], _reconstruct(vae, clip[:1])) for clip in clips]
-    videos = [_psnr(clip, _reconstruct(vae, clip)) for clip in clips]
+    images = [psnr(clip[:1], reconstruct(vae, clip[:1])) for clip in clips]
+    videos = [psnr(clip, reconstruct(vae, clip)) for clip in clips]
     return {"psnr_image": float(np.mean(images)), "psnr_clip": float(np.mean(videos))}
 
 
@@ -198,7 +198,9 @@ def _loss(
     return F.l1_loss(recon, video) + mse_weight * F.mse_loss(recon, video) + kl_weight * kl
 
 
-def _reconstruct(vae: AutoencoderKLCogVideoX, clip: np.ndarray) -> np.ndarray:
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKLCogVideoX, clip: np.ndarray) -> np.ndarray:
+    """`clip` (F, H, W, 3) uint8 encoded (posterior mode) and decoded: the VAE's round trip."""
     video = _to_tensor([clip], vae.device).to(vae.dtype)
     recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].float()
     return ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
@@ -210,9 +212,12 @@ def _to_tensor(clips: list[np.ndarray], device: torch.device | str = "cpu") -> t
     return video / 127.5 - 1.0
 
 
-def _psnr(reference: np.ndarray, recon: np.ndarray) -> float:
-    mse = np.mean((reference.astype(np.float64) - recon.astype(np.float64)) ** 2)
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    """PSNR in dB of uint8 arrays of the same shape (capped at 100 dB for identical inputs)."""
+    if reference.shape != test.shape:
+        raise ValueError(f"shapes differ: {reference.shape} vs {test.shape}")
+    mse = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
+    return float(min(100.0, 10 * math.log10(255.0**2 / max(mse, 1e-12))))
 
 
 def _check_training_args(steps, batch_size, num_frames, crop, one_frame_share) -> None:
