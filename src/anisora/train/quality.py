@@ -8,9 +8,9 @@ Each figure compares generated frames with ToonWorld's ground truth (frames, cha
   region (where the two differ: the background is static, so a cross-fade gets it right);
 - ceilings: the same PSNRs of the true frames passed through the model's VAE (encode, decode), which no
   generation can beat by much;
-- motion-region control: of the pixels that move (change by more than `MOVING_LEVEL` grey levels from frame 0
-  at any time), the share inside the motion mask (the characters' masks over the shot, dilated), with and
-  without the mask;
+- motion-region control: of the pixels that move (`anisora.evaluate`'s `motion_mask_precision`: optical flow
+  above 1 px/frame where the image changes, in any pair of frames), the share inside the motion mask (the
+  characters' masks over the shot, dilated), with and without the mask;
 - motion strength: the curation's motion score (optical flow) of clips requested at three motion scores;
 - speed: seconds to sample one clip of `frames` frames with the CLI's defaults (50 steps, CFG 6);
 - long clips: a 4 s clip's inter-frame change over its last second (`FREEZE_LEVEL` or less is a freeze), and
@@ -29,12 +29,12 @@ import cv2
 import numpy as np
 import torch
 
+from ..evaluate.metrics.motion import MotionMaskPrecision
 from ..model.conditioning import Guide
 from ..model.pipeline import AnisoraPipeline
 from .data import EVAL_SEED, Bucket, Sample, ToonWorldSource, motion_score
 from .vae import psnr, reconstruct
 
-MOVING_LEVEL = 24  # grey levels (of 255) a pixel must change by to count as moving
 FREEZE_LEVEL = 0.5  # mean absolute inter-frame change (grey levels) at or below which a clip is frozen
 MASK_DILATION = 5  # pixels added around the characters' union mask
 MOTION_LEVELS = (2.0, 8.0, 24.0)  # requested motion scores (curation units: ToonWorld runs score ~7-55)
@@ -173,17 +173,10 @@ def motion_region(foreground: np.ndarray, dilation: int = MASK_DILATION) -> np.n
     return cv2.dilate(union, kernel)
 
 
-def moving_pixels(video: np.ndarray, level: int = MOVING_LEVEL) -> np.ndarray:
-    """(H, W) bool: pixels that differ from frame 0 by more than `level` in some channel at some time."""
-    difference = np.abs(video[1:].astype(np.int16) - video[:1].astype(np.int16)).max(axis=(0, 3))
-    return difference > level
-
-
 def mask_precision(video: np.ndarray, mask: np.ndarray) -> float:
-    """Moving pixels inside the mask / all moving pixels (1.0 when nothing moves: nothing escaped)."""
-    moving = moving_pixels(video)
-    total = int(moving.sum())
-    return 1.0 if total == 0 else float((moving & (mask > 127)).sum() / total)
+    """`anisora.evaluate`'s motion-mask precision (optical flow); 1.0 when nothing moves: nothing escaped."""
+    value = MotionMaskPrecision().score([video], mask=[mask > 127])[0].value
+    return 1.0 if np.isnan(value) else float(value)
 
 
 def inter_frame_change(video: np.ndarray) -> float:
