@@ -24,10 +24,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..curate.config import SamplingConfig
 from ..curate.export import load_manifest
-from ..curate.scorers.base import ClipSamples, FramePair
-from ..curate.scorers.motion import MotionScorer
+from ..curate.scorers.motion import frames_motion_score
 from ..errors import InputError
 from ..files import atomic_output
 from ..media import iter_frames, probe
@@ -99,39 +97,6 @@ def _fit_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return resized[top : top + height, left : left + width].astype(bool)
 
 
-def motion_score(frames: np.ndarray, fps: float) -> float:
-    """The curation's `motion_score` of a rendered clip, as if it were curated as a video at `fps`.
-
-    Pairs follow the curation's rule (an anchor every 1 / sample_fps seconds, paired with the next distinct
-    drawing within max_gap frames). Rendering is deterministic, so a held drawing is byte-identical to the
-    frame before it and "distinct" is exact equality here rather than the decoder's thumbnail threshold.
-    """
-    sampling = SamplingConfig()
-    held = np.array([np.array_equal(a, b) for a, b in itertools.pairwise(frames)], bool)
-    stride = max(1, round(fps / sampling.sample_fps))
-    pairs = []
-    for anchor in range(0, len(frames), stride):
-        window = range(anchor + 1, min(anchor + sampling.max_gap, len(frames) - 1) + 1)
-        partner = next((j for j in window if not np.array_equal(frames[j], frames[anchor])), None)
-        if partner is not None:
-            pairs.append(FramePair(frames[anchor], frames[partner], partner - anchor))
-        elif anchor + sampling.max_gap + 1 < len(frames):  # a full window without a new drawing: held
-            pairs.append(FramePair(frames[anchor], frames[anchor], 0))
-    clip = ClipSamples(
-        source="toonworld",
-        fps=fps,
-        width=frames.shape[2],
-        height=frames.shape[1],
-        start_frame=0,
-        end_frame=len(frames),
-        frames=frames[::stride],
-        frame_indices=tuple(range(0, len(frames), stride)),
-        pairs=tuple(pairs),
-        held=held,
-    )
-    return float(MotionScorer().score(clip)["motion_score"])
-
-
 class Source(Protocol):
     def sample(self, index: int, bucket: Bucket) -> Sample: ...
 
@@ -160,7 +125,7 @@ class ToonWorldSource:
         renderer = ShotRenderer(plan)
         rendered = [renderer.render(j)[:2] for j in range(plan.num_frames)]
         frames = np.stack([image for image, _ in rendered])
-        motion = motion_score(frames, self.fps)
+        motion = frames_motion_score(frames, self.fps)
         caption = plan.caption()
         return Sample(
             frames=frames,

@@ -29,10 +29,11 @@ import cv2
 import numpy as np
 import torch
 
+from ..curate.scorers.motion import frames_motion_score
 from ..evaluate.metrics.motion import MotionMaskPrecision
 from ..model.conditioning import Guide
 from ..model.pipeline import AnisoraPipeline
-from .data import EVAL_SEED, Bucket, Sample, ToonWorldSource, motion_score
+from .data import EVAL_SEED, Bucket, Sample, ToonWorldSource
 from .vae import psnr, reconstruct
 
 FREEZE_LEVEL = 0.5  # mean absolute inter-frame change (grey levels) at or below which a clip is frozen
@@ -116,7 +117,7 @@ def measure_quality(
     for shot in shots:
         for level in MOTION_LEVELS:
             video = generate(shot, [Guide(shot.frames[0], 0)], settings.frames, motion_score=level)
-            strength[level].append(motion_score(video, settings.fps))
+            strength[level].append(frames_motion_score(video, settings.fps))
     means = [float(np.mean(strength[level])) for level in MOTION_LEVELS]
 
     say("4 s clips")

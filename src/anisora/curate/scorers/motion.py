@@ -8,13 +8,14 @@ frames is reported on its own.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ...errors import InputError
-from .base import ClipSamples, Scorer, ScorerConfig
+from .base import ClipSamples, FramePair, Scorer, ScorerConfig
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -83,3 +84,38 @@ class MotionScorer(Scorer):
         magnitude = np.linalg.norm(self._flow().calc(a, b, None), axis=-1)
         magnitude *= self.config.reference_height / min(a.shape)
         return float(magnitude.max()), float(magnitude.mean()), float(np.percentile(magnitude, 95))
+
+
+def frames_motion_score(frames: np.ndarray, fps: float) -> float:
+    """The curation's `motion_score` of decoded or rendered frames (F, H, W, 3), as if curated at `fps`.
+
+    Pairs follow the curation's rule (an anchor every 1 / sample_fps seconds, paired with the next distinct
+    drawing within max_gap frames). Rendering is deterministic, so a held drawing is byte-identical to the
+    frame before it and "distinct" is exact equality here rather than the decoder's thumbnail threshold.
+    """
+    from ..config import SamplingConfig  # the curation's pair sampling rule
+
+    sampling = SamplingConfig()
+    held = np.array([np.array_equal(a, b) for a, b in itertools.pairwise(frames)], bool)
+    stride = max(1, round(fps / sampling.sample_fps))
+    pairs = []
+    for anchor in range(0, len(frames), stride):
+        window = range(anchor + 1, min(anchor + sampling.max_gap, len(frames) - 1) + 1)
+        partner = next((j for j in window if not np.array_equal(frames[j], frames[anchor])), None)
+        if partner is not None:
+            pairs.append(FramePair(frames[anchor], frames[partner], partner - anchor))
+        elif anchor + sampling.max_gap + 1 < len(frames):  # a full window without a new drawing: held
+            pairs.append(FramePair(frames[anchor], frames[anchor], 0))
+    clip = ClipSamples(
+        source="toonworld",
+        fps=fps,
+        width=frames.shape[2],
+        height=frames.shape[1],
+        start_frame=0,
+        end_frame=len(frames),
+        frames=frames[::stride],
+        frame_indices=tuple(range(0, len(frames), stride)),
+        pairs=tuple(pairs),
+        held=held,
+    )
+    return float(MotionScorer().score(clip)["motion_score"])

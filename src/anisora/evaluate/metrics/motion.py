@@ -10,6 +10,7 @@ import itertools
 import cv2
 import numpy as np
 
+from ...curate.scorers.motion import frames_motion_score
 from .base import Metric, Result
 from .flow import Flow, FlowInterpolator
 
@@ -76,10 +77,10 @@ class DynamicDegree(Metric):
 
 
 class MotionScore(Metric):
-    """The curation motion score (`anisora.train.data.motion_score`): mean over frame pairs (one anchor every
-    1 / sample_fps s, paired with the next distinct drawing) of the maximum DIS flow magnitude, in pixels of a
-    480p frame; the number the training prompts' "motion score: X.X." uses. Not in [0, 1]. Needs torch (the
-    train extra) because the function lives in anisora.train.data."""
+    """The curation motion score (`anisora.curate.scorers.motion.frames_motion_score`): mean over frame
+    pairs (one anchor every 1 / sample_fps s, paired with the next distinct drawing) of the maximum DIS flow
+    magnitude, in pixels of a 480p frame; the number the training prompts' "motion score: X.X." uses. Not in
+    [0, 1]."""
 
     name = "motion_score"
     version = "1"
@@ -92,9 +93,8 @@ class MotionScore(Metric):
         self.fps = fps
 
     def score_video(self, video: np.ndarray, fps: float | None = None) -> Result:
-        from ...train.data import motion_score
 
-        return Result(motion_score(video, fps or self.fps))
+        return Result(frames_motion_score(video, fps or self.fps))
 
 
 def _share(num: int, den: int) -> float:
