@@ -78,6 +78,8 @@ class _TransformersFeatures(FeatureExtractor):
     """Shared loading: config, model and image processor from a local directory, batched inference."""
 
     version = "1"
+    model_types: tuple[str, ...] = ()  # config.model_type values a subclass accepts
+    model_class, expected = "AutoModel", "a model"  # transformers class to load; what the error asks for
 
     def __init__(self, path: str | Path, device: str = "cpu", batch_size: int = 16):
         self.path = Path(path)
@@ -93,6 +95,22 @@ class _TransformersFeatures(FeatureExtractor):
         if not (self.path / "preprocessor_config.json").is_file():
             raise InputError(f"{self.name} features: {self.path} has no preprocessor_config.json")
         return AutoImageProcessor.from_pretrained(self.path, local_files_only=True)
+
+    def load(self) -> None:
+        """Load the model once, after checking its config names one of `model_types`."""
+        if self._model is not None:
+            return
+        import transformers
+
+        try:
+            config = transformers.AutoConfig.from_pretrained(self.path, local_files_only=True)
+        except Exception as exc:
+            raise InputError(f"{self.name} features: no model config in {self.path} ({exc})") from None
+        if config.model_type not in self.model_types:
+            raise InputError(
+                f"{self.name} features: {self.path} holds a {config.model_type!r} model, not {self.expected}"
+            )
+        self._load(getattr(transformers, self.model_class), config)
 
     def _load(self, model_class, config=None):
         try:
@@ -126,21 +144,8 @@ class DinoFeatures(_TransformersFeatures):
     with its preprocessor_config.json; feature = CLS token of `last_hidden_state`."""
 
     name = "dino"
-
-    def load(self) -> None:
-        if self._model is not None:
-            return
-        from transformers import AutoConfig, AutoModel
-
-        try:
-            config = AutoConfig.from_pretrained(self.path, local_files_only=True)
-        except Exception as exc:
-            raise InputError(f"dino features: no model config in {self.path} ({exc})") from None
-        if config.model_type not in ("vit", "dinov2", "dinov2_with_registers", "dinov3_vit"):
-            raise InputError(
-                f"dino features: {self.path} holds a {config.model_type!r} model, not a DINO ViT"
-            )
-        self._load(AutoModel, config)
+    model_types = ("vit", "dinov2", "dinov2_with_registers", "dinov3_vit")
+    model_class, expected = "AutoModel", "a DINO ViT"
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         self.load()
@@ -157,19 +162,8 @@ class ClipFeatures(_TransformersFeatures):
     L2-normalised projected image embeddings (`embed`) and text embeddings (`embed_text`)."""
 
     name = "clip"
-
-    def load(self) -> None:
-        if self._model is not None:
-            return
-        from transformers import AutoConfig, CLIPModel
-
-        try:
-            config = AutoConfig.from_pretrained(self.path, local_files_only=True)
-        except Exception as exc:
-            raise InputError(f"clip features: no model config in {self.path} ({exc})") from None
-        if config.model_type != "clip":
-            raise InputError(f"clip features: {self.path} holds a {config.model_type!r} model, not CLIPModel")
-        self._load(CLIPModel, config)
+    model_types = ("clip",)
+    model_class, expected = "CLIPModel", "CLIPModel"
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         self.load()
