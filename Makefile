@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKED := src tests benchmarks scripts
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo demo-model test lint format bench clean
 
 install: $(STAMP)
 
@@ -18,9 +18,33 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The main job on the embedded default: ToonWorld episodes (with ground truth and contact sheets), curated
 # into scored, filtered clips with a manifest and an HTML report.
+# Then the shipped demo model animates a held-out ToonWorld panel between its first and last keyframes,
+# inside a motion mask: demo/generated/keyframes.mp4 and its contact sheet keyframes.preview.png.
 demo: install
 	$(BIN)/anisora toonworld --out demo/raw --episodes 3 --seconds 20 --size 320x180 --seed 0 --contact-sheet
 	$(BIN)/anisora curate demo/raw --out demo/curated
+	$(BIN)/anisora toonworld-keyframes --out demo/keyframes
+	$(BIN)/anisora generate --image demo/keyframes/first.png --guide last:demo/keyframes/last.png \
+		--mask demo/keyframes/mask.png --motion 8 --prompt "$$(cat demo/keyframes/prompt.txt)" \
+		--out demo/generated/keyframes.mp4 --preview --overwrite
+
+# Train the shipped demo model from scratch on ToonWorld (CPU only; times in its MODEL_CARD.md). Re-running
+# resumes: the VAE is kept once trained and every stage continues from its newest checkpoint.
+STAGES := stage1_80x48_4fps stage2_80x48_8fps stage3_160x96_8fps
+RUNS := runs/toonworld
+DEMO_MODEL := src/anisora/model/assets/demo-model
+demo-model: install $(RUNS)/demo-vae/training.json
+	$(BIN)/anisora train $(foreach s,$(STAGES),--config configs/train/toonworld/$(s).yaml)
+	$(BIN)/anisora train --config configs/train/toonworld/region_lora.yaml
+	rm -rf $(DEMO_MODEL).new && mkdir -p $(dir $(DEMO_MODEL))
+	cp -r $(RUNS)/stage3/final $(DEMO_MODEL).new
+	cp -r $(RUNS)/region-lora/final $(DEMO_MODEL).new/region-lora
+	$(BIN)/anisora model-card --model $(DEMO_MODEL).new --vae-run $(RUNS)/demo-vae \
+		$(foreach s,stage1 stage2 stage3,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora
+	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
+
+$(RUNS)/demo-vae/training.json:
+	$(BIN)/anisora train-vae --out $(RUNS)/demo-vae --minutes 50 --bf16 --quiet
 
 test: lint
 	$(BIN)/pytest -q
@@ -37,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_curate.py
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache src/*.egg-info

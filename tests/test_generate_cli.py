@@ -7,6 +7,7 @@ import pytest
 
 from anisora.cli import main
 from anisora.media import probe, read_frames, save_image
+from anisora.model import weights
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
 
@@ -76,13 +77,34 @@ def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, extra, messa
     assert not out.exists()
 
 
-def test_existing_output_is_kept_and_missing_model_explained(inputs, tmp_path, capsys):
+def test_existing_output_is_kept_and_missing_model_explained(inputs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "done.mp4"
     out.write_bytes(b"finished work")
     assert generate(inputs, out, "--frames", "9") == 2
     assert out.read_bytes() == b"finished work" and "--overwrite" in capsys.readouterr().err
+    monkeypatch.setattr(weights, "DEMO_MODEL", tmp_path / "no-demo-model")
     assert main(["generate", "--image", str(inputs / "first.png"), "--out", str(tmp_path / "x.mp4")]) == 2
-    assert "--model DIR is required" in capsys.readouterr().err
+    assert "train it with `make demo-model`" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["generate", "--model", "m", "--guide", "nonsense", "--out", "x.mp4"])
     assert "FRAME:IMAGE" in capsys.readouterr().err
+
+
+def test_the_shipped_demo_model_is_the_default(tmp_path):
+    """No --model: the demo model animates a ToonWorld-sized guide, with its motion-region LoRA too."""
+    first = np.zeros((96, 160, 3), np.uint8)
+    first[30:70, 60:90] = (230, 80, 40)
+    save_image(tmp_path / "first.png", first)
+    out = tmp_path / "demo.mp4"
+    args = ["generate", "--image", str(tmp_path / "first.png"), "--steps", "2", "--out", str(out)]
+    assert main([*args, "--lora", str(weights.DEMO_REGION_LORA)]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["job"]["model"] == str(weights.DEMO_MODEL)
+    resolved = sidecar["resolved"]
+    assert (resolved["num_frames"], resolved["width"], resolved["height"], resolved["fps"]) == (
+        17,
+        160,
+        96,
+        8,
+    )
+    assert (weights.DEMO_MODEL / "MODEL_CARD.md").is_file()
