@@ -44,7 +44,7 @@ class Flow:
 
     def magnitudes(self, video: np.ndarray) -> np.ndarray:
         """|flow| of every consecutive pair, (F - 1, H, W) float32."""
-        return np.stack([np.linalg.norm(self(a, b), axis=-1) for a, b in itertools.pairwise(video)])
+        return np.stack([cv2.magnitude(*cv2.split(self(a, b))) for a, b in itertools.pairwise(video)])
 
 
 class FlowInterpolator:
