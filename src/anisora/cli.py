@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AnisoraError, InputError
+from .evaluate.cli import add_evaluate_parser
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -446,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--fps", type=float, default=8.0)
     tk.add_argument("--frames", type=int, default=17, help="shot length in frames (default 17)")
     tk.set_defaults(func=_cmd_toonworld_keyframes)
+
+    add_evaluate_parser(sub, _size)
 
     pr = sub.add_parser("probe", help="print video metadata as JSON lines")
     pr.add_argument("videos", nargs="+", type=Path)

@@ -93,6 +93,7 @@ class Case:
             "label": self.label,
             "dim": self.dim,
             "prompt": self.prompt,
+            "reference": str(self.reference) if self.reference else None,
         }
 
 
@@ -126,8 +127,9 @@ def load_bench(path: str | Path) -> Bench:
     if path.suffix.lower() == ".jsonl":
         name, defaults, raw = path.stem, {}, _jsonl_cases(text, path)
     else:
-        name, defaults, raw = _yaml_cases(text, path)
-    cases = [parse_case(item, path.parent, defaults, f"{path}: case {i + 1}") for i, item in enumerate(raw)]
+        name, defaults, items = _yaml_cases(text, path)
+        raw = [(f"case {i + 1}", item) for i, item in enumerate(items)]
+    cases = [parse_case(item, path.parent, defaults, f"{path}: {where}") for where, item in raw]
     if not cases:
         raise InputError(f"bench file {path} has no cases")
     seen: set[str] = set()
@@ -138,12 +140,13 @@ def load_bench(path: str | Path) -> Bench:
     return Bench(name, path.resolve(), tuple(cases))
 
 
-def _jsonl_cases(text: str, path: Path) -> list[Any]:
+def _jsonl_cases(text: str, path: Path) -> list[tuple[str, Any]]:
+    """(where: "line N", case) for every non-blank line."""
     cases = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                cases.append(json.loads(line))
+                cases.append((f"line {number}", json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path} line {number}: not JSON ({exc.msg})") from None
     return cases

@@ -18,7 +18,7 @@ try:
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
     from pydantic import BaseModel
 except ImportError:
-    raise InputError("the rating page needs the studio extra: pip install 'anisora[studio]'") from None
+    raise InputError("the rating page needs the web extra: pip install 'anisora[web]'") from None
 
 PAGE = Path(__file__).parent / "assets" / "rating.html"
 # the page is self-contained: inline script and style, media and API calls from this server only
@@ -86,7 +86,7 @@ def serve(runs: Sequence[str | Path], db: str | Path, host: str = "127.0.0.1", p
     try:
         import uvicorn
     except ImportError:
-        raise InputError("the rating page needs the studio extra: pip install 'anisora[studio]'") from None
+        raise InputError("the rating page needs the web extra: pip install 'anisora[web]'") from None
     session = RatingSession(runs, RatingStore(db))
     print(
         f"rating {len(session.items)} pairs ({len(session.cases)} cases, {len(session.runs)} runs) "

@@ -161,14 +161,13 @@ def write_strip(video: Path, out: Path, frames: int = STRIP_FRAMES) -> None:
     save_image(out, contact_sheet(list(images), columns=len(images), tile_width=width, gap=2))
 
 
-def _strip(run: Path, record: dict) -> tuple[str | None, str | None]:
-    """(link to the case's strip relative to the report, None) or (None, why there is none)."""
-    video = _video_path(run, record)
+def _strip(run: Path, video: Path | None, name: str) -> tuple[str | None, str | None]:
+    """(link to strips/<name>.jpg relative to the report, None) or (None, why there is none)."""
     if video is None:
         return None, "no video in the record"
     if not video.is_file():
-        return None, f"the video cannot be read: {record['video']} does not exist"
-    out = run / "strips" / f"{record['case']}.jpg"
+        return None, f"the video cannot be read: {video} does not exist"
+    out = run / "strips" / f"{name}.jpg"
     try:
         if not (out.is_file() and out.stat().st_mtime >= video.stat().st_mtime):
             write_strip(video, out)
@@ -287,16 +286,21 @@ def _charts_html(groups: list[tuple[str, list[dict]]], metrics: list[str]) -> st
     return f'<div class="charts">{"".join(cards)}</div>'
 
 
+def _strip_html(run: Path, video: Path | None, name: str, target: str | None) -> str:
+    link, problem = _strip(run, video, name)
+    if not link:
+        return f'<div class="noimg">{_esc(problem)}</div>'
+    path = Path(str(target))
+    href = path.as_uri() if path.is_absolute() else quote(path.as_posix())
+    return f'<a href="{_esc(href)}"><img src="{_esc(link)}" alt="frames of {_esc(name)}" loading="lazy"></a>'
+
+
 def _card(run: Path, record: dict) -> str:
     case = record["case"]
-    link, problem = _strip(run, record)
-    if link:
-        image = f'<img src="{_esc(link)}" alt="frames of {_esc(case)}" loading="lazy">'
-        video = Path(str(record["video"]))
-        href = video.as_uri() if video.is_absolute() else quote(video.as_posix())
-        image = f'<a href="{_esc(href)}">{image}</a>'
-    else:
-        image = f'<div class="noimg">{_esc(problem)}</div>'
+    image = _strip_html(run, _video_path(run, record), case, record.get("video"))
+    if record.get("reference"):  # the ground truth under the generated frames, to compare by eye
+        truth = _strip_html(run, Path(record["reference"]), f"{case}.truth", record["reference"])
+        image = f'<small>generated</small>{image}<div class="truth"><small>ground truth</small>{truth}</div>'
     tags = "".join(
         f'<span class="tag">{_esc(record[k])}</span>' for k in ("label", "dim") if record.get(k) is not None
     )
@@ -372,6 +376,7 @@ details.cases summary{cursor:pointer;font-weight:600;padding:3px 0}
 .case{display:flex;flex-direction:column;align-items:flex-start;gap:6px;padding:10px 0;
 border-top:1px solid #eceff2}
 .case img{display:block;max-width:100%;background:#181b20;border-radius:3px}
+.case .truth{margin-top:4px}.case>small,.case .truth small{display:block;color:#656d76;font-size:11px}
 .case .noimg{padding:18px 14px;background:#2a2e35;color:#f3b3a6;border-radius:3px;font-size:12px;
 max-width:100%}
 .case .meta{align-self:stretch;min-width:0}

@@ -249,7 +249,7 @@ def build_conditioning(
         for guide, latent in zip(request.guides, latents, strict=True):
             guide_latents[0, latent_index(guide.frame)] = float(guide.strength) * latent[0]
         if request.motion_mask is not None:
-            mask = _fitted_motion_mask(request.motion_mask, request.guides[0].image, height, width, notes)
+            mask = fitted_motion_mask(request.motion_mask, request.guides[0].image, height, width, notes)
             cells = torch.from_numpy(latent_region(mask, height, width).astype(np.float32))
             region = cells.to(device=device, dtype=dtype)[None, None, None]
             region_latent = latents[:1]
@@ -304,7 +304,7 @@ def _check_request(request: ConditionRequest) -> None:
             raise InputError(f"{name.replace('_', ' ')} must be a finite number >= 0, got {value!r}")
 
 
-def _fitted_motion_mask(
+def fitted_motion_mask(
     mask: np.ndarray, guide_image: np.ndarray, height: int, width: int, notes: list[str]
 ) -> np.ndarray:
     """The motion mask at height x width (bool). It must be the first guide's size or the video's, or scale to

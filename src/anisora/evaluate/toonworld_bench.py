@@ -1,0 +1,96 @@
+"""The ToonWorld benchmark: held-out procedural shots (evaluation seed, never trained on) as bench cases with
+ground truth, across action labels and the three guided tasks.
+
+Each (task, label) cell gets `per_cell` distinct shots, drawn in index order from the evaluation seed:
+- i2v: the true first frame as the guide at frame 0;
+- interpolation: the true first and last frames;
+- region: the true first frame and a motion mask (the characters' masks over the shot, dilated); shots with a
+  still camera only, so that everything outside the characters truly stays put.
+Every case keeps the true clip as its reference video and the true clip's motion score as its `motion`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..media import save_image, write_video
+from .cases import write_bench
+
+LABELS = ("idle", "talking", "waving", "walking", "running", "jumping")
+BENCH_TASKS = ("i2v", "interpolation", "region")
+MAX_SHOTS_SCANNED = 20_000
+
+
+def build_toonworld_bench(
+    out: str | Path,
+    per_cell: int = 6,
+    width: int = 160,
+    height: int = 96,
+    fps: int = 8,
+    frames: int = 17,
+    labels: tuple[str, ...] = LABELS,
+) -> Path:
+    """Write `out/bench.yaml` and `out/cases/<id>/` (guide images, mask, truth.mp4); returns the bench path.
+    An existing bench file is replaced; case folders are rewritten."""
+    from ..train.data import EVAL_SEED, Bucket, ToonWorldSource
+    from ..train.quality import motion_region
+
+    if per_cell < 1:
+        raise InputError(f"per_cell must be >= 1, got {per_cell}")
+    unknown = sorted(set(labels) - set(LABELS))
+    if unknown:
+        raise InputError(f"unknown ToonWorld label(s) {', '.join(unknown)}; known: {', '.join(LABELS)}")
+    out = Path(out)
+    source, bucket = ToonWorldSource(EVAL_SEED, float(fps)), Bucket(width, height, frames)
+    cells = {(task, label): [] for label in labels for task in BENCH_TASKS}
+    for index in range(MAX_SHOTS_SCANNED):
+        if all(len(shots) == per_cell for shots in cells.values()):
+            break
+        plan = source.plan(index, bucket)
+        if plan.static or plan.label not in labels:
+            continue
+        open_cells = [
+            task
+            for task in BENCH_TASKS
+            if len(cells[task, plan.label]) < per_cell and (task != "region" or plan.camera == "still")
+        ]
+        if open_cells:
+            task = min(open_cells, key=lambda t: len(cells[t, plan.label]))
+            cells[task, plan.label].append(index)
+    short = [f"{task}/{label}" for (task, label), shots in cells.items() if len(shots) < per_cell]
+    if short:
+        raise InputError(f"not enough ToonWorld shots for {', '.join(short)} in {MAX_SHOTS_SCANNED} tried")
+
+    cases = []
+    for (task, label), indices in cells.items():
+        for number, index in enumerate(indices, 1):
+            case_id = f"{task}-{label}-{number:02d}"
+            shot = source.sample(index, bucket)
+            mask = motion_region(shot.foreground) if task == "region" else None
+            cases.append(_write_case(out, case_id, task, label, shot, mask))
+    defaults = {"frames": frames, "fps": fps, "width": width, "height": height, "dim": "2D"}
+    path = out / "bench.yaml"
+    write_bench(path, f"toonworld-{width}x{height}-{frames}f-{fps}fps", cases, defaults)
+    return path
+
+
+def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask) -> dict:
+    """One case's files under out/cases/<id>/ and its bench entry (paths relative to `out`)."""
+    rel = Path("cases") / case_id
+    (out / rel).mkdir(parents=True, exist_ok=True)
+    save_image(out / rel / "first.png", shot.frames[0])
+    guides = [{"frame": 0, "image": str(rel / "first.png")}]
+    if task == "interpolation":
+        save_image(out / rel / "last.png", shot.frames[-1])
+        guides.append({"frame": "last", "image": str(rel / "last.png")})
+    case = {"id": case_id, "task": task, "label": label, "prompt": shot.caption, "guides": guides}
+    if mask is not None:
+        save_image(out / rel / "mask.png", np.repeat(mask[..., None], 3, axis=2))
+        case["mask"] = str(rel / "mask.png")
+    write_video(out / rel / "truth.mp4", shot.frames, shot.fps)
+    case["reference"] = str(rel / "truth.mp4")
+    case["motion"] = round(float(shot.motion_score), 2)
+    return case
