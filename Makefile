@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKED := src tests benchmarks scripts
 
-.PHONY: install demo demo-model test lint format bench clean
+.PHONY: install demo demo-model eval-demo test lint format bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,19 @@ demo-model: install $(RUNS)/demo-vae/training.json
 		$(foreach s,stage1 stage2 stage3,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
 
+# The demo model on the ToonWorld benchmark (108 cases, 25 steps), without and with its region LoRA: full HTML
+# reports in runs/eval/*/report.html; the comparison and the result tables in docs/demo-model-benchmark/.
+EVAL := runs/eval
+BENCH := $(EVAL)/toonworld-bench/bench.yaml
+eval-demo: install
+	test -f $(BENCH) || $(BIN)/anisora evaluate toonworld --out $(EVAL)/toonworld-bench
+	$(BIN)/anisora evaluate run --bench $(BENCH) --out $(EVAL)/demo-model --steps 25 --quiet
+	$(BIN)/anisora evaluate run --bench $(BENCH) --out $(EVAL)/demo-model-region-lora --steps 25 --quiet \
+		--lora $(DEMO_MODEL)/region-lora --name demo-model+region-lora
+	$(BIN)/anisora evaluate compare $(EVAL)/demo-model $(EVAL)/demo-model-region-lora --out docs/demo-model-benchmark
+	for r in demo-model demo-model-region-lora; do cp $(EVAL)/$$r/results.csv docs/demo-model-benchmark/$$r.csv; \
+		cp $(EVAL)/$$r/summary.json docs/demo-model-benchmark/$$r.summary.json; done
+
 $(RUNS)/demo-vae/training.json:
 	$(BIN)/anisora train-vae --out $(RUNS)/demo-vae --minutes 50 --bf16 --quiet
 
@@ -62,6 +75,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_curate.py
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_evaluate.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache src/*.egg-info

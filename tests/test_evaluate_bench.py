@@ -14,6 +14,7 @@ import anisora.model.generate as generate_module
 from anisora.cli import main
 from anisora.errors import InputError
 from anisora.evaluate import runner
+from anisora.evaluate.baselines import run_baseline
 from anisora.evaluate.cases import load_bench, write_bench
 from anisora.evaluate.runner import GenerationSettings, run_benchmark, score_videos
 from anisora.evaluate.scoring import build_metrics, case_inputs, score_file
@@ -682,3 +683,23 @@ def test_cli_errors_are_one_line(tmp_path, model, capsys):
     assert main(args) == 2
     assert "8k+1" in one_error_line(capsys)
     assert not (tmp_path / "tw" / "bench.yaml").exists()
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+
+
+def test_baselines_answer_a_bench_without_a_model(bench3, tmp_path):
+    truth = run_baseline(bench3, "truth", tmp_path / "truth", progress=False)
+    still = run_baseline(bench3, "still", tmp_path / "still", progress=False)
+    fade = run_baseline(bench3, "crossfade", tmp_path / "fade", progress=False)
+    assert truth["failures"] == still["failures"] == fade["failures"] == {}
+    assert truth["summary"]["overall"]["psnr"]["mean"] == 100.0  # the reference itself: PSNR's cap
+    assert still["summary"]["overall"]["dynamic_degree"]["mean"] == 0.0
+    assert still["summary"]["overall"]["motion_mask_precision"]["n"] == 0  # nothing moves: undefined
+    moved = read_frames(tmp_path / "fade" / "videos" / "interpolation-idle-01.mp4", range(9))
+    held = read_frames(tmp_path / "still" / "videos" / "interpolation-idle-01.mp4", range(9))
+    assert np.abs(held[-1].astype(int) - held[0]).mean() < 1.0  # held still
+    assert np.abs(moved[-1].astype(int) - moved[0]).mean() > np.abs(held[-1].astype(int) - held[0]).mean()
+    assert json.loads((tmp_path / "fade" / "run.json").read_text())["name"] == "crossfade"
+    with pytest.raises(InputError, match="baseline must be one of"):
+        run_baseline(bench3, "oracle", tmp_path / "x", progress=False)

@@ -66,6 +66,13 @@ def _score(args: argparse.Namespace) -> int:
     return _say(outcome, args.out)
 
 
+def _baseline(args: argparse.Namespace) -> int:
+    from .baselines import run_baseline
+
+    outcome = run_baseline(args.bench, args.kind, args.out, _options(args), not args.quiet, args.name)
+    return _say(outcome, args.out)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .compare import compare_runs, format_table
 
@@ -141,6 +148,15 @@ def add_evaluate_parser(sub: argparse._SubParsersAction, size_type) -> None:
     sc.add_argument("--bench", type=Path, help="bench the videos answer: adds guide, mask, reference metrics")
     _metric_flags(sc)
     sc.set_defaults(func=_score)
+
+    bl = evs.add_parser(
+        "baseline", help="answer a bench without a model (truth, still first frame, cross-fade) and score it"
+    )
+    bl.add_argument("--bench", type=Path, required=True, help="bench file (YAML or JSONL)")
+    bl.add_argument("--kind", choices=("truth", "still", "crossfade"), required=True)
+    bl.add_argument("--out", type=Path, required=True, help="run folder")
+    _metric_flags(bl)
+    bl.set_defaults(func=_baseline)
 
     co = evs.add_parser("compare", help="put runs side by side (cases common to all)")
     co.add_argument("runs", nargs="+", type=Path, help="run folders")
