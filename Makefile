@@ -43,8 +43,9 @@ demo-model: install $(RUNS)/demo-vae/training.json
 		$(foreach s,stage1 stage2 stage3,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
 
-# The demo model on the ToonWorld benchmark (108 cases, 25 steps), without and with its region LoRA: full HTML
-# reports in runs/eval/*/report.html; the comparison and the result tables in docs/demo-model-benchmark/.
+# The demo model on the ToonWorld benchmark (108 cases, 25 steps), without and with its region LoRA, next to
+# three model-free baselines (still first frame, cross-fade, the true clip): full HTML reports in
+# runs/eval/*/report.html; the comparison and the result tables in docs/demo-model-benchmark/.
 EVAL := runs/eval
 BENCH := $(EVAL)/toonworld-bench/bench.yaml
 eval-demo: install
@@ -52,7 +53,10 @@ eval-demo: install
 	$(BIN)/anisora evaluate run --bench $(BENCH) --out $(EVAL)/demo-model --steps 25 --quiet
 	$(BIN)/anisora evaluate run --bench $(BENCH) --out $(EVAL)/demo-model-region-lora --steps 25 --quiet \
 		--lora $(DEMO_MODEL)/region-lora --name demo-model+region-lora
-	$(BIN)/anisora evaluate compare $(EVAL)/demo-model $(EVAL)/demo-model-region-lora --out docs/demo-model-benchmark
+	for k in still crossfade truth; do \
+		$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind $$k --out $(EVAL)/baseline-$$k --quiet; done
+	$(BIN)/anisora evaluate compare $(EVAL)/demo-model $(EVAL)/demo-model-region-lora \
+		$(foreach k,still crossfade truth,$(EVAL)/baseline-$(k)) --out docs/demo-model-benchmark
 	for r in demo-model demo-model-region-lora; do cp $(EVAL)/$$r/results.csv docs/demo-model-benchmark/$$r.csv; \
 		cp $(EVAL)/$$r/summary.json docs/demo-model-benchmark/$$r.summary.json; done
 

@@ -122,7 +122,7 @@ def bar_chart_svg(metric: str, rows: Sequence[tuple[str, Any]], best: Sequence[s
         )
     for i, (label, v) in enumerate(values):
         y = top + i * row_h
-        short = label if len(label) <= 18 else label[:17] + "…"
+        short = label if len(label) <= 16 else label[:15] + "…"  # 16 characters fit the label column
         parts.append(
             f"<g><title>{_esc(label)}: {_esc(format_value(metric, v))}</title>"
             f'<text x="{label_w - 6}" y="{y + 13}" class="lab" text-anchor="end">{_esc(short)}</text>'
