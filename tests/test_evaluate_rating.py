@@ -9,15 +9,10 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import socket
 import sqlite3
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -267,27 +262,6 @@ def test_store_needs_a_database(tmp_path):
 # --- the HTTP API, on a real server
 
 
-@contextmanager
-def live_server(app) -> Iterator[str]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 def request(url: str, body: dict | None = None) -> tuple[int, dict[str, str], bytes]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -311,7 +285,7 @@ def raw_get(base: str, path: str) -> int:
 
 
 @pytest.fixture
-def served(runs, tmp_path):
+def served(runs, tmp_path, live_server):
     from anisora.evaluate.rating_app import create_app
 
     session = make_session(runs, tmp_path / "votes.sqlite")
@@ -369,7 +343,7 @@ def test_api_video_404s(served):
 # --- the page, in headless Chromium
 
 
-def test_page_in_chromium(runs, tmp_path):
+def test_page_in_chromium(runs, tmp_path, live_server):
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright

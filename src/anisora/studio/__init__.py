@@ -1,0 +1,1 @@
+"""anisora studio: the motion-comic web app, its job queue and workers (issue 7)."""
