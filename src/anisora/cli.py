@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from .errors import AnisoraError, InputError
 from .evaluate.cli import add_evaluate_parser
+from .studio.cli import add_studio_parsers
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -449,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk.set_defaults(func=_cmd_toonworld_keyframes)
 
     add_evaluate_parser(sub, _size)
+    add_studio_parsers(sub)
 
     pr = sub.add_parser("probe", help="print video metadata as JSON lines")
     pr.add_argument("videos", nargs="+", type=Path)

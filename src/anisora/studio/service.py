@@ -1,0 +1,254 @@
+"""The studio's operations on its data, free of any web framework: uploads, characters, episodes, shots
+with their dialogue, and episode rendering. The HTTP app and tests call these.
+
+Uploads are checked by content (an image Pillow can read, PNG, JPEG or WebP; at most `MAX_UPLOAD_BYTES` and
+`MAX_PIXELS`), re-encoded as PNG and stored under a random name: a client's file name is never used as a
+path. Every text field is length-checked here; the page inserts text with textContent, never as HTML.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError
+from ..files import atomic_output
+from .assembly import MAX_S, MIN_S, concat_videos
+from .db import Character, Database, DialogueLine, Episode, Job, Shot
+from .subtitles import Cue
+from .tts import EMOTIONS, VoiceProfile, engines
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_PIXELS = 4096 * 4096
+UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.png")
+IMAGE_FORMATS = {"PNG", "JPEG", "WEBP"}
+MAX_TEXT, MAX_PROMPT, MAX_NAME, MAX_LINES = 1000, 2000, 80, 100
+QUICK_PROMPTS = (
+    "the character blinks",
+    "the character talks",
+    "the character smiles",
+    "hair sways in the wind",
+    "the character turns the head",
+    "the character waves a hand",
+    "tears roll down the cheeks",
+    "the camera slowly zooms in",
+    "the camera pans slowly",
+    "petals drift across the frame",
+)
+
+
+def save_upload(data: Path, content: bytes) -> str:
+    """Check an uploaded image by its content and store it as PNG; returns the stored name."""
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise InputError(
+            f"upload is {len(content) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB"
+        )
+    if not content:
+        raise InputError("upload is empty")
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            if image.format not in IMAGE_FORMATS:
+                raise InputError(f"upload is {image.format or 'not an image'}; send PNG, JPEG or WebP")
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise InputError(f"image is {width}x{height}; at most {MAX_PIXELS:,} pixels")
+            image.load()
+            rgb = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"upload is not a readable image ({type(exc).__name__})") from None
+    name = f"{secrets.token_hex(16)}.png"
+    with atomic_output(data / "uploads" / name) as tmp:
+        rgb.save(tmp, format="PNG")
+    return name
+
+
+def upload_path(data: Path, name: str) -> Path:
+    if not isinstance(name, str) or not UPLOAD_NAME.fullmatch(name):
+        raise InputError("no such upload")
+    path = data / "uploads" / name
+    if not path.is_file():
+        raise InputError("no such upload")
+    return path
+
+
+def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InputError(f"{what} must be a non-empty string")
+    if len(value) > limit:
+        raise InputError(f"{what} is {len(value)} characters; at most {limit}")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class CharacterIn:
+    name: str
+    engine: str = "espeak-ng"
+    voice: str = "en-us"
+    speed: float = 1.0
+    pitch: float = 1.0
+
+
+def create_character(db: Database, c: CharacterIn) -> dict:
+    name = _text(c.name, "character name", MAX_NAME)
+    VoiceProfile(c.engine, c.voice, c.speed, c.pitch)  # validated where the profile is built
+    if c.engine not in engines():
+        raise InputError(f"unknown voice engine {c.engine!r}; known: {', '.join(engines())}")
+    if not (0.5 <= c.speed <= 2.0 and 0.5 <= c.pitch <= 2.0):
+        raise InputError("speed and pitch must be 0.5-2.0")
+    with db.session() as s:
+        row = Character(name=name, engine=c.engine, voice=c.voice, speed=float(c.speed), pitch=float(c.pitch))
+        s.add(row)
+        s.flush()
+        return row.to_dict()
+
+
+def list_characters(db: Database) -> list[dict]:
+    with db.session() as s:
+        return [c.to_dict() for c in s.query(Character).order_by(Character.id)]
+
+
+def create_episode(db: Database, title: str) -> dict:
+    with db.session() as s:
+        row = Episode(title=_text(title, "episode title", MAX_NAME))
+        s.add(row)
+        s.flush()
+        return row.to_dict()
+
+
+def list_episodes(db: Database) -> list[dict]:
+    with db.session() as s:
+        return [e.to_dict() for e in s.query(Episode).order_by(Episode.id)]
+
+
+def get_episode(db: Database, episode_id: int) -> dict:
+    with db.session() as s:
+        episode = s.get(Episode, episode_id)
+        if episode is None:
+            raise LookupError(f"no episode {episode_id}")
+        shots = s.query(Shot).filter_by(episode_id=episode_id).order_by(Shot.position, Shot.id).all()
+        return {**episode.to_dict(), "shots": [_shot_view(s, shot) for shot in shots]}
+
+
+def _shot_view(s, shot: Shot) -> dict:
+    lines = s.query(DialogueLine).filter_by(shot_id=shot.id).order_by(DialogueLine.position).all()
+    job = s.query(Job).filter_by(shot_id=shot.id).order_by(Job.id.desc()).first()
+    return {
+        **shot.to_dict(),
+        "lines": [line.to_dict() for line in lines],
+        "job": job.to_dict() if job else None,
+    }
+
+
+def get_shot(db: Database, shot_id: int) -> dict:
+    with db.session() as s:
+        shot = s.get(Shot, shot_id)
+        if shot is None:
+            raise LookupError(f"no shot {shot_id}")
+        return _shot_view(s, shot)
+
+
+@dataclass(frozen=True)
+class LineIn:
+    text: str
+    character_id: int | None = None
+    emotion: str = "neutral"
+
+
+@dataclass(frozen=True)
+class ShotIn:
+    panel: str
+    prompt: str = ""
+    presets: tuple[str, ...] = ()
+    mask: str | None = None
+    last_frame: str | None = None
+    motion: float | None = None
+    seconds: float | None = None  # None: fit to the dialogue
+    seed: int = 0
+    lines: tuple[LineIn, ...] = ()
+
+
+def create_shot(db: Database, data: Path, episode_id: int, shot: ShotIn) -> dict:
+    checked = _check_shot(db, data, shot)
+    with db.session() as s:
+        if s.get(Episode, episode_id) is None:
+            raise LookupError(f"no episode {episode_id}")
+        position = s.query(Shot).filter_by(episode_id=episode_id).count()
+        row = Shot(episode_id=episode_id, position=position, **checked)
+        s.add(row)
+        s.flush()
+        for i, line in enumerate(shot.lines):
+            s.add(DialogueLine(shot_id=row.id, position=i, **_line(line)))
+        s.flush()
+        return _shot_view(s, row)
+
+
+def _check_shot(db: Database, data: Path, shot: ShotIn) -> dict:
+    for name in (shot.panel, shot.mask, shot.last_frame):
+        if name is not None:
+            upload_path(data, name)
+    if shot.motion is not None and not (0.0 <= shot.motion <= 100.0):
+        raise InputError(f"motion must be 0-100, got {shot.motion}")
+    if shot.seconds is not None and not (MIN_S <= shot.seconds <= MAX_S):
+        raise InputError(f"duration must be {MIN_S:g}-{MAX_S:g} s, or left out to fit the dialogue")
+    if len(shot.lines) > MAX_LINES:
+        raise InputError(f"at most {MAX_LINES} dialogue lines per shot")
+    presets = [_text(p, "quick prompt", 200) for p in shot.presets]
+    with db.session() as s:
+        for line in shot.lines:
+            if line.character_id is not None and s.get(Character, line.character_id) is None:
+                raise InputError(f"no character {line.character_id}")
+    return {
+        "panel": shot.panel,
+        "prompt": _text(shot.prompt, "prompt", MAX_PROMPT, required=False),
+        "presets": presets,
+        "mask": shot.mask,
+        "last_frame": shot.last_frame,
+        "motion": shot.motion,
+        "seconds": shot.seconds,
+        "seed": int(shot.seed),
+    }
+
+
+def _line(line: LineIn) -> dict:
+    if line.emotion not in EMOTIONS:
+        raise InputError(f"emotion must be one of {', '.join(EMOTIONS)}, got {line.emotion!r}")
+    return {
+        "text": _text(line.text, "dialogue line", MAX_TEXT),
+        "character_id": line.character_id,
+        "emotion": line.emotion,
+    }
+
+
+def render_episode(db: Database, data: Path, episode_id: int, burn: bool = False) -> dict:
+    """The episode as one mp4 + SRT: every shot's newest finished take, in shot order."""
+    with db.session() as s:
+        if s.get(Episode, episode_id) is None:
+            raise LookupError(f"no episode {episode_id}")
+        shots = s.query(Shot).filter_by(episode_id=episode_id).order_by(Shot.position, Shot.id).all()
+        takes, missing = [], []
+        for shot in shots:
+            job = s.query(Job).filter_by(shot_id=shot.id, status="done").order_by(Job.id.desc()).first()
+            if job is None:
+                missing.append(shot.position + 1)
+            else:
+                cues = [Cue(*cue) for cue in job.result.get("cues", [])]
+                takes.append((data / job.result["video"], cues))
+    if missing:
+        raise InputError(f"shot(s) {', '.join(map(str, missing))} have no finished take yet")
+    out = data / "episodes" / f"episode{episode_id}" / "episode.mp4"
+    seconds = concat_videos(takes, out, burn)
+    return {
+        "video": out.relative_to(data).as_posix(),
+        "srt": out.with_suffix(".srt").relative_to(data).as_posix(),
+        "seconds": round(seconds, 3),
+    }
