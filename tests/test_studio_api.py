@@ -158,6 +158,9 @@ def test_long_dialogue_makes_a_follow_on_part(studio):
     assert len(done["result"]["parts"]) >= 2 and all((f - 1) % 8 == 0 for f in done["result"]["frames"])
     total = probe(data / done["result"]["video"])
     assert total.frame_count == sum(done["result"]["frames"])
+    episode = call(base, "POST", f"/api/episodes/{shot['episode_id']}/render")[1]
+    shot_srt = (data / done["result"]["srt"]).read_text(encoding="utf-8")
+    assert (data / episode["srt"]).read_text(encoding="utf-8") == shot_srt  # one shot: the same timing
 
 
 def test_pause_resume_cancel_retry(studio):

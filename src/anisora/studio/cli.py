@@ -12,7 +12,17 @@ def _studio(args: argparse.Namespace) -> int:
     from .app import serve
 
     token = args.token or os.environ.get("ANISORA_STUDIO_TOKEN")
-    serve(args.data, args.host, args.port, args.db, token, args.workers, args.model, args.steps)
+    serve(
+        args.data,
+        args.host,
+        args.port,
+        args.db,
+        token,
+        args.workers,
+        args.model,
+        args.steps,
+        args.burn_subtitles,
+    )
     return 0
 
 
@@ -20,7 +30,7 @@ def _worker(args: argparse.Namespace) -> int:
     from .db import open_db
     from .worker import Worker
 
-    worker = Worker(open_db(args.db), args.data, args.model, args.steps)
+    worker = Worker(open_db(args.db), args.data, args.model, args.steps, args.burn_subtitles)
     print(f"worker {worker.worker_id} on {args.db}; Ctrl-C to stop", flush=True)
     worker.run_forever(threading.Event())
     return 0
@@ -44,6 +54,7 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--model", help="model folder (default: the shipped demo model)")
     st.add_argument("--steps", type=int, default=25, help="sampling steps per clip (default 25)")
+    st.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     st.set_defaults(func=_studio)
 
     wo = sub.add_parser("worker", help="run a studio worker against a shared database")
@@ -51,4 +62,5 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
     wo.add_argument("--data", type=Path, required=True, help="the studio's data folder (shared storage)")
     wo.add_argument("--model", help="model folder (default: the shipped demo model)")
     wo.add_argument("--steps", type=int, default=25)
+    wo.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     wo.set_defaults(func=_worker)

@@ -165,6 +165,7 @@ class Worker:
         shutil.rmtree(out, ignore_errors=True)  # a retried or re-queued job starts clean
         out.mkdir(parents=True)
         first, videos, model_seconds = panel, [], 0.0
+        shot_cues, offset = [], 0.0  # subtitles in shot seconds (parts may end in silence)
         for k, part in enumerate(parts):
             guides = [Guide(first, 0)]
             if last is not None and k == len(parts) - 1:
@@ -188,6 +189,8 @@ class Worker:
             video = out / f"part{k + 1}.mp4"
             finish_video(frames, fps, part_audio(timeline, part), part_cues(timeline, part), video, self.burn)
             videos.append((video, part_cues(timeline, part)))
+            shot_cues += [(c.start + offset, c.end + offset, c.text, c.speaker) for c in videos[-1][1]]
+            offset += part.seconds
             first = np.ascontiguousarray(frames[-1])
         self._report(job_id, 0.97, "assembling")
         shot = out / "shot.mp4"
@@ -198,9 +201,7 @@ class Worker:
             "wav": shot.with_suffix(".wav").relative_to(self.data).as_posix(),
             "parts": [v.relative_to(self.data).as_posix() for v, _ in videos],
             "seconds": round(seconds, 3),
-            "cues": [
-                [c.start, min(c.end, seconds), c.text, c.speaker] for c in timeline.cues if c.start < seconds
-            ],
+            "cues": shot_cues,
             "frames": [p.frames for p in parts],
             "fps": fps,
             "dubbing": dubbing,
