@@ -27,7 +27,7 @@ from anisora.model.presets import build_components
 from anisora.studio import jobs
 from anisora.studio.app import create_app
 from anisora.studio.db import open_db
-from anisora.studio.worker import Worker
+from anisora.studio.worker import Worker, shot_size
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,7 @@ def test_a_dubbed_shot_and_its_episode(studio):
     result = done["result"]
     video = probe(data / result["video"])
     assert video.has_audio and (video.frame_count - 1) % 8 == 0
+    assert (video.width, video.height) == (80, 48)  # the tiny model's 64x64 pixels at the 96x64 panel's shape
     dialogue_end = max(cue[1] for cue in result["cues"])
     assert dialogue_end > 1.0 and video.frame_count / video.fps >= dialogue_end  # the shot fits its dialogue
     srt = call(base, "GET", f"/api/jobs/{job['id']}/srt")[1].decode("utf-8")
@@ -271,3 +272,9 @@ def test_a_job_running_when_the_server_dies_is_requeued_on_restart(tmp_path, mod
     finally:
         server.kill()
         server.wait(10)
+
+
+def test_shot_size_keeps_the_model_pixels_at_the_panel_shape():
+    assert shot_size(180, 320, 96, 160) == (96, 160)
+    assert shot_size(320, 180, 96, 160) == (160, 96)  # a portrait panel is not cropped to landscape
+    assert shot_size(500, 500, 96, 160) == (128, 128)

@@ -9,6 +9,7 @@ for the whole shot.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import socket
@@ -56,6 +57,15 @@ class ShotSpec:
     seconds: float | None
     seed: int
     lines: tuple[tuple[str, str | None, VoiceProfile, str], ...]  # text, speaker, voice, emotion
+
+
+def shot_size(panel_height: int, panel_width: int, model_height: int, model_width: int) -> tuple[int, int]:
+    """(height, width): the model's pixel count at the panel's aspect ratio, in multiples of 16, so a
+    portrait panel is not cropped to the model's landscape frame."""
+    area, aspect = model_height * model_width, panel_width / panel_height
+    width = max(16, round(math.sqrt(area * aspect) / 16) * 16)
+    height = max(16, round(math.sqrt(area / aspect) / 16) * 16)
+    return height, width
 
 
 def shot_prompt(prompt: str, presets: list[str] | None) -> str:
@@ -159,6 +169,12 @@ class Worker:
         fps = float(pipe.config.fps)
         parts = plan_parts(timeline.seconds, timeline.pauses, fps, spec.seconds)
         panel = load_image(spec.panel)
+        scale = pipe.vae_scale_factor_spatial
+        height, width = shot_size(
+            *panel.shape[:2],
+            pipe.transformer.config.sample_height * scale,
+            pipe.transformer.config.sample_width * scale,
+        )
         mask = load_image(spec.mask, background=(0, 0, 0)) if spec.mask else None
         last = load_image(spec.last_frame) if spec.last_frame else None
         out = self.data / "results" / f"shot{spec.shot_id}" / f"job{job_id}"
@@ -172,13 +188,17 @@ class Worker:
                 guides.append(Guide(last, part.frames - 1))
 
             def step(i: int, total: int, k: int = k) -> None:
-                self._report(job_id, 0.05 + 0.9 * (k + i / total) / len(parts), f"part {k + 1}/{len(parts)}")
+                self._report(
+                    job_id, 0.05 + 0.9 * (k + i / total) / len(parts), f"generating part {k + 1}/{len(parts)}"
+                )
 
             began = time.perf_counter()
             frames = pipe(
                 guides,
                 prompt=spec.prompt,
                 num_frames=part.frames,
+                height=height,
+                width=width,
                 motion_mask=mask if k == 0 else None,  # the mask is drawn on the panel, not on later parts
                 motion_score=spec.motion,
                 num_inference_steps=self.steps,
