@@ -257,7 +257,7 @@ def start_server(data: Path, port: int, model: Path, steps: int) -> subprocess.P
 def test_a_job_running_when_the_server_dies_is_requeued_on_restart(tmp_path, model):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(tmp_path, port, model, steps=3000)  # slow enough to be killed mid-job
+    server = start_server(tmp_path, port, model, steps=1000)  # the most a schedule has: seconds to kill it in
     try:
         job = call(base, "POST", f"/api/shots/{make_shot(base, seconds=2.0)['id']}/jobs")[1]
         running = wait_for(base, job["id"], {"running"})
