@@ -278,3 +278,24 @@ def test_shot_size_keeps_the_model_pixels_at_the_panel_shape():
     assert shot_size(180, 320, 96, 160) == (96, 160)
     assert shot_size(320, 180, 96, 160) == (160, 96)  # a portrait panel is not cropped to landscape
     assert shot_size(500, 500, 96, 160) == (128, 128)
+
+
+def test_extra_keyframes_guide_their_frame_and_one_past_the_end_fails(studio):
+    base, _db, _data = studio
+    key = call(base, "POST", "/api/uploads", png(seed=3))[1]["name"]
+    shot = make_shot(base, seconds=2.0, keyframes=[{"at": 1.0, "image": key}])
+    assert shot["keyframes"] == [{"at": 1.0, "image": key}]
+    done = wait_for(base, call(base, "POST", f"/api/shots/{shot['id']}/jobs")[1]["id"], {"done", "failed"})
+    assert done["status"] == "done", done.get("error")
+    fps = done["result"]["fps"]
+    assert done["result"]["guide_frames"] == [[0, round(1.0 * fps)]]
+    late = make_shot(base, seconds=2.0, keyframes=[{"at": 5.0, "image": key}])
+    failed = wait_for(base, call(base, "POST", f"/api/shots/{late['id']}/jobs")[1]["id"], {"done", "failed"})
+    assert failed["status"] == "failed" and "after the shot's end" in failed["error"]
+    status, body = call(
+        base,
+        "POST",
+        f"/api/episodes/{shot['episode_id']}/shots",
+        {"panel": key, "keyframes": [{"at": 0, "image": key}]},
+    )
+    assert status == 400 and "keyframe" in body["detail"]

@@ -49,6 +49,11 @@ class LineBody(BaseModel):
     emotion: str = "neutral"
 
 
+class KeyframeBody(BaseModel):
+    at: float
+    image: str
+
+
 class ShotBody(BaseModel):
     panel: str
     prompt: str = Field("", max_length=service.MAX_PROMPT)
@@ -59,6 +64,7 @@ class ShotBody(BaseModel):
     seconds: float | None = None
     seed: int = 0
     lines: list[LineBody] = []
+    keyframes: list[KeyframeBody] = []
 
 
 def is_loopback(host: str) -> bool:
@@ -165,6 +171,7 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         fields = body.model_dump()
         fields["lines"] = tuple(service.LineIn(**line) for line in fields["lines"])
         fields["presets"] = tuple(fields["presets"])
+        fields["keyframes"] = tuple(service.KeyframeIn(**k) for k in fields["keyframes"])
         return service.create_shot(db, data, episode_id, service.ShotIn(**fields))
 
     @app.post("/api/episodes/{episode_id}/render")

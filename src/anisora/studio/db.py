@@ -91,7 +91,8 @@ class Episode(Base):
 
 
 class Shot(Base):
-    """One panel to animate. panel / mask / last_frame are stored file names, never user paths."""
+    """One panel to animate. panel / mask / last_frame / keyframe images are stored file names, never user
+    paths; keyframes are extra guide frames at a time in the shot."""
 
     __tablename__ = "shot"
 
@@ -105,6 +106,7 @@ class Shot(Base):
     motion: Mapped[float | None] = mapped_column()
     seconds: Mapped[float | None] = mapped_column()  # None: fit the duration to the dialogue
     last_frame: Mapped[str | None] = mapped_column(String(255))
+    keyframes: Mapped[list[dict]] = mapped_column(JSON, default=list)  # [{"at": seconds, "image": name}]
     seed: Mapped[int] = mapped_column(default=0)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -29,6 +29,7 @@ MAX_PIXELS = 4096 * 4096
 UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.png")
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP"}
 MAX_TEXT, MAX_PROMPT, MAX_NAME, MAX_LINES = 1000, 2000, 80, 100
+MAX_KEYFRAMES, MAX_KEYFRAME_S = 8, 60.0  # a long dialogue's shot runs on in follow-on parts
 QUICK_PROMPTS = (
     "the character blinks",
     "the character talks",
@@ -165,6 +166,12 @@ class LineIn:
 
 
 @dataclass(frozen=True)
+class KeyframeIn:
+    at: float  # seconds from the start of the shot
+    image: str  # upload name
+
+
+@dataclass(frozen=True)
 class ShotIn:
     panel: str
     prompt: str = ""
@@ -175,6 +182,7 @@ class ShotIn:
     seconds: float | None = None  # None: fit to the dialogue
     seed: int = 0
     lines: tuple[LineIn, ...] = ()
+    keyframes: tuple[KeyframeIn, ...] = ()  # extra guide frames; one after the shot's end fails its job
 
 
 def create_shot(db: Database, data: Path, episode_id: int, shot: ShotIn) -> dict:
@@ -193,9 +201,14 @@ def create_shot(db: Database, data: Path, episode_id: int, shot: ShotIn) -> dict
 
 
 def _check_shot(db: Database, data: Path, shot: ShotIn) -> dict:
-    for name in (shot.panel, shot.mask, shot.last_frame):
+    for name in (shot.panel, shot.mask, shot.last_frame, *(k.image for k in shot.keyframes)):
         if name is not None:
             upload_path(data, name)
+    if len(shot.keyframes) > MAX_KEYFRAMES:
+        raise InputError(f"at most {MAX_KEYFRAMES} extra keyframes per shot")
+    for keyframe in shot.keyframes:
+        if not (0.0 < keyframe.at <= MAX_KEYFRAME_S):
+            raise InputError(f"a keyframe's time must be in (0, {MAX_KEYFRAME_S:g}] s, got {keyframe.at}")
     if shot.motion is not None and not (0.0 <= shot.motion <= 100.0):
         raise InputError(f"motion must be 0-100, got {shot.motion}")
     if shot.seconds is not None and not (MIN_S <= shot.seconds <= MAX_S):
@@ -213,6 +226,9 @@ def _check_shot(db: Database, data: Path, shot: ShotIn) -> dict:
         "presets": presets,
         "mask": shot.mask,
         "last_frame": shot.last_frame,
+        "keyframes": [
+            {"at": float(k.at), "image": k.image} for k in sorted(shot.keyframes, key=lambda k: k.at)
+        ],
         "motion": shot.motion,
         "seconds": shot.seconds,
         "seed": int(shot.seed),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AnisoraError
+from ..errors import AnisoraError, InputError
 from ..media import load_image
 from . import jobs
 from .assembly import (
@@ -53,6 +53,7 @@ class ShotSpec:
     panel: Path
     mask: Path | None
     last_frame: Path | None
+    keyframes: tuple[tuple[float, Path], ...]  # (seconds into the shot, image)
     motion: float | None
     seconds: float | None
     seed: int
@@ -145,6 +146,7 @@ class Worker:
                 panel=uploads / shot.panel,
                 mask=uploads / shot.mask if shot.mask else None,
                 last_frame=uploads / shot.last_frame if shot.last_frame else None,
+                keyframes=tuple((k["at"], uploads / k["image"]) for k in shot.keyframes or []),
                 motion=shot.motion,
                 seconds=shot.seconds,
                 seed=shot.seed or 0,
@@ -177,15 +179,26 @@ class Worker:
         )
         mask = load_image(spec.mask, background=(0, 0, 0)) if spec.mask else None
         last = load_image(spec.last_frame) if spec.last_frame else None
+        keyframes = [(at, load_image(path)) for at, path in spec.keyframes]
+        shot_seconds = sum(p.seconds for p in parts)
+        late = [at for at, _ in keyframes if at >= shot_seconds]
+        if late:
+            raise InputError(f"a keyframe at {late[0]:g} s is after the shot's end ({shot_seconds:g} s)")
         out = self.data / "results" / f"shot{spec.shot_id}" / f"job{job_id}"
         shutil.rmtree(out, ignore_errors=True)  # a retried or re-queued job starts clean
         out.mkdir(parents=True)
         first, videos, model_seconds = panel, [], 0.0
         shot_cues, offset = [], 0.0  # subtitles in shot seconds (parts may end in silence)
+        guide_frames: list[list[int]] = []  # per part
         for k, part in enumerate(parts):
-            guides = [Guide(first, 0)]
+            guides = {0: first}
+            for at, image in keyframes:  # extra guides at their frame in this part
+                if offset <= at < offset + part.seconds:
+                    guides[min(round((at - offset) * fps), part.frames - 1)] = image
             if last is not None and k == len(parts) - 1:
-                guides.append(Guide(last, part.frames - 1))
+                guides[part.frames - 1] = last
+            guides = [Guide(image, frame) for frame, image in sorted(guides.items())]
+            guide_frames.append([g.frame for g in guides])
 
             def step(i: int, total: int, k: int = k) -> None:
                 self._report(
@@ -223,6 +236,7 @@ class Worker:
             "seconds": round(seconds, 3),
             "cues": shot_cues,
             "frames": [p.frames for p in parts],
+            "guide_frames": guide_frames,
             "fps": fps,
             "dubbing": dubbing,
             "seconds_model": round(model_seconds, 3),
