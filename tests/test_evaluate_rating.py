@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from anisora.errors import InputError
+from anisora.evaluate.cases import write_bench
 from anisora.evaluate.rating import (
     Z_95,
     DuplicateVoteError,
@@ -31,7 +32,7 @@ from anisora.evaluate.rating import (
     wilson_interval,
     win_rates,
 )
-from anisora.media import read_frames, write_video
+from anisora.media import read_frames, save_image, write_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIDEOS_READY = (
@@ -47,10 +48,25 @@ MISSING = {"sys-blue": "interpolation-jump-03"}  # blue has no video of this cas
 N_ITEMS = 7
 
 
+def make_bench(root: Path) -> Path:
+    """The runs' bench: the guided cases have an input image (the rating page shows it)."""
+    bench = root / "bench.yaml"
+    if not bench.is_file():
+        save_image(root / "first.png", np.full((48, 64, 3), 200, np.uint8))
+        cases = [
+            {"id": case, "prompt": prompt, "task": task}
+            | ({"guides": [{"frame": 0, "image": "first.png"}]} if task != "t2v" else {})
+            for case, (task, _label, prompt) in CASES.items()
+        ]
+        write_bench(bench, "rating-test", cases)
+    return bench
+
+
 def make_run(root: Path, name: str, dirname: str | None = None, results: bool = True) -> Path:
     run_dir = root / (dirname or name)
     (run_dir / "videos").mkdir(parents=True)
-    (run_dir / "run.json").write_text(json.dumps({"name": name, "kind": "benchmark"}))
+    run = {"name": name, "kind": "benchmark", "bench": str(make_bench(root))}
+    (run_dir / "run.json").write_text(json.dumps(run))
     frames = np.broadcast_to(np.array(COLOURS.get(name, (128, 128, 128)), np.uint8), (9, 48, 64, 3))
     records = []
     for case, (task, label, prompt) in CASES.items():
@@ -132,8 +148,9 @@ def test_sides_are_randomised(runs, tmp_path):
 def test_next_pair_names_no_model(runs, tmp_path):
     session = make_session(runs, tmp_path / "votes.sqlite")
     pair = session.next_pair("ana")
-    assert set(pair) == {"token", "case", "prompt", "task", "label"}
+    assert set(pair) == {"token", "case", "prompt", "task", "label", "image"}
     assert pair["prompt"] == CASES[pair["case"]][2]
+    assert pair["image"] == (CASES[pair["case"]][0] != "t2v")
     text = json.dumps(pair)
     for run in session.runs.values():
         assert run.name not in text and str(run.dir) not in text and run.dir.name not in text
@@ -304,8 +321,16 @@ def test_api_pairs_videos_votes(served, tmp_path):
 
     status, _, body = request(base + "/api/next?rater=ana")
     pair = json.loads(body)["pair"]
-    assert status == 200 and set(pair) == {"token", "case", "prompt", "task", "label"}
+    assert status == 200 and set(pair) == {"token", "case", "prompt", "task", "label", "image"}
     assignment = session.store.assignment(pair["token"])
+    status, headers, image = request(f"{base}/api/image/{pair['token']}")
+    if pair["image"]:
+        assert (
+            status == 200 and image == (Path(session.runs["sys-red"].dir).parent / "first.png").read_bytes()
+        )
+    else:
+        assert status == 404
+    assert request(f"{base}/api/image/nope")[0] == 404
     for side in ("left", "right"):
         status, headers, video = request(f"{base}/api/video/{pair['token']}/{side}")
         assert status == 200 and headers["content-type"] == "video/mp4"

@@ -272,6 +272,25 @@ class RatingStore:
             return Counter({Item(case, a, b): n for case, a, b, n in db.execute(query, args)})
 
 
+def _input_images(run_dirs: list[Path]) -> dict[str, Path]:
+    """{case: its guide image at frame 0} from the bench files the runs name (run.json "bench")."""
+    from .cases import load_bench
+
+    images: dict[str, Path] = {}
+    for run_dir in run_dirs:
+        try:
+            bench = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("bench")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not bench or not Path(bench).is_file():
+            continue
+        for case in load_bench(bench).cases:
+            first = [g.image for g in case.guides if g.frame == 0]
+            if first and case.id not in images:
+                images[case.id] = first[0]
+    return images
+
+
 class RatingSession:
     """Pairs the videos of 2+ runs for raters; the page's backend, free of any web framework."""
 
@@ -297,6 +316,7 @@ class RatingSession:
         ]
         if not self.items:
             raise InputError("no case has a video (videos/<case>.mp4) in two of the given runs")
+        self.inputs = _input_images([Path(d) for d in run_dirs])
         self.store = store
         self.rng = rng or random.SystemRandom()
         store.register_runs(runs)
@@ -322,7 +342,15 @@ class RatingSession:
             "prompt": info.prompt,
             "task": info.task,
             "label": info.label,
+            "image": item.case in self.inputs,  # fetched by token, like the videos
         }
+
+    def image(self, token: str) -> Path | None:
+        """The case's input image (its guide at frame 0, from the runs' bench), if it has one."""
+        assignment = self.store.assignment(token)
+        if assignment is None:
+            raise UnknownTokenError(f"unknown token {token!r}")
+        return self.inputs.get(assignment.case)
 
     def video(self, token: str, side: str) -> Path:
         """The mp4 shown on one side of a handed-out pair."""

@@ -24,7 +24,7 @@ PAGE = Path(__file__).parent / "assets" / "rating.html"
 # the page is self-contained: inline script and style, media and API calls from this server only
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "media-src 'self'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'",
+    "media-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
     "Cache-Control": "no-store",
 }
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -68,6 +68,13 @@ def create_app(session: RatingSession) -> FastAPI:
     def vote(body: VoteIn) -> JSONResponse:
         session.vote(body.token, body.choice, body.rater)
         return JSONResponse({"ok": True}, headers=_NO_STORE)
+
+    @app.get("/api/image/{token}")
+    def image(token: str) -> FileResponse:
+        path = session.image(token)
+        if path is None or not path.is_file():
+            raise HTTPException(404, "this case has no input image")
+        return FileResponse(path)
 
     @app.get("/api/video/{token}/{side}")
     def video(token: str, side: str) -> FileResponse:
