@@ -299,3 +299,19 @@ def test_extra_keyframes_guide_their_frame_and_one_past_the_end_fails(studio):
         {"panel": key, "keyframes": [{"at": 0, "image": key}]},
     )
     assert status == 400 and "keyframe" in body["detail"]
+
+
+def test_a_new_take_keeps_the_finished_one_in_view(tmp_path):
+    from anisora.studio import service
+
+    db = open_db(f"sqlite:///{tmp_path / 's.sqlite'}")
+    episode = service.create_episode(db, "e")
+    shot = service.create_shot(
+        db, tmp_path, episode["id"], service.ShotIn(panel=service.save_upload(tmp_path, png()))
+    )
+    first = jobs.enqueue(db, shot["id"])
+    assert jobs.claim(db, "w") == first and jobs.finish(db, first, "w", {"video": "x.mp4"})
+    second = jobs.enqueue(db, shot["id"])
+    view = service.get_shot(db, shot["id"])
+    assert (view["job"]["id"], view["job"]["status"]) == (second, "queued")
+    assert (view["take"]["id"], view["take"]["result"]) == (first, {"video": "x.mp4"})

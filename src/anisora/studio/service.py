@@ -143,10 +143,12 @@ def get_episode(db: Database, episode_id: int) -> dict:
 def _shot_view(s, shot: Shot) -> dict:
     lines = s.query(DialogueLine).filter_by(shot_id=shot.id).order_by(DialogueLine.position).all()
     job = s.query(Job).filter_by(shot_id=shot.id).order_by(Job.id.desc()).first()
+    take = s.query(Job).filter_by(shot_id=shot.id, status="done").order_by(Job.id.desc()).first()
     return {
         **shot.to_dict(),
         "lines": [line.to_dict() for line in lines],
-        "job": job.to_dict() if job else None,
+        "job": job.to_dict() if job else None,  # the newest job, whatever its state
+        "take": take.to_dict() if take else None,  # the newest finished one (stays while a new take runs)
     }
 
 
