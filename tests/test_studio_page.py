@@ -4,6 +4,7 @@ page must show literally."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -173,6 +174,20 @@ def test_whole_flow(studio, page, tmp_path):
     expect(page.locator("#motion-out")).to_have_text("12.0")
     expect(page.locator("#duration-fit")).to_be_checked()
 
+    # one extra keyframe at 1.0 s: uploaded as soon as it is chosen, shown as a thumbnail
+    expect(page.locator("#keyframes-hint")).to_be_visible()
+    page.click("#add-keyframe")
+    keyframe = page.locator("#keyframes .keyframe")
+    expect(keyframe).to_have_count(1)
+    expect(keyframe.locator(".keyframe-thumb")).to_be_hidden()
+    keyframe.locator(".keyframe-file").set_input_files(str(panel_png(tmp_path / "keyframe.png", 96, 128)))
+    expect(keyframe.locator(".keyframe-thumb")).to_be_visible()
+    page.wait_for_function("document.querySelector('.keyframe-thumb').naturalHeight === 128")
+    expect(keyframe).to_have_attribute("data-image", re.compile(r".+"))
+    keyframe.locator(".keyframe-at").fill("1.0")
+    expect(page.locator("#keyframes-hint")).to_be_hidden()
+    page.screenshot(path=str(tmp_path / "studio-keyframes.png"))
+
     # two dialogue lines: Mandarin (happy, 小明) and English (the narrator's default voice)
     for who, emotion, text in (("小明", "happy", CHINESE), ("Narrator (default)", "neutral", ENGLISH)):
         page.click("#add-line")
@@ -201,6 +216,7 @@ def test_whole_flow(studio, page, tmp_path):
     expect(card.locator(".line-text").nth(1)).to_have_text(ENGLISH)
     expect(card.locator(".who").first).to_have_text("小明")
     expect(card.locator(".emotion").first).to_have_text("happy")
+    expect(card.locator(".keyframes")).to_have_text("keyframes: 1.0 s")
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(2500)  # Chromium's media controls fade their loading spinner out late
     page.screenshot(path=str(tmp_path / "studio-finished.png"))
@@ -216,6 +232,11 @@ def test_whole_flow(studio, page, tmp_path):
         (ENGLISH, "neutral"),
     ]
     assert shot["lines"][1]["character_id"] is None
+    assert [k["at"] for k in shot["keyframes"]] == [1.0]
+    stored = Image.open(service.upload_path(studio.data, shot["keyframes"][0]["image"]))
+    assert stored.size == (96, 128)
+    guided = shot["job"]["result"]["guide_frames"]  # per part: frame 0, plus the keyframe's frame in its part
+    assert sum(len(frames) for frames in guided) == len(guided) + 1 and guided[0][0] == 0, guided
     mask = np.asarray(Image.open(service.upload_path(studio.data, shot["mask"])).convert("L"))
     assert mask.shape == (96, 128)
     # the stroke: y = 48, x = 32..64 in panel pixels, 6.4 px wide
