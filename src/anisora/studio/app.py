@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from . import jobs, service
-from .db import Database, Job, open_db
+from .db import Database, open_db
 from .tts import EMOTIONS, engines, voices
 
 try:
@@ -111,6 +111,10 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
     @app.exception_handler(InputError)
     async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(jobs.JobNotFound)  # an InputError, but a missing resource: 404, not 400
+    async def no_job(_request: Request, exc: jobs.JobNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(LookupError)
     async def not_found(_request: Request, exc: LookupError) -> JSONResponse:
@@ -212,35 +216,26 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
 
     @app.get("/api/jobs/{job_id}")
     def job(job_id: int) -> dict:
-        return _job(db, job_id)
+        return jobs.job_view(db, job_id)
 
     @app.post("/api/jobs/{job_id}/{action}")
     def control(job_id: int, action: str) -> dict:
         actions = {"pause": jobs.pause, "resume": jobs.resume, "cancel": jobs.cancel, "retry": jobs.retry}
         if action not in actions:
             raise HTTPException(404, f"no action {action}; use pause, resume, cancel or retry")
-        _job(db, job_id)
-        actions[action](db, job_id)
-        return jobs.job_view(db, job_id)
+        return actions[action](db, job_id)  # the job's view after the change
 
     @app.get("/api/jobs/{job_id}/{kind}")
     def result(job_id: int, kind: str) -> FileResponse:
         if kind not in ("video", "srt", "wav"):
             raise HTTPException(404, "results are video, srt and wav")
-        view = _job(db, job_id)
+        view = jobs.job_view(db, job_id)
         if view["status"] != "done":
             raise HTTPException(409, f"job {job_id} is {view['status']}, not done")
         path = data / view["result"][kind]
         return _result_file(path, f"shot{view['shot_id']}-job{job_id}{path.suffix}")
 
     return app
-
-
-def _job(db: Database, job_id: int) -> dict:
-    with db.session() as s:
-        if s.get(Job, job_id) is None:
-            raise LookupError(f"no job {job_id}")
-    return jobs.job_view(db, job_id)
 
 
 def _result_file(path: Path, name: str) -> FileResponse:

@@ -11,7 +11,6 @@ is its span of the timeline padded with silence to that length, so picture and s
 from __future__ import annotations
 
 import math
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_output
 from ..media import mux_audio, read_frames, write_video
 from ..media.probe import probe
 from .subtitles import Cue, burn_subtitles, write_srt
+from .tts import Speech, read_wav, write_wav
 
 LEAD_S, GAP_S, TAIL_S = 0.3, 0.25, 0.4
 MIN_S, MAX_S = 2.0, 8.0
@@ -150,15 +149,6 @@ def part_cues(timeline: Timeline, part: Part) -> list[Cue]:
     ]
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).round().astype("<i2")
-    with atomic_output(path) as tmp, wave.open(str(tmp), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
-
-
 def finish_video(
     frames: np.ndarray, fps: float, audio: np.ndarray, cues: list[Cue], out: Path, burn: bool
 ) -> None:
@@ -167,7 +157,7 @@ def finish_video(
         frames = burn_subtitles(frames, fps, cues)
     silent = out.with_name(out.stem + ".silent.mp4")
     write_video(silent, frames, fps)
-    write_wav(out.with_suffix(".wav"), audio)
+    write_wav(out.with_suffix(".wav"), Speech(audio, SAMPLE_RATE, {}))
     mux_audio(silent, out.with_suffix(".wav"), out)
     silent.unlink()
     write_srt(out.with_suffix(".srt"), cues)
@@ -197,8 +187,7 @@ def concat_videos(shots: Sequence[tuple[Path, list[Cue]]], out: Path, burn: bool
 
 
 def _read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as source:
-        if source.getframerate() != SAMPLE_RATE or source.getnchannels() != 1 or source.getsampwidth() != 2:
-            raise InputError(f"{path.name}: expected 16-bit mono {SAMPLE_RATE} Hz audio")
-        pcm = np.frombuffer(source.readframes(source.getnframes()), "<i2")
-    return pcm.astype(np.float32) / 32767
+    samples, rate = read_wav(path)
+    if rate != SAMPLE_RATE:
+        raise InputError(f"{path.name}: expected {SAMPLE_RATE} Hz audio, got {rate} Hz")
+    return samples

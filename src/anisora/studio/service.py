@@ -22,7 +22,7 @@ from ..files import atomic_output
 from .assembly import MAX_S, MIN_S, concat_videos
 from .db import Character, Database, DialogueLine, Episode, Job, Shot
 from .subtitles import Cue
-from .tts import EMOTIONS, VoiceProfile, engines
+from .tts import EMOTIONS, VoiceProfile, check_profile
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
@@ -101,11 +101,7 @@ class CharacterIn:
 
 def create_character(db: Database, c: CharacterIn) -> dict:
     name = _text(c.name, "character name", MAX_NAME)
-    VoiceProfile(c.engine, c.voice, c.speed, c.pitch)  # validated where the profile is built
-    if c.engine not in engines():
-        raise InputError(f"unknown voice engine {c.engine!r}; known: {', '.join(engines())}")
-    if not (0.5 <= c.speed <= 2.0 and 0.5 <= c.pitch <= 2.0):
-        raise InputError("speed and pitch must be 0.5-2.0")
+    check_profile(VoiceProfile(c.engine, c.voice, c.speed, c.pitch))
     with db.session() as s:
         row = Character(name=name, engine=c.engine, voice=c.voice, speed=float(c.speed), pitch=float(c.pitch))
         s.add(row)

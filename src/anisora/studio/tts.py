@@ -337,6 +337,11 @@ def _japanese_reading(text: str) -> tuple[str, list[str]]:
     return pyopenjtalk.g2p(text, kana=True), ["text read as kana by pyopenjtalk"]
 
 
+def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """A 16-bit mono WAV file (as `write_wav` writes) as float32 samples in [-1, 1] and its rate."""
+    return _read_wav_bytes(Path(path).read_bytes())
+
+
 def _read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
     # espeak-ng --stdout streams, so its header's length field is a placeholder; read the data to the end.
     with wave.open(io.BytesIO(data)) as w:

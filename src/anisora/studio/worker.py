@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnisoraError, InputError
-from ..media import load_image
+from ..media import load_image, probe
 from . import jobs
 from .assembly import (
     Line,
@@ -247,7 +247,5 @@ class Worker:
 def _copy_part(part: Path, shot: Path) -> float:
     for suffix in (".mp4", ".wav", ".srt"):
         shutil.copyfile(part.with_suffix(suffix), shot.with_suffix(suffix))
-    from ..media import probe
-
     info = probe(shot)
     return info.frame_count / info.fps
