@@ -7,6 +7,7 @@ import pytest
 
 from anisora.cli import main
 from anisora.media import probe, read_frames, save_image
+from anisora.model import generate as generate_module
 from anisora.model import weights
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
@@ -77,6 +78,51 @@ def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, extra, messa
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--frames", "9", "--guide", "12:{root}/last.png"], "outside the video"),
+        (["--lora-scale", "nan"], "lora scale must be a finite number"),
+        (["--seed", str(10**23)], "seed must be at most"),
+        (["--seed", "-1"], "seed must be an integer >= 0"),
+        (["--device", "gpu7"], "unknown device"),
+        (["--device", "cuda:3"], "device 'cuda:3'"),
+        (["--fps", "0"], "fps must be an integer >= 1"),
+        (["--guidance", "inf"], "guidance must be a finite number"),
+        (["--lora", "{root}/no-such-lora"], "no-such-lora does not exist"),
+        (["--layout", "v1"], "cannot convert"),
+    ],
+)
+def test_bad_request_is_refused_before_the_model_loads(inputs, tmp_path, capsys, monkeypatch, extra, message):
+    """Red-team findings: NaN LoRA scale wrote a black video; huge seeds, unknown devices and a guide past the
+    end gave tracebacks or errors after the weights loaded; --fps 0 was silently ignored."""
+    monkeypatch.setattr(generate_module, "load_pipeline", _must_not_load)
+    out = tmp_path / "bad.mp4"
+    assert generate(inputs, out, *(e.format(root=inputs) for e in extra)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("anisora: error:") and message in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", ["0x0", "64x-48"])
+def test_non_positive_size_is_refused(inputs, tmp_path, capsys, size):
+    with pytest.raises(SystemExit):
+        generate(inputs, tmp_path / "x.mp4", "--size", size)
+    assert "must be positive" in capsys.readouterr().err
+
+
+def test_an_output_under_a_file_is_refused_before_the_model_loads(inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(generate_module, "load_pipeline", _must_not_load)
+    (tmp_path / "file").write_text("finished work")
+    assert generate(inputs, tmp_path / "file" / "out.mp4") == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "finished work"
+
+
+def _must_not_load(*args, **kwargs):
+    raise AssertionError("the model was loaded before the request was checked")
+
+
 def test_existing_output_is_kept_and_missing_model_explained(inputs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "done.mp4"
     out.write_bytes(b"finished work")
@@ -99,7 +145,8 @@ def test_the_shipped_demo_model_is_the_default(tmp_path):
     args = ["generate", "--image", str(tmp_path / "first.png"), "--steps", "2", "--out", str(out)]
     assert main([*args, "--lora", str(weights.DEMO_REGION_LORA)]) == 0
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["job"]["model"] == str(weights.DEMO_MODEL)
+    assert sidecar["job"]["model"] == "anisora:demo-model"  # no machine path in a shared file
+    assert sidecar["job"]["lora"] == "anisora:demo-model/region-lora"
     resolved = sidecar["resolved"]
     assert (resolved["num_frames"], resolved["width"], resolved["height"], resolved["fps"]) == (
         17,

@@ -103,6 +103,15 @@ def test_motion_region_pins_the_static_area_to_the_guide_latent(pipe):
     assert (latents[1:, :, :, :3] - guide[None, :, :, :3]).abs().max() > 0.1  # the free half does move
 
 
+def assert_same_up_to_float32_rounding(a: torch.Tensor, b: torch.Tensor) -> None:
+    """The widened input convolution sums the same products plus zeros, in a blocking that depends on its
+    channel count and on the thread count; float32 rounding (about 1e-7 relative per operation) then grows
+    through the layers and sampling steps, up to 3e-6 seen under load. 1e-4 of the latents' scale stays far
+    below a real change (test_zero_init_widening_keeps_the_base_output shows one)."""
+    scale = max(a.abs().max().item(), 1.0)
+    assert (a - b).abs().max().item() <= 1e-4 * scale
+
+
 def test_zero_init_widening_keeps_the_base_output():
     base = tiny("v1")
     components = build_components("tiny", "v1")
@@ -112,7 +121,12 @@ def test_zero_init_widening_keeps_the_base_output():
     guides = [Guide(panel(), 0), Guide(panel(1), 8)]
     a = run(base, guides, output_type="latent").frames
     b = run(wide, guides, output_type="latent").frames
-    assert (a - b).abs().max().item() <= 1e-6
+    assert_same_up_to_float32_rounding(a, b)
+    with torch.no_grad():  # small mask-channel weights: a change far above the tolerance
+        mask_weights = wide.transformer.patch_embed.proj.weight[:, 4:8]
+        mask_weights.copy_(0.01 * torch.randn(mask_weights.shape, generator=torch.Generator().manual_seed(0)))
+    c = run(wide, guides, output_type="latent").frames
+    assert (a - c).abs().max().item() > 1e-2
 
 
 def test_motion_embedding_changes_the_output_and_is_saved(tmp_path):
@@ -178,7 +192,7 @@ def test_loads_a_cogvideox_i2v_directory_and_widens_it(tmp_path):
         p.set_progress_bar_config(disable=True)
     a = run(v1, output_type="latent").frames
     b = run(widened, output_type="latent").frames
-    assert (a - b).abs().max().item() <= 1e-6
+    assert_same_up_to_float32_rounding(a, b)
 
 
 def test_lora_is_loaded_and_scaled(pipe, tmp_path):
@@ -210,5 +224,5 @@ def test_bad_model_inputs(tmp_path, pipe):
     with pytest.raises(InputError, match="steps must be at least 1"):
         run(pipe, num_inference_steps=0)
     (tmp_path / "model_index.json").write_text("{not json")
-    with pytest.raises(InputError, match="cannot load"):
+    with pytest.raises(InputError, match="cannot read .*model_index.json"):
         load_pipeline(tmp_path)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from anisora.errors import MediaError
+from anisora.errors import InputError, MediaError
 
 
 def check_input_file(path: str | os.PathLike[str]) -> Path:
@@ -26,6 +26,33 @@ def check_input_file(path: str | os.PathLike[str]) -> Path:
     if p.stat().st_size == 0:
         raise MediaError(path, "empty file (0 bytes)")
     return p
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Return `path` as a Path, or raise InputError if a file can never be written there: it is a folder, or
+    one of its parents is a file. Checked before expensive work, so a typo costs nothing."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{path} is a folder; name a file to write")
+    for parent in target.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
+    return target
+
+
+def shareable_path(
+    path: str | os.PathLike[str], folder: str | os.PathLike[str], named: dict[Path, str] | None = None
+) -> str:
+    """`path` as written into an output meant to be shared: under one of the `named` roots, that name and the
+    rest of the path; else relative to `folder` (where the output lies), so no machine's layout leaks."""
+    absolute = Path(os.path.abspath(path))
+    for root, name in (named or {}).items():
+        if absolute.is_relative_to(os.path.abspath(root)):
+            rest = absolute.relative_to(os.path.abspath(root)).as_posix()
+            return name if rest == "." else f"{name}/{rest}"
+    return Path(os.path.relpath(absolute, os.path.abspath(folder))).as_posix()
 
 
 @contextmanager

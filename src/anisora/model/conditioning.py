@@ -224,7 +224,7 @@ def build_conditioning(
     passes its VAE, training may pass cached latents. All guides are encoded in one call.
     """
     dtype = dtype or torch.float32
-    _check_request(request)
+    check_request(request)
     num_frames, height, width = request.num_frames, request.height, request.width
     t_lat, h_lat, w_lat = latent_frame_count(num_frames), height // SPATIAL, width // SPATIAL
 
@@ -266,7 +266,8 @@ def build_conditioning(
     return Conditioning(guide_latents, mask, prompt, request.motion_score, region, region_latent, notes)
 
 
-def _check_request(request: ConditionRequest) -> None:
+def check_request(request: ConditionRequest) -> None:
+    """Raise InputError for anything the model cannot be asked: cheap, so callers run it before loading."""
     check_frame_count(request.num_frames)
     for name in ("height", "width"):
         value = getattr(request, name)
@@ -302,6 +303,8 @@ def _check_request(request: ConditionRequest) -> None:
             isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
         ):
             raise InputError(f"{name.replace('_', ' ')} must be a finite number >= 0, got {value!r}")
+    if request.motion_mask is not None:
+        fitted_motion_mask(request.motion_mask, request.guides[0].image, request.height, request.width, [])
 
 
 def fitted_motion_mask(

@@ -6,6 +6,7 @@ The CLI is a thin layer over `generate_to_file`; programs that keep a pipeline l
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,13 +17,21 @@ import torch
 
 from .. import __version__
 from ..errors import InputError
-from ..files import atomic_output
+from ..files import atomic_output, check_output_file, shareable_path
 from ..media import contact_sheet, load_image, save_image, write_video
-from .conditioning import Guide, check_frame_count, frames_for_seconds
+from .conditioning import (
+    LAYOUTS,
+    ConditionRequest,
+    Guide,
+    check_frame_count,
+    check_request,
+    frames_for_seconds,
+)
 from .pipeline import AnisoraPipeline
-from .weights import load_lora, load_pipeline
+from .weights import DEMO_MODEL, DTYPES, ModelInfo, load_lora, load_pipeline
 
 SCHEDULERS = ("ddim", "dpm")
+MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
 
 
 @dataclass
@@ -77,8 +86,96 @@ def parse_guide(text: str) -> GuideSpec:
     return GuideSpec(path, frame, strength)
 
 
+@dataclass(frozen=True)
+class PreparedJob:
+    """A checked job: what the pipeline is asked, resolved against the model's config (frames, size, fps)."""
+
+    request: ConditionRequest
+    fps: int
+
+
+def prepare_job(job: GenerateJob, model: ModelInfo | None = None) -> PreparedJob:
+    """Check every value of `job` and read its images, against `model` or the config files of `job.model`.
+
+    Reads no weights, so every mistake a user can make is reported before the model loads.
+    """
+    _check_options(job)
+    model = model or ModelInfo.read(job.model)
+    if (
+        job.layout is not None
+        and job.layout != model.layout
+        and (model.layout, job.layout) != ("v1", "anisora")
+    ):
+        raise InputError(f"cannot convert a {model.layout!r} model to the {job.layout!r} layout")
+    fps = job.fps or model.fps
+    num_frames = _frame_count(job, model, fps)
+    images = [load_image(spec.path) for spec in job.guides]
+    mask = load_image(job.mask, background=(0, 0, 0)) if job.mask else None
+    guides = tuple(
+        Guide(image, _frame(spec, num_frames), spec.strength)
+        for spec, image in zip(job.guides, images, strict=True)
+    )
+    request = ConditionRequest(
+        num_frames,
+        job.height or model.height,
+        job.width or model.width,
+        guides,
+        mask,
+        job.prompt,
+        job.motion,
+        job.aesthetic,
+    )
+    check_request(request)
+    return PreparedJob(request, fps)
+
+
+def validate_job(job: GenerateJob) -> None:
+    """Raise InputError / MediaError for anything wrong with `job`, without loading the model."""
+    prepare_job(job)
+
+
+def _check_options(job: GenerateJob) -> None:
+    """The job's own values, whatever the model."""
+    choices = {"dtype": DTYPES, "scheduler": SCHEDULERS, "layout": (None, *LAYOUTS)}
+    for name, allowed in choices.items():
+        if getattr(job, name) not in allowed:
+            known = ", ".join(str(a) for a in allowed if a is not None)
+            raise InputError(f"{name} must be one of {known}, got {getattr(job, name)!r}")
+    for name, low in (("steps", 1), ("fps", 1), ("width", 1), ("height", 1), ("seed", 0)):
+        value = getattr(job, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+    if job.seed > MAX_SEED:
+        raise InputError(f"seed must be at most 2**64 - 1, got {job.seed}")
+    if (job.width is None) != (job.height is None):
+        raise InputError("give both width and height, or neither")
+    for name in ("guidance", "lora_scale"):
+        value = getattr(job, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"{name.replace('_', ' ')} must be a finite number, got {value!r}")
+    if job.lora and not Path(job.lora).exists():
+        raise InputError(f"LoRA {job.lora} does not exist")
+    device_of(job)
+
+
+def device_of(job: GenerateJob) -> torch.device:
+    """The torch device the job asks for (default: cuda when present, else cpu), checked to exist here."""
+    try:
+        device = torch.device(job.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {job.device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {job.device!r}: there is no CUDA GPU here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {job.device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {job.device!r} is not supported; use cpu, cuda or cuda:N")
+    return device
+
+
 def open_pipeline(job: GenerateJob) -> AnisoraPipeline:
     """Load the model with the job's layout, dtype, device, memory options, scheduler and LoRA."""
+    device = device_of(job)
     pipe = load_pipeline(job.model, layout=job.layout, dtype=job.dtype)
     if job.scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {job.scheduler!r}")
@@ -88,9 +185,8 @@ def open_pipeline(job: GenerateJob) -> AnisoraPipeline:
     pipe.scheduler = kind.from_config(pipe.scheduler.config)
     if job.lora:
         load_lora(pipe, job.lora, job.lora_scale)
-    device = job.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if job.cpu_offload:
-        if not torch.cuda.is_available():
+        if device.type != "cuda":
             raise InputError("--cpu-offload moves parts to a GPU as needed; there is no GPU here")
         pipe.enable_model_cpu_offload()
     else:
@@ -120,48 +216,40 @@ def generate_to_file(
         raise InputError(f"--out must name an .mp4 file, got {out}")
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; pass --overwrite to replace it")
-    if job.frames is not None:
-        check_frame_count(job.frames)
-    images = [load_image(spec.path) for spec in job.guides]  # bad files fail before the model loads
-    mask = load_image(job.mask, background=(0, 0, 0)) if job.mask else None
+    check_output_file(out)
+    prepared = prepare_job(job, ModelInfo.of(pipe) if pipe is not None else None)
+    request, fps = prepared.request, prepared.fps
     started = time.perf_counter()
     pipe = pipe or open_pipeline(job)
-    fps = job.fps or pipe.config.fps
-    num_frames = _frame_count(job, pipe, fps)
-    frames = [_frame(spec, num_frames) for spec in job.guides]
-    guides = [Guide(image, f, s.strength) for s, f, image in zip(job.guides, frames, images, strict=True)]
-    height = job.height or pipe.transformer.config.sample_height * pipe.vae_scale_factor_spatial
-    width = job.width or pipe.transformer.config.sample_width * pipe.vae_scale_factor_spatial
     loaded = time.perf_counter()
     result = pipe(
-        guides,
-        prompt=job.prompt,
+        request.guides,
+        prompt=request.prompt,
         negative_prompt=job.negative_prompt,
-        num_frames=num_frames,
-        height=height,
-        width=width,
-        motion_mask=mask,
-        motion_score=job.motion,
-        aesthetic_score=job.aesthetic,
+        num_frames=request.num_frames,
+        height=request.height,
+        width=request.width,
+        motion_mask=request.motion_mask,
+        motion_score=request.motion_score,
+        aesthetic_score=request.aesthetic_score,
         num_inference_steps=job.steps,
         guidance_scale=job.guidance,
         use_dynamic_cfg=job.dynamic_cfg,
         generator=torch.Generator("cpu").manual_seed(job.seed),
     )
     sampled = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_video(out, result.frames, fps)
     sidecar = {
         "anisora_version": __version__,
         "video": out.name,
-        "job": asdict(job),
+        "job": _shareable_job(job, out.parent),
         "resolved": {
-            "num_frames": num_frames,
+            "num_frames": request.num_frames,
             "fps": fps,
-            "seconds": round(num_frames / fps, 3),
-            "width": width,
-            "height": height,
-            "guide_frames": [g.frame for g in guides],
+            "seconds": round(request.num_frames / fps, 3),
+            "width": request.width,
+            "height": request.height,
+            "guide_frames": [g.frame for g in request.guides],
             "layout": pipe.layout,
             "motion_embedding": bool(pipe.config.motion_embedding),
         },
@@ -177,6 +265,17 @@ def generate_to_file(
     return sidecar
 
 
+def _shareable_job(job: GenerateJob, folder: Path) -> dict:
+    """The job with its file paths relative to the sidecar's folder (the shipped model by name)."""
+    record = asdict(job)
+    shipped = {DEMO_MODEL: "anisora:demo-model"}
+    for key in ("model", "mask", "lora"):
+        record[key] = shareable_path(record[key], folder, shipped) if record[key] else None
+    for guide in record["guides"]:
+        guide["path"] = shareable_path(guide["path"], folder)
+    return record
+
+
 def preview_sheet(frames: np.ndarray, fps: float, tiles: int = 8) -> np.ndarray:
     """Up to `tiles` evenly spaced frames with their index and time."""
     picks = np.unique(np.linspace(0, len(frames) - 1, min(tiles, len(frames))).round().astype(int))
@@ -185,14 +284,15 @@ def preview_sheet(frames: np.ndarray, fps: float, tiles: int = 8) -> np.ndarray:
     return contact_sheet([frames[i] for i in picks], labels, columns=4, tile_width=width)
 
 
-def _frame_count(job: GenerateJob, pipe: AnisoraPipeline, fps: int) -> int:
+def _frame_count(job: GenerateJob, model: ModelInfo, fps: int) -> int:
     if job.frames is not None and job.seconds is not None:
         raise InputError("give --frames or --seconds, not both")
     if job.frames is not None:
-        return job.frames  # checked before the model loaded
+        check_frame_count(job.frames)
+        return job.frames
     if job.seconds is not None:
         return frames_for_seconds(job.seconds, fps)
-    return pipe.transformer.config.sample_frames
+    return model.sample_frames
 
 
 def _frame(spec: GuideSpec, num_frames: int) -> int:
