@@ -4,9 +4,9 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,12 @@ def parts(tmp_path_factory) -> Path:
     components["tokenizer"].save_pretrained(root / "t5" / "tokenizer")
     components["text_encoder"].save_pretrained(root / "t5" / "text_encoder")
     return root
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def stage(parts: Path, out: Path, **sections) -> Path:
@@ -73,6 +79,22 @@ def test_a_run_saves_a_model_that_generates(parts, tmp_path):
     assert any(not torch.equal(trained[k], v) for k, v in fresh.state_dict().items() if k in trained)
 
 
+# Runs `anisora train` with SIGKILL sent to itself right after the checkpoint of step 4 is saved: a kill -9
+# at a known point, whatever the machine's speed (polling for the file from outside raced the next steps).
+KILLED_AFTER_STEP_4 = """
+import os, signal, sys
+from anisora.cli import main
+from anisora.train import recipe
+save = recipe._save_checkpoint
+def save_then_die(out, step, *args):
+    save(out, step, *args)
+    if step == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+recipe._save_checkpoint = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_kill_9_and_the_same_command_continues_the_same_run(parts, tmp_path):
     steps = {"optim": {"steps": 8, "warmup_steps": 1}}
     reference = stage(parts, tmp_path / "whole", **steps)
@@ -80,15 +102,12 @@ def test_kill_9_and_the_same_command_continues_the_same_run(parts, tmp_path):
     command = [sys.executable, "-m", "anisora.cli", "train", "--quiet", "--config"]
     subprocess.run([*command, str(reference)], check=True, capture_output=True)
 
-    process = subprocess.Popen(
-        [*command, str(interrupted)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_STEP_4, "train", "--quiet", "--config", str(interrupted)],
+        capture_output=True,
     )
-    checkpoint = tmp_path / "killed" / "checkpoints" / "step_00000004.pt"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert (tmp_path / "killed" / "checkpoints" / "step_00000004.pt").exists()
     assert not (tmp_path / "killed" / "final").exists()
     resumed = subprocess.run([*command, str(interrupted)], check=True, capture_output=True, text=True)
     assert "resumed from" in resumed.stdout + resumed.stderr
@@ -101,7 +120,8 @@ def test_kill_9_and_the_same_command_continues_the_same_run(parts, tmp_path):
 
 def test_two_cpu_processes_with_gloo(parts, tmp_path):
     config = stage(parts, tmp_path / "ddp", optim={"steps": 2, "warmup_steps": 1})
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    port = free_port()  # a fixed port fails when another run of the suite holds it
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
     command = [*launch, "-m", "anisora.cli", "train", "--quiet", "--config", str(config)]
     subprocess.run(command, check=True, env={**os.environ, "ACCELERATE_USE_CPU": "true"})  # gloo backend
     log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
