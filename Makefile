@@ -6,12 +6,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKED := src tests benchmarks scripts
 
-.PHONY: install demo demo-model eval-demo test lint format bench clean
+# Debian packages: what `make install` needs to make the venv, and what the tests use (Chromium drives the
+# pages, espeak-ng is a studio voice, the CJK font draws subtitles). scripts/system-packages.sh installs the
+# missing ones with apt-get when run as root, else names the command to run.
+SYSTEM_INSTALL := python3-venv
+SYSTEM_TEST := chromium espeak-ng fonts-wqy-microhei
+
+.PHONY: install demo demo-model eval-demo test test-stress system-test lint format bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
+	PYTHON=$(PYTHON) scripts/system-packages.sh $(SYSTEM_INSTALL)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,model,ray,web,studio]'
 	touch $(STAMP)
@@ -63,8 +70,15 @@ eval-demo: install
 $(RUNS)/demo-vae/training.json:
 	$(BIN)/anisora train-vae --out $(RUNS)/demo-vae --minutes 50 --bf16 --quiet
 
-test: lint
+test: lint system-test
 	$(BIN)/pytest -q
+
+# The whole suite three times in a row while another process keeps one core busy (flakiness check).
+test-stress: lint system-test
+	scripts/test-stress.sh $(BIN)/pytest 3
+
+system-test:
+	scripts/system-packages.sh $(SYSTEM_TEST)
 
 lint: install
 	$(BIN)/ruff check $(CHECKED)
