@@ -3,7 +3,9 @@ runs with a tiny random model, scoring outside videos, and the `anisora evaluate
 
 import csv
 import json
+import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from anisora.errors import InputError
 from anisora.evaluate import runner
 from anisora.evaluate.baselines import run_baseline
 from anisora.evaluate.cases import load_bench, write_bench
+from anisora.evaluate.compare import compare_runs
 from anisora.evaluate.runner import GenerationSettings, run_benchmark, score_videos
 from anisora.evaluate.scoring import build_metrics, case_inputs, score_file
 from anisora.evaluate.toonworld_bench import LABELS, build_toonworld_bench
@@ -444,8 +447,9 @@ def test_run_writes_the_run_directory(bench_run, bench3, model):
     assert outcome["report"] == out / "report.html"
     assert all(case in (out / "report.html").read_text() for case in RUN_CASES)
     run = json.loads((out / "run.json").read_text())
-    assert (run["kind"], run["name"], run["model"]) == ("benchmark", "model", str(model.resolve()))
-    assert run["bench"] == str(bench3.resolve()) and run["settings"]["steps"] == 2
+    assert (run["kind"], run["name"]) == ("benchmark", "model")
+    assert (run["model"], run["bench"]) == (os.path.relpath(model, out), os.path.relpath(bench3, out))
+    assert run["settings"]["steps"] == 2
     assert {m["name"] for m in run["metrics"]} >= NO_INPUT_METRICS | {"psnr", "motion_mask_precision"}
 
 
@@ -494,6 +498,21 @@ def test_another_model_or_settings_in_the_same_folder_is_refused(bench_run, benc
     finally:
         Path(bench3).write_text(bench_text)
     assert (out / "run.json").read_text() == run_json
+
+
+def test_a_run_of_an_older_version_resumes_with_its_paths_shared(
+    bench_run, bench3, model, tmp_path, monkeypatch
+):
+    out = copy_run(bench_run, tmp_path)
+    (tmp_path / "lora").mkdir()
+    monkeypatch.chdir(tmp_path)
+    run = json.loads((out / "run.json").read_text())
+    old = {"model": str(model.resolve()), "bench": str(bench3.resolve())}  # absolute, LoRA as typed
+    (out / "run.json").write_text(json.dumps({**run, **old, "settings": {**run["settings"], "lora": "lora"}}))
+    forbid_generation(monkeypatch)
+    run_benchmark(bench3, model, out, GenerationSettings(steps=2, lora="lora"), progress=False)
+    shared = json.loads((out / "run.json").read_text())
+    assert (shared["model"], shared["settings"]["lora"]) == (os.path.relpath(model, out), "../lora")
 
 
 def test_garbage_guide_after_a_finished_case_is_left_alone(bench_run, bench3, model, tmp_path, monkeypatch):
@@ -554,6 +573,38 @@ def test_cli_run_records_a_corrupt_case_and_finishes_the_rest(
     assert [r["case"] for r in jsonl(out / "results.jsonl")] == ["broken", "fine"]
 
 
+def test_invalid_cases_are_failures_before_the_model_loads(toonworld, model, tmp_path, monkeypatch):
+    root = tmp_path / "bench"
+    root.mkdir()
+    shutil.copy(toonworld.parent / "cases" / "i2v-waving-01" / "first.png", root / "first.png")
+    late = {"id": "late", "prompt": "a cat", "guides": [{"frame": 999, "image": "first.png"}]}
+    fine = {"id": "fine", "prompt": "a dog", "guides": [{"frame": 0, "image": "first.png"}]}
+    defaults = {"frames": FRAMES, "fps": FPS, "width": W, "height": H}
+    write_bench(root / "late.yaml", "late", [late], defaults)
+    write_bench(root / "both.yaml", "both", [late, fine], defaults)
+    settings = GenerationSettings(steps=2)
+
+    def no_model(job):
+        raise AssertionError("the model was loaded for a bench with no valid case")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(generate_module, "open_pipeline", no_model)
+        outcome = run_benchmark(root / "late.yaml", model, tmp_path / "late", settings, progress=False)
+    assert list(outcome["failures"]) == ["late"] and "guide frame 999" in outcome["failures"]["late"]
+
+    made = []
+    real_generate = generate_module.generate_to_file
+
+    def spy(job, path, **kwargs):
+        made.append(Path(path).stem)
+        return real_generate(job, path, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate_to_file", spy)
+    outcome = run_benchmark(root / "both.yaml", model, tmp_path / "both", settings, progress=False)
+    assert made == ["fine"] and list(outcome["failures"]) == ["late"]
+    assert [r["case"] for r in jsonl(tmp_path / "both" / "results.jsonl")] == ["fine"]
+
+
 def test_an_interrupted_rescore_is_finished_by_the_next_run(bench_run, bench3, model, tmp_path, monkeypatch):
     out = copy_run(bench_run, tmp_path)
     for path in (out / "scores").glob("*.json"):  # as if scored with another metric set
@@ -592,8 +643,8 @@ def test_score_outside_videos_without_a_bench(media, tmp_path):
     assert [r["case"] for r in records] == ["one", "two"]
     for record in records:
         assert (record["task"], record["label"], record["dim"], record["prompt"]) == (None, None, None, None)
-        assert record["video"] == str((tmp_path / f"{record['case']}.mp4").resolve())
-        assert Path(record["video"]).is_absolute() and record["seconds_generate"] is None
+        assert record["video"] == f"../{record['case']}.mp4"  # relative to the run folder
+        assert record["seconds_generate"] is None
         assert set(record["scores"]) == NO_INPUT_METRICS
     assert records[0]["scores"]["motion_score"] > records[1]["scores"]["motion_score"]
     run = json.loads((out / "run.json").read_text())
@@ -610,7 +661,7 @@ def test_score_bench_videos_matches_the_benchmark_run(bench_run, bench3, tmp_pat
     records, expected = jsonl(out / "results.jsonl"), jsonl(run / "results.jsonl")
     assert [r["case"] for r in records] == list(RUN_CASES)
     for record, reference in zip(records, expected, strict=True):
-        assert record["video"] == str((run / reference["video"]).resolve())
+        assert (out / record["video"]).resolve() == (run / reference["video"]).resolve()
         assert (record["task"], record["label"], record["prompt"]) == (
             reference["task"],
             reference["label"],
@@ -620,12 +671,45 @@ def test_score_bench_videos_matches_the_benchmark_run(bench_run, bench3, tmp_pat
         assert {"psnr", "ssim", "guide_fidelity", "i2v_subject"} <= set(record["scores"])
 
 
-def test_score_videos_refuses_bad_names(bench_run, bench3, media, tmp_path):
+def test_a_video_that_names_no_case_is_a_failure_the_rest_is_scored(bench_run, bench3, media, tmp_path):
     stray = tmp_path / "not-a-case.mp4"
     shutil.copy(media / "clip.mp4", stray)
     video = bench_run[0] / "videos" / "i2v-idle-01.mp4"
-    with pytest.raises(InputError, match="not-a-case"):
-        score_videos([video, stray], tmp_path / "a", bench_path=bench3, progress=False)
+    outcome = score_videos([video, stray], tmp_path / "run", bench_path=bench3, progress=False)
+    assert list(outcome["failures"]) == ["not-a-case"]
+    assert "no case of that id" in outcome["failures"]["not-a-case"]
+    assert [r["case"] for r in jsonl(tmp_path / "run" / "results.jsonl")] == ["i2v-idle-01"]
+
+
+def test_a_symlink_loop_among_the_videos_is_a_failure_the_rest_is_scored(media, tmp_path, capsys):
+    shutil.copy(media / "clip.mp4", tmp_path / "good.mp4")
+    (tmp_path / "loop.mp4").symlink_to("loop.mp4")
+    args = ["evaluate", "score", str(tmp_path / "good.mp4"), str(tmp_path / "loop.mp4")]
+    assert main([*args, "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("failed:")] == [
+        f"failed: loop: {tmp_path / 'loop.mp4'}: too many levels of symbolic links"
+    ]
+    assert [r["case"] for r in jsonl(tmp_path / "run" / "results.jsonl")] == ["good"]
+
+
+def test_symlink_loops_in_benches_and_run_folders_are_one_line(bench_run, media, tmp_path, capsys):
+    (tmp_path / "loop").symlink_to("loop")
+    cases = [{"id": "a", "prompt": "a cat", "guides": [{"frame": 0, "image": "loop"}]}]
+    write_bench(tmp_path / "bench.yaml", "loops", cases)
+    video = str(media / "clip.mp4")
+    for args in (
+        ["evaluate", "score", video, "--bench", str(tmp_path / "bench.yaml"), "--out", str(tmp_path / "a")],
+        ["evaluate", "score", video, "--bench", str(tmp_path / "loop"), "--out", str(tmp_path / "b")],
+        ["evaluate", "compare", str(bench_run[0]), str(tmp_path / "loop")],
+        ["evaluate", "rate", str(bench_run[0]), str(tmp_path / "loop"), "--db", str(tmp_path / "v.sqlite")],
+    ):
+        assert main(args) == 2, args
+        assert "loop" in one_error_line(capsys)
+
+
+def test_score_videos_refuses_bad_names(media, tmp_path):
     (tmp_path / "x").mkdir()
     twin = tmp_path / "x" / "clip.mp4"
     shutil.copy(media / "clip.mp4", twin)
@@ -633,6 +717,10 @@ def test_score_videos_refuses_bad_names(bench_run, bench3, media, tmp_path):
         score_videos([media / "clip.mp4", twin], tmp_path / "b", progress=False)
     with pytest.raises(InputError, match="no videos"):
         score_videos([], tmp_path / "c", progress=False)
+    bad = tmp_path / "a b.mp4"
+    shutil.copy(media / "clip.mp4", bad)
+    with pytest.raises(InputError, match="'a b' cannot be a case id"):
+        score_videos([bad], tmp_path / "a", progress=False)
     assert not any((tmp_path / d).exists() for d in "abc")
 
 
@@ -645,6 +733,45 @@ def test_rescoring_a_missing_video_is_a_failure_not_a_crash(media, tmp_path, cap
     videos[1].unlink()
     assert main(args) == 1
     assert "failed: b:" in capsys.readouterr().err
+
+
+@contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def text_files(folder):
+    return [p for p in folder.rglob("*") if p.suffix in (".json", ".jsonl", ".csv", ".html")]
+
+
+def test_outputs_are_shareable_no_machine_paths_normal_permissions(
+    bench_run, bench3, model, tmp_path, tmp_path_factory
+):
+    with umask(0o022):
+        run_baseline(bench3, "still", tmp_path / "still", progress=False)
+        compare_runs([bench_run[0], tmp_path / "still"], tmp_path / "compare")
+    written = [p for p in (tmp_path / "still").rglob("*") if p.is_file()]
+    written += list((tmp_path / "compare").iterdir())
+    assert {p.name for p in written} >= {"run.json", "report.html", "summary.json", "compare.html"}
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(0o644)}
+
+    machine = [str(tmp_path_factory.getbasetemp().resolve()), str(Path(__file__).resolve().parents[1])]
+    for path in text_files(bench_run[0]) + text_files(tmp_path / "still") + text_files(tmp_path / "compare"):
+        text = path.read_text(encoding="utf-8")
+        assert not [m for m in machine if m in text], path
+    run = json.loads((bench_run[0] / "run.json").read_text())
+    assert (bench_run[0] / run["model"]).resolve() == model.resolve()
+    still = jsonl(tmp_path / "still" / "results.jsonl")[0]
+    assert (
+        still["video"] == f"videos/{still['case']}.mp4"
+        and (tmp_path / "still" / still["reference"]).is_file()
+    )
+    runs = json.loads((tmp_path / "compare" / "compare.json").read_text())["runs"]
+    assert [r["dir"] for r in runs] == [os.path.relpath(bench_run[0], tmp_path / "compare"), "../still"]
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import socket
 import sqlite3
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from anisora.evaluate.rating import (
     Z_95,
     DuplicateVoteError,
     Item,
+    NotInvitedError,
     RatingSession,
     RatingStore,
     UnknownTokenError,
@@ -177,11 +179,22 @@ def test_votes_rejected(runs, tmp_path):
     assert issubclass(UnknownTokenError, InputError) and issubclass(DuplicateVoteError, InputError)
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 41, "tab\there"])
-def test_rater_names_checked(runs, tmp_path, name):
+def test_a_rater_is_an_invitation_or_the_local_rater(runs, tmp_path):
     session = make_session(runs, tmp_path / "votes.sqlite")
-    with pytest.raises(InputError, match="rater name"):
-        session.next_pair(name)
+    first, second = session.store.invite(2)
+    (third,) = session.store.invite(1)
+    assert len({first, second, third}) == 3 and min(map(len, (first, second, third))) >= 20
+    assert [session.rater(token, local=False) for token in (first, second, third)] == [
+        "rater-1",
+        "rater-2",
+        "rater-3",
+    ]
+    assert session.rater(first, local=True) == "rater-1" and session.rater(None, local=True) == "local"
+    for invite, local in ((None, False), ("", False), ("forged", False), ("forged", True)):
+        with pytest.raises(NotInvitedError, match="invitation"):
+            session.rater(invite, local)
+    with pytest.raises(InputError, match="at least one"):
+        session.store.invite(0)
 
 
 def test_run_names_must_be_distinct(runs, tmp_path):
@@ -279,9 +292,13 @@ def test_store_needs_a_database(tmp_path):
 # --- the HTTP API, on a real server
 
 
-def request(url: str, body: dict | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    url: str, body: dict | None = None, headers: dict | None = None
+) -> tuple[int, dict[str, str], bytes]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
@@ -319,7 +336,7 @@ def test_api_pairs_videos_votes(served, tmp_path):
         and "default-src 'none'" in headers["content-security-policy"]
     )
 
-    status, _, body = request(base + "/api/next?rater=ana")
+    status, _, body = request(base + "/api/next")
     pair = json.loads(body)["pair"]
     assert status == 200 and set(pair) == {"token", "case", "prompt", "task", "label", "image"}
     assignment = session.store.assignment(pair["token"])
@@ -338,15 +355,14 @@ def test_api_pairs_videos_votes(served, tmp_path):
         (tmp_path / f"{side}.mp4").write_bytes(video)
         assert colour_name(tmp_path / f"{side}.mp4") == getattr(assignment, side)
 
-    vote = {"token": pair["token"], "choice": "right", "rater": "ana"}
+    vote = {"token": pair["token"], "choice": "right"}  # from this machine, without an invitation
     assert request(base + "/api/vote", vote)[0] == 200
     assert request(base + "/api/vote", vote)[0] == 409
     assert request(base + "/api/vote", {**vote, "token": "nope"})[0] == 404
     assert request(base + "/api/vote", {**vote, "choice": "both"})[0] == 422
-    assert request(base + "/api/vote", {**vote, "rater": "x" * 41})[0] == 400
-    assert json.loads(request(base + "/api/progress?rater=ana")[2]) == {"done": 1, "total": N_ITEMS}
-    assert request(base + "/api/next?rater=")[0] == 400
-    assert [v.choice for v in session.store.votes()] == ["right"]
+    progress = {"done": 1, "total": N_ITEMS, "rater": "local"}
+    assert json.loads(request(base + "/api/progress")[2]) == progress
+    assert [(v.choice, v.rater) for v in session.store.votes()] == [("right", "local")]
 
 
 def test_api_video_404s(served):
@@ -365,6 +381,88 @@ def test_api_video_404s(served):
         assert raw_get(base, path) == 404, path
 
 
+REMOTE = {"X-Forwarded-For": "203.0.113.9"}  # uvicorn takes a loopback proxy's word for the client
+
+
+def test_videos_and_images_carry_nothing_that_names_the_run(served):
+    session, base = served
+    pair = session.next_pair("ana")
+    paths = [f"/api/video/{pair['token']}/{side}" for side in ("left", "right")]
+    paths += [f"/api/image/{pair['token']}"] if pair["image"] else []
+    for path in paths:
+        status, headers, _ = request(base + path)
+        names = {name.lower() for name in headers}
+        assert status == 200 and not names & {"last-modified", "etag", "content-disposition"}, headers
+
+
+def test_off_loopback_a_vote_needs_an_invitation(served):
+    session, base = served
+    ana, bo = session.store.invite(2)
+    assert request(base + "/api/next", headers=REMOTE)[0] == 403
+    assert request(base + "/api/next?rater=mallory", headers=REMOTE)[0] == 403
+    assert request(base + "/api/next?invite=forged", headers=REMOTE)[0] == 403
+    status, _, body = request(f"{base}/api/next?invite={ana}", headers=REMOTE)
+    token = json.loads(body)["pair"]["token"]
+    assert status == 200
+    assert request(base + "/api/vote", {"token": token, "choice": "left"}, REMOTE)[0] == 403
+    assert request(base + "/api/vote", {"token": token, "choice": "left", "invite": bo}, REMOTE)[0] == 400
+    assert request(base + "/api/vote", {"token": token, "choice": "left", "invite": ana}, REMOTE)[0] == 200
+    progress = json.loads(request(f"{base}/api/progress?invite={ana}", headers=REMOTE)[2])
+    assert progress == {"done": 1, "total": N_ITEMS, "rater": "rater-1"}
+
+
+def test_invented_raters_count_as_the_one_rater_they_are(served):
+    """Ten made-up names through one invitation, or through none on this machine, are one rater each."""
+    session, base = served
+    (invite,) = session.store.invite(1)
+    for query, headers in ((f"invite={invite}", REMOTE), ("", {})):
+        for name in (f"fake-{i}" for i in range(10)):
+            pair = json.loads(request(f"{base}/api/next?{query}&rater={name}", headers=headers)[2])["pair"]
+            if pair is None:
+                break
+            vote = {
+                "token": pair["token"],
+                "choice": "left",
+                "rater": name,
+                "invite": invite if query else None,
+            }
+            assert request(base + "/api/vote", vote, headers)[0] == 200
+    votes = session.store.votes()
+    assert {v.rater for v in votes} == {"rater-1", "local"}
+    assert Counter(v.rater for v in votes) == {"rater-1": 7, "local": 7}  # each item once per rater
+    assert {r.raters for r in win_rates(session.store)} == {2}  # twenty names, two raters
+
+
+def test_cli_rate_invites_raters(runs, tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    from anisora.cli import main
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    db = tmp_path / "votes.sqlite"
+    args = ["evaluate", "rate", *map(str, runs[:2]), "--db", str(db), "--port", "9000"]
+    assert main([*args, "--invite", "3"]) == 0
+    links = [line for line in capsys.readouterr().out.splitlines() if "?invite=" in line]
+    assert len(links) == 3 and all(line.startswith("http://127.0.0.1:9000/?invite=") for line in links)
+    store = RatingStore(db)
+    assert [store.invited_rater(line.split("=", 1)[1]) for line in links] == ["rater-1", "rater-2", "rater-3"]
+    assert main([*args, "--invite", "1", "--host", "0.0.0.0"]) == 0  # more invitations later: numbered on
+    (link,) = [line for line in capsys.readouterr().out.splitlines() if "?invite=" in line]
+    assert link.startswith(f"http://{socket.gethostname()}:9000/?invite=")  # an address others can open
+    assert store.invited_rater(link.split("=", 1)[1]) == "rater-4"
+
+
+def test_missing_web_extra_says_how_to_install_it(runs, tmp_path, monkeypatch):
+    import sys
+
+    from anisora.evaluate.rating_app import serve
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(InputError, match=r"make install.*pip install -e '\.\[web\]'") as caught:
+        serve(runs, tmp_path / "votes.sqlite")
+    assert "anisora[web]" not in str(caught.value)
+
+
 # --- the page, in headless Chromium
 
 
@@ -375,7 +473,7 @@ def test_page_in_chromium(runs, tmp_path, live_server):
     from anisora.evaluate.rating_app import create_app
 
     session = make_session(runs, tmp_path / "votes.sqlite")
-    rater = "Ana <b>&amp;"  # shown as text, never as markup
+    (invite,) = session.store.invite(1)
     # by button, then by each key binding
     actions = [("click", "A is better", "left"), ("click", "Tie", "tie"), ("click", "B is better", "right")]
     actions += [
@@ -389,9 +487,9 @@ def test_page_in_chromium(runs, tmp_path, live_server):
         browser = p.chromium.launch(executable_path=str(CHROMIUM))
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         page.on("pageerror", lambda error: errors.append(error))
-        page.goto(base + "/")
-        page.fill("#name", rater)
-        page.keyboard.press("Enter")
+        page.goto(f"{base}/?invite={invite}")
+        assert page.url == base + "/"  # the invitation leaves the address bar (kept in the browser)
+        page.click("#start")
         for done, (how, what, _) in enumerate(actions):
             page.wait_for_function(
                 "n => document.getElementById('progress').textContent === `${n} of 7 done`", arg=done
@@ -421,11 +519,10 @@ def test_page_in_chromium(runs, tmp_path, live_server):
                 page.keyboard.press(what)
         page.wait_for_selector("#finished", state="visible")
         assert page.text_content("#progress") == "7 of 7 done"
-        assert page.text_content("#rater-name") == rater
-        assert page.locator("#rater-name b").count() == 0
+        assert page.text_content("#rater-name") == "rater-1"
         page.screenshot(path=str(tmp_path / "rating-finished.png"))
         browser.close()
     assert not errors
     with sqlite3.connect(tmp_path / "votes.sqlite") as db:
         rows = db.execute("SELECT rater, choice FROM votes ORDER BY rowid").fetchall()
-    assert rows == [(rater, choice) for _, _, choice in actions]
+    assert rows == [("rater-1", choice) for _, _, choice in actions]

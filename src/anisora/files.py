@@ -42,6 +42,10 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     return target
 
 
+# Shared outputs name a file shipped inside the package by this prefix and its name ("anisora:demo-model").
+SHIPPED = "anisora:"
+
+
 def shareable_path(
     path: str | os.PathLike[str], folder: str | os.PathLike[str], named: dict[Path, str] | None = None
 ) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,7 @@ def load_bench(path: str | Path) -> Bench:
         if case.id in seen:
             raise InputError(f"{path}: case id {case.id!r} appears twice")
         seen.add(case.id)
-    return Bench(name, path.resolve(), tuple(cases))
+    return Bench(name, Path(os.path.realpath(path)), tuple(cases))
 
 
 def _jsonl_cases(text: str, path: Path) -> list[tuple[str, Any]]:
@@ -243,7 +244,7 @@ def _file(value: Any, root: Path, where: str) -> Path | None:
         return None
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: expected a file path, got {value!r}")
-    path = (root / value).resolve()
+    path = Path(os.path.realpath(root / value))  # realpath: a symlink loop is a path that is no file
     if not path.is_file():
         raise InputError(f"{where}: {path} does not exist")
     return path

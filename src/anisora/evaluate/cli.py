@@ -85,7 +85,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _rate(args: argparse.Namespace) -> int:
     from .rating_app import serve
 
-    serve(args.runs, args.db, args.host, args.port)
+    serve(args.runs, args.db, args.host, args.port, args.invite)
     return 0
 
 
@@ -168,6 +168,13 @@ def add_evaluate_parser(sub: argparse._SubParsersAction, size_type) -> None:
     ra.add_argument("--db", type=Path, required=True, help="SQLite file for the votes (created if missing)")
     ra.add_argument("--host", default="127.0.0.1")
     ra.add_argument("--port", type=int, default=8765)
+    ra.add_argument(
+        "--invite",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print N new invitation links, one per rater (needed off this machine; a rater = a link)",
+    )
     ra.set_defaults(func=_rate)
 
     rs = evs.add_parser("ratings", help="win rates with 95%% confidence intervals from a votes file")

@@ -14,8 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import shareable_path
 from .report import bar_chart_svg, format_value, html_page, task_order, task_title
-from .results import UNRANKED, load_run, metric_order, summarize, to_json, write_text_atomic
+from .results import (
+    UNRANKED,
+    load_run,
+    metric_order,
+    names_a_path,
+    run_file,
+    summarize,
+    to_json,
+    write_text_atomic,
+)
 
 OVERALL = "overall"
 
@@ -65,11 +75,11 @@ def compare_runs(
     dirs = [Path(d) for d in run_dirs]
     if len(dirs) < 2:
         raise InputError("compare needs at least two run directories")
-    seen: dict[Path, Path] = {}
+    seen: set[str] = set()
     for d in dirs:
-        if d.resolve() in seen:
+        if os.path.realpath(d) in seen:  # realpath: a symlink loop is a folder that holds no run
             raise InputError(f"{d} is given twice")
-        seen[d.resolve()] = d
+        seen.add(os.path.realpath(d))
     loaded = [load_run(d) for d in dirs]
     names = _names([info for info, _, _ in loaded], dirs)
     ids = [{r["case"] for r in records} for _, records, _ in loaded]
@@ -89,7 +99,7 @@ def compare_runs(
             {
                 "name": name,
                 "dir": str(d),
-                "model": info.get("model"),
+                "model": _model_of(info, d),
                 "cases": len(case_ids),
                 "not_in_common": len(case_ids - common),
             }
@@ -101,9 +111,28 @@ def compare_runs(
     }
     if out is not None:
         folder = Path(out)
-        write_text_atomic(folder / "compare.json", to_json(comparison, indent=1) + "\n")
-        write_text_atomic(folder / "compare.html", render_html(comparison))
+        shared = _shareable(comparison, folder)
+        write_text_atomic(folder / "compare.json", to_json(shared, indent=1) + "\n")
+        write_text_atomic(folder / "compare.html", render_html(shared))
     return comparison
+
+
+def _model_of(info: dict, run_dir: Path) -> str | None:
+    """The run's model from here (run.json holds it relative to the run folder), or a shipped name."""
+    model = info.get("model")
+    path = run_file(run_dir, model)
+    return str(path) if path else model
+
+
+def _shareable(comparison: dict, folder: Path) -> dict:
+    """The comparison as written to `folder`: run and model paths relative to it, so the files name no
+    machine's folders."""
+
+    def shareable(value: str | None) -> str | None:
+        return shareable_path(value, folder) if names_a_path(value) else value
+
+    runs = [{**r, "dir": shareable(r["dir"]), "model": shareable(r["model"])} for r in comparison["runs"]]
+    return {**comparison, "runs": runs}
 
 
 def _block_title(key: str) -> str:

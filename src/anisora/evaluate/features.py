@@ -61,17 +61,15 @@ class HistogramThumbnailFeatures(FeatureExtractor):
         )
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
-        shift = 8 - int(np.log2(self.bins))
-        q = (frames >> shift).astype(np.int64)
+        return np.stack([self._features(frame) for frame in frames])  # frame by frame: bounded memory
+
+    def _features(self, frame: np.ndarray) -> np.ndarray:
+        q = (frame >> (8 - int(np.log2(self.bins)))).astype(np.int64)
         index = (q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]
-        k = self.bins**3
-        offsets = (np.arange(len(frames)) * k)[:, None, None]
-        hist = np.bincount((index + offsets).ravel(), minlength=len(frames) * k).reshape(len(frames), k)
-        thumbs = np.stack(
-            [cv2.resize(f, (self.thumb, self.thumb), interpolation=cv2.INTER_AREA) for f in frames]
-        )
-        thumbs = thumbs.reshape(len(frames), -1).astype(np.float64) / 127.5 - 1.0
-        return normalise(np.concatenate([normalise(np.sqrt(hist)), normalise(thumbs)], axis=1))
+        hist = np.bincount(index.ravel(), minlength=self.bins**3)
+        thumb = cv2.resize(frame, (self.thumb, self.thumb), interpolation=cv2.INTER_AREA)
+        thumb = thumb.ravel().astype(np.float64) / 127.5 - 1.0
+        return normalise(np.concatenate([normalise(np.sqrt(hist)), normalise(thumb)]))
 
 
 class _TransformersFeatures(FeatureExtractor):

@@ -5,6 +5,10 @@ one unordered pair of runs that both have `videos/<case>.mp4`. `RatingStore` kee
 token per shown pair, with the hidden left/right runs) and votes in SQLite; `win_rates` turns the votes into
 per-pair win rates with 95% Wilson score intervals. Raters only ever see tokens, prompts and tasks, never
 which run is which. The web page lives in `rating_app`.
+
+Who rates is never the client's word: a rater is an invitation (`RatingStore.invite`: a secret token per
+invited person, stored in the votes file, whose votes count as one rater, "rater-N"), or, for requests from
+this machine without one, the single local rater "local".
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
 import secrets
 import sqlite3
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,15 +30,19 @@ from typing import NamedTuple
 
 from ..errors import InputError
 from .cases import CASE_ID
+from .results import run_file
 
 CHOICES = ("left", "right", "tie")
 SIDES = ("left", "right")
-MAX_RATER_CHARS = 40
+LOCAL_RATER = "local"  # whoever rates from this machine without an invitation
 Z_95 = 1.959963984540054
 
 _SCHEMA = """
 PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS runs (name TEXT PRIMARY KEY, dir TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS invitations (
+    token TEXT PRIMARY KEY, rater TEXT NOT NULL UNIQUE, created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS assignments (
     token TEXT PRIMARY KEY, case_id TEXT NOT NULL, task TEXT,
     left_run TEXT NOT NULL, right_run TEXT NOT NULL, rater TEXT NOT NULL, created TEXT NOT NULL
@@ -57,6 +65,10 @@ class UnknownTokenError(InputError):
 
 class DuplicateVoteError(InputError):
     """The rater has already voted on this pair (through this token or another one)."""
+
+
+class NotInvitedError(InputError):
+    """A request from another machine without a valid invitation."""
 
 
 class Item(NamedTuple):
@@ -108,19 +120,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_rater(name: str) -> str:
-    """The rater's name, stripped; 1-40 printable characters."""
-    name = name.strip() if isinstance(name, str) else ""
-    if not 1 <= len(name) <= MAX_RATER_CHARS:
-        raise InputError(f"rater name must be 1-{MAX_RATER_CHARS} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
-        raise InputError("rater name must not contain control characters")
-    return name
-
-
 def load_rated_run(path: str | Path) -> Run:
     """A run directory: its name (run.json), its case videos and, when present, results.jsonl's metadata."""
-    run_dir = Path(path).resolve()
+    run_dir = Path(os.path.realpath(path))  # realpath: a symlink loop is a folder that holds no run
     try:
         meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -215,6 +217,26 @@ class RatingStore:
                         "give each system its own name (--name at run time) or use another --db"
                     )
 
+    def invite(self, count: int) -> list[str]:
+        """`count` new invitation tokens, one per rater, named rater-N on from the invitations before."""
+        if count < 1:
+            raise InputError(f"invite at least one rater, not {count}")
+        tokens = [secrets.token_urlsafe(16) for _ in range(count)]
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # count and insert under one write lock: numbers never clash
+            (before,) = db.execute("SELECT count(*) FROM invitations").fetchone()
+            db.executemany(
+                "INSERT INTO invitations VALUES (?, ?, ?)",
+                [(token, f"rater-{before + i}", _now()) for i, token in enumerate(tokens, 1)],
+            )
+        return tokens
+
+    def invited_rater(self, token: str) -> str | None:
+        """The rater an invitation token stands for; None for a token never issued."""
+        with self._connect() as db:
+            row = db.execute("SELECT rater FROM invitations WHERE token = ?", (token,)).fetchone()
+        return row[0] if row else None
+
     def assign(self, case: str, task: str | None, left: str, right: str, rater: str) -> str:
         """Hand out a pair under a new random token."""
         token = secrets.token_urlsafe(16)
@@ -279,10 +301,11 @@ def _input_images(run_dirs: list[Path]) -> dict[str, Path]:
     images: dict[str, Path] = {}
     for run_dir in run_dirs:
         try:
-            bench = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("bench")
+            run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        if not bench or not Path(bench).is_file():
+        bench = run_file(run_dir, run.get("bench")) if isinstance(run, dict) else None
+        if bench is None or not bench.is_file():
             continue
         for case in load_bench(bench).cases:
             first = [g.image for g in case.guides if g.frame == 0]
@@ -321,11 +344,22 @@ class RatingSession:
         self.rng = rng or random.SystemRandom()
         store.register_runs(runs)
 
+    def rater(self, invite: str | None, local: bool) -> str:
+        """Who is rating: the rater of a valid invitation, else, for a request from this machine (`local`),
+        the local rater; anyone else is refused."""
+        if invite:
+            rater = self.store.invited_rater(invite)
+            if rater is None:
+                raise NotInvitedError("this invitation is not valid: ask for a new invitation link")
+            return rater
+        if not local:
+            raise NotInvitedError("rating from another machine needs an invitation link")
+        return LOCAL_RATER
+
     def next_pair(self, rater: str) -> dict | None:
-        """A new pair for this rater: among the items they have not voted on, one of those with the fewest
-        votes overall, sides in random order. None when they have voted on every item. The answer names no
-        run: the videos are fetched by token and side."""
-        rater = check_rater(rater)
+        """A new pair for this rater (see `rater`): among the items they have not voted on, one of those with
+        the fewest votes overall, sides in random order. None when they have voted on every item. The
+        answer names no run: the videos are fetched by token and side."""
         mine = self.store.vote_counts(rater)
         todo = [item for item in self.items if item not in mine]
         if not todo:
@@ -363,11 +397,11 @@ class RatingSession:
         return run.video(assignment.case)
 
     def vote(self, token: str, choice: str, rater: str) -> None:
-        self.store.vote(token, choice, check_rater(rater))
+        self.store.vote(token, choice, rater)
 
     def progress(self, rater: str) -> tuple[int, int]:
         """(items this rater has voted on, items in this session)."""
-        mine = self.store.vote_counts(check_rater(rater))
+        mine = self.store.vote_counts(rater)
         return sum(item in mine for item in self.items), len(self.items)
 
 

@@ -29,6 +29,7 @@ from .results import (
     metric_order,
     number,
     record_values,
+    run_file,
     summarize,
     write_text_atomic,
 )
@@ -141,14 +142,6 @@ def bar_chart_svg(metric: str, rows: Sequence[tuple[str, Any]], best: Sequence[s
 
 
 # ------------------------------------------------------------------------------------------- strips
-
-
-def _video_path(run: Path, record: dict) -> Path | None:
-    video = record.get("video")
-    if not video:
-        return None
-    path = Path(str(video))
-    return path if path.is_absolute() else run / path
 
 
 def write_strip(video: Path, out: Path, frames: int = STRIP_FRAMES) -> None:
@@ -297,9 +290,9 @@ def _strip_html(run: Path, video: Path | None, name: str, target: str | None) ->
 
 def _card(run: Path, record: dict) -> str:
     case = record["case"]
-    image = _strip_html(run, _video_path(run, record), case, record.get("video"))
+    image = _strip_html(run, run_file(run, record.get("video")), case, record.get("video"))
     if record.get("reference"):  # the ground truth under the generated frames, to compare by eye
-        truth = _strip_html(run, Path(record["reference"]), f"{case}.truth", record["reference"])
+        truth = _strip_html(run, run_file(run, record["reference"]), f"{case}.truth", record["reference"])
         image = f'<small>generated</small>{image}<div class="truth"><small>ground truth</small>{truth}</div>'
     tags = "".join(
         f'<span class="tag">{_esc(record[k])}</span>' for k in ("label", "dim") if record.get(k) is not None

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_output
+from ..files import SHIPPED, atomic_output
 from .cases import CASE_ID
 from .metrics import METRICS
 
@@ -106,6 +106,17 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def names_a_path(value: Any) -> bool:
+    """Whether a value of run.json or a record is a file's path (not empty, not a shipped file's name)."""
+    return isinstance(value, str) and bool(value) and not value.startswith(SHIPPED)
+
+
+def run_file(run_dir: str | os.PathLike[str], value: Any) -> Path | None:
+    """A file named in run.json or a record, from here: such paths are relative to the run folder (absolute
+    in runs written by older versions). None where `value` names no path."""
+    return Path(os.path.normpath(Path(run_dir) / value)) if names_a_path(value) else None
 
 
 def check_case_id(case: Any, where: str) -> str:

@@ -3,15 +3,19 @@
 Resumable at the case: a video counts as made once its JSON sidecar exists (it is written after the mp4), a
 score once scores/<case>.json exists with the current metric set's id (so changing the metrics re-scores,
 even across an interrupted re-scoring). A case that fails (a bad guide image, an unreadable video) is
-listed in failures.json and the run goes on; re-running retries it. Changing the model, the bench (its path or
-its content) or the generation settings is refused, so one run folder never mixes two systems.
+listed in failures.json and the run goes on; re-running retries it. Every case is checked before the model
+loads, so an invalid one never reaches it. Changing the model, the bench (its path or its content) or the
+generation settings is refused, so one run folder never mixes two systems. The run's files are meant to be
+shared: their paths are relative to the run folder (the shipped demo model by name), never absolute.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+import os
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,11 +24,11 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import InputError, MediaError
-from ..files import atomic_output
+from ..files import atomic_output, shareable_path
 from .cases import CASE_ID, Bench, Case, load_bench
 from .report import write_report
 from .results import write_record, write_results
-from .scoring import MetricOptions, build_metrics, describe_metrics, score_file
+from .scoring import WORKING_PIXELS, WORKING_SIDE, MetricOptions, build_metrics, describe_metrics, score_file
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,16 @@ def run_benchmark(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate, score, write results and report; returns {"summary", "failures", "report"}."""
+    from ..model.generate import validate_job
+    from ..model.weights import DEMO_MODEL, DEMO_MODEL_NAME
+
     bench = load_bench(bench_path)
-    model = Path(model).resolve()
+    model = Path(os.path.realpath(model))
     out = Path(out)
     metrics = build_metrics(options or MetricOptions())
+    pending = [c for c in bench.cases if not (out / "videos" / f"{c.id}.json").is_file()]
+    if pending:
+        validate_job(_settings_job(model, settings))  # a bad setting is one error, not one per case
     run = {
         "name": name or model.name,
         "kind": "benchmark",
@@ -63,9 +73,9 @@ def run_benchmark(
         "bench_sha256": _digest(bench.path),
         "metrics": describe_metrics(metrics),
     }
-    _start_run(out, run, ("model", "bench", "bench_sha256", "settings"))
+    _start_run(out, run, ("model", "bench", "bench_sha256", "settings"), {DEMO_MODEL: DEMO_MODEL_NAME})
     metrics_id = _metrics_id(metrics)
-    failures = _generate(bench, model, out, settings, progress)
+    failures = _generate(pending, model, out, settings, progress)
     records = []
     for case in tqdm(bench.cases, desc="score", unit="case", disable=not progress):
         sidecar = out / "videos" / f"{case.id}.json"
@@ -81,9 +91,7 @@ def run_benchmark(
             failures[case.id] = f"scoring: {exc}"
             continue
         record["seconds_generate"] = json.loads(sidecar.read_text(encoding="utf-8")).get("seconds_sample")
-        record["metrics_id"] = metrics_id
-        write_record(out, record)
-        records.append(record)
+        records.append(_store(out, record, metrics_id))
     return _finish(out, records, failures)
 
 
@@ -96,10 +104,11 @@ def score_videos(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score videos made elsewhere; with a bench, each video is the case its file name (stem) names and is
-    scored against that case's guides, mask and reference."""
+    scored against that case's guides, mask and reference. A video that cannot be scored (unreadable, or
+    naming no case of the bench) is a failure; the others are scored."""
     if not videos:
         raise InputError("no videos to score")
-    paths = [Path(v).resolve() for v in videos]
+    paths = [Path(v) for v in videos]
     stems = [p.stem for p in paths]
     bad = [s for s in stems if not CASE_ID.fullmatch(s)]
     if bad:
@@ -108,15 +117,10 @@ def score_videos(
     if twice:
         raise InputError(f"two videos are named {twice[0]!r}: each video's file name must be unique")
     bench = load_bench(bench_path) if bench_path else None
-    cases = bench.by_id() if bench else {}
-    if bench:
-        unknown = [s for s in stems if s not in cases]
-        if unknown:
-            raise InputError(f"{unknown[0]}: no case of that id in {bench.path} (name videos <case id>.mp4)")
     out = Path(out)
     metrics = build_metrics(options or MetricOptions())
     run = {
-        "name": name or (paths[0].parent.name or "videos"),
+        "name": name or (Path(os.path.realpath(paths[0])).parent.name or "videos"),
         "kind": "videos",
         "model": None,
         "bench": str(bench.path) if bench else None,
@@ -128,31 +132,60 @@ def score_videos(
     metrics_id = _metrics_id(metrics)
     records, failures = [], {}
     for path in tqdm(paths, desc="score", unit="video", disable=not progress):
-        done = _finished(out, path.stem, metrics_id)
-        if done is not None and path.is_file() and done["scored_mtime"] >= path.stat().st_mtime:
-            records.append(done)
-            continue
         try:
-            record = score_file(metrics, path, cases.get(path.stem), str(path))
-            record["scored_mtime"] = path.stat().st_mtime  # a video replaced later is scored again
+            records.append(_video_record(out, metrics, metrics_id, path, bench))
         except (InputError, MediaError) as exc:
             failures[path.stem] = str(exc)
-            continue
-        record["seconds_generate"] = None
-        record["metrics_id"] = metrics_id
-        write_record(out, record)
-        records.append(record)
     return _finish(out, records, failures)
 
 
-def _start_run(out: Path, run: dict[str, Any], fixed: tuple[str, ...]) -> None:
-    """Write run.json; refuse a folder that holds another system's run."""
+def _video_record(out: Path, metrics: list, metrics_id: str, path: Path, bench: Bench | None) -> dict:
+    """The score record of a video made elsewhere: the stored one while the video is unchanged, else a new
+    one (scored against the case its name gives, with a bench)."""
+    case = bench.by_id().get(path.stem) if bench else None
+    if bench and case is None:
+        raise InputError(f"no case of that id in bench {bench.name!r} (name videos <case id>.mp4)")
+    modified = _modified(path)
+    done = _finished(out, path.stem, metrics_id)
+    if done is not None and done.get("scored_mtime", -math.inf) >= modified:
+        return done
+    record = score_file(metrics, path, case, shareable_path(path, out))
+    record["scored_mtime"] = modified  # a video replaced later is scored again
+    record["seconds_generate"] = None
+    return _store(out, record, metrics_id)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError as exc:  # missing, unreadable or a symlink loop: a failure of this video only
+        raise MediaError(path, (exc.strerror or type(exc).__name__).lower()) from None
+
+
+def _store(out: Path, record: dict, metrics_id: str) -> dict:
+    """Write a new score record under RUN/scores, with the metric set that made it and its reference video
+    relative to the run folder."""
+    record["metrics_id"] = metrics_id
+    if record.get("reference"):
+        record["reference"] = shareable_path(record["reference"], out)
+    write_record(out, record)
+    return record
+
+
+def _start_run(
+    out: Path, run: dict[str, Any], fixed: tuple[str, ...], shipped: dict[Path, str] | None = None
+) -> None:
+    """Write run.json, its paths made shareable; refuse a folder that holds another system's run."""
+    run = _shareable_run(run, out, shipped)
     path = out / "run.json"
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{path} is unreadable ({exc}); use another --out") from None
+        if not isinstance(old, dict):
+            raise InputError(f"{path} is not a run description; use another --out")
+        old = _shareable_run(old, out, shipped)
         changed = [k for k in ("kind", *fixed) if old.get(k) != run[k]]
         if changed:
             raise InputError(
@@ -166,8 +199,31 @@ def _start_run(out: Path, run: dict[str, Any], fixed: tuple[str, ...]) -> None:
         tmp.write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _shareable_run(run: dict[str, Any], out: Path, shipped: dict[Path, str] | None) -> dict[str, Any]:
+    """`run` with its paths (model, bench, LoRA) relative to the run folder, files shipped in the package by
+    name: run.json names no machine's folders. A run not yet shared has an absolute model or bench path and
+    its LoRA from the working folder, as new runs and runs of older versions do; a shared run is kept."""
+    if not any(isinstance(run.get(k), str) and os.path.isabs(run[k]) for k in ("model", "bench")):
+        return run
+
+    def shareable(value: Any) -> Any:
+        return shareable_path(value, out, shipped) if isinstance(value, str) and value else value
+
+    settings = run.get("settings")
+    if isinstance(settings, dict) and "lora" in settings:
+        settings = {**settings, "lora": shareable(settings["lora"])}
+    return {
+        **run,
+        "model": shareable(run.get("model")),
+        "bench": shareable(run.get("bench")),
+        "settings": settings,
+    }
+
+
 def _metrics_id(metrics: list) -> str:
-    return hashlib.sha256(json.dumps(describe_metrics(metrics), sort_keys=True).encode()).hexdigest()[:16]
+    """Names the metric set and the size videos are scored at: records made otherwise are scored again."""
+    scoring = {"metrics": describe_metrics(metrics), "working_size": [WORKING_SIDE, WORKING_PIXELS]}
+    return hashlib.sha256(json.dumps(scoring, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _digest(path: Path) -> str:
@@ -186,31 +242,54 @@ def _finished(out: Path, case: str, metrics_id: str) -> dict | None:
     return record if isinstance(record, dict) and record.get("metrics_id") == metrics_id else None
 
 
-def _generate(bench: Bench, model: Path, out: Path, settings: GenerationSettings, progress: bool) -> dict:
-    """Make every missing video; returns {case id: error} for the cases that failed."""
-    from ..model.generate import generate_to_file, open_pipeline
+def _generate(
+    pending: list[Case], model: Path, out: Path, settings: GenerationSettings, progress: bool
+) -> dict:
+    """Make the videos of the `pending` cases; returns {case id: error} for the cases that failed. Every case
+    is checked before the model loads: an invalid one is a failure that never reaches the model."""
+    from ..model.generate import generate_to_file, open_pipeline, validate_job
 
-    pending = [c for c in bench.cases if not (out / "videos" / f"{c.id}.json").is_file()]
-    failures: dict[str, str] = {}
-    if not pending:
-        return failures
-    pipe = open_pipeline(_job(bench.cases[0], model, settings))
-    pipe.set_progress_bar_config(disable=True)  # one bar over the cases, not one per case
-    for case in tqdm(pending, desc="generate", unit="case", disable=not progress):
+    jobs, failures = {}, {}
+    for case in pending:
+        job = _job(case, model, settings)
         try:
-            generate_to_file(
-                _job(case, model, settings), out / "videos" / f"{case.id}.mp4", overwrite=True, pipe=pipe
-            )
+            validate_job(job)
+            jobs[case.id] = job
         except (InputError, MediaError) as exc:
             failures[case.id] = f"generation: {exc}"
+    if not jobs:
+        return failures
+    pipe = open_pipeline(next(iter(jobs.values())))
+    pipe.set_progress_bar_config(disable=True)  # one bar over the cases, not one per case
+    for case_id, job in tqdm(jobs.items(), desc="generate", unit="case", disable=not progress):
+        try:
+            generate_to_file(job, out / "videos" / f"{case_id}.mp4", overwrite=True, pipe=pipe)
+        except (InputError, MediaError) as exc:
+            failures[case_id] = f"generation: {exc}"
     return failures
 
 
-def _job(case: Case, model: Path, settings: GenerationSettings):
-    from ..model.generate import GenerateJob, GuideSpec
+def _settings_job(model: Path, settings: GenerationSettings):
+    """A job of the run's model and generation settings alone (no case), to check them once."""
+    from ..model.generate import GenerateJob
 
     return GenerateJob(
         model=str(model),
+        steps=settings.steps,
+        guidance=settings.guidance,
+        scheduler=settings.scheduler,
+        lora=settings.lora,
+        lora_scale=settings.lora_scale,
+        dtype=settings.dtype,
+        device=settings.device,
+    )
+
+
+def _job(case: Case, model: Path, settings: GenerationSettings):
+    from ..model.generate import GuideSpec
+
+    return replace(
+        _settings_job(model, settings),
         guides=[GuideSpec(str(g.image), g.frame, g.strength) for g in case.guides],
         mask=str(case.mask) if case.mask else None,
         prompt=case.prompt,
@@ -219,14 +298,7 @@ def _job(case: Case, model: Path, settings: GenerationSettings):
         fps=case.fps,
         width=case.width,
         height=case.height,
-        steps=settings.steps,
-        guidance=settings.guidance,
-        scheduler=settings.scheduler,
         seed=case.seed,
-        lora=settings.lora,
-        lora_scale=settings.lora_scale,
-        dtype=settings.dtype,
-        device=settings.device,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MediaError
-from ..media import load_image, probe, read_frames
+from ..media import VideoInfo, iter_frames, load_image, probe
 from .cases import Case
 from .metrics import (
     PSNR,
@@ -36,6 +37,15 @@ from .metrics import (
     SubjectConsistency,
     TextVideoConsistency,
 )
+
+# The metrics see a video at most at 480p, the scale the motion score is reported in (BRISQUE and the feature
+# extractors shrink further): 854 px on the longer side ...
+WORKING_SIDE = 854
+# ... and all its frames together at most this many pixels (10 s of 480p at 24 fps, ~300 MB as RGB): a longer
+# video is scored smaller still, so memory is bounded whatever the video's length or size ...
+WORKING_PIXELS = 854 * 480 * 240
+# ... down to this longer side (128x72 for 16:9: ~10,000 frames); a video that would need less is refused.
+MIN_WORKING_SIDE = 128
 
 
 @dataclass(frozen=True)
@@ -94,12 +104,49 @@ def describe_metrics(metrics: list[Metric]) -> list[dict[str, str]]:
     return [metric.describe() for metric in metrics]
 
 
-def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """All frames of a video file, (F, H, W, 3) uint8, and its frame rate."""
+def working_side(path: str | Path, info: VideoInfo) -> int:
+    """The longer side, in pixels, the metrics see `info`'s video at: at most `WORKING_SIDE`, and smaller
+    still when its frames would hold more than `WORKING_PIXELS` pixels together; never enlarged."""
+    longest, shortest = max(info.width, info.height), min(info.width, info.height)
+    frames = info.frame_count
+    within_budget = math.floor(longest * math.sqrt(WORKING_PIXELS / (frames * longest * shortest)))
+    side = min(longest, WORKING_SIDE, within_budget)
+    if side < min(longest, MIN_WORKING_SIDE):
+        most = WORKING_PIXELS * longest // (MIN_WORKING_SIDE * MIN_WORKING_SIDE * shortest)
+        raise InputError(
+            f"{path}: {frames} frames of {info.width}x{info.height} are too many to score at once; "
+            f"score it in parts of at most {most} frames"
+        )
+    return side
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, VideoInfo]:
+    """All frames of a video file at the metrics' working size (`working_side`), (F, H, W, 3) uint8, and
+    what the file holds (its own size, frame count and rate)."""
     info = probe(path)
     if info.frame_count < 1:
         raise MediaError(path, "has no video frames")
-    return read_frames(path, range(info.frame_count)), float(info.fps)
+    return decode_all(path, info.frame_count, working_side(path, info)), info
+
+
+def decode_all(
+    path: str | Path,
+    count: int,
+    max_side: int,
+    fit: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The first `count` frames of a video, downsized to `max_side` (then passed through `fit`), decoded one
+    at a time into one array: the video is never held twice, nor at a size larger than asked."""
+    video, decoded = None, 0
+    for frame in iter_frames(path, max_side=max_side):
+        image = fit(frame.image) if fit else frame.image
+        if video is None:
+            video = np.empty((count, *image.shape), np.uint8)
+        video[frame.index] = image
+        decoded = frame.index + 1
+        if decoded == count:
+            return video
+    raise MediaError(path, f"frame {decoded} could not be decoded (stream ended early)")
 
 
 def case_inputs(case: Case, video: np.ndarray, fps: float) -> tuple[dict[str, Any], list[str]]:
@@ -126,12 +173,23 @@ def case_inputs(case: Case, video: np.ndarray, fps: float) -> tuple[dict[str, An
         mask = load_image(case.mask, background=(0, 0, 0))
         inputs["mask"] = fitted_motion_mask(mask, first, height, width, notes)
     if case.reference is not None:
-        reference, _ = read_video(case.reference)
-        if len(reference) != frames:
-            notes.append(f"reference has {len(reference)} frames, the video {frames}: PSNR/SSIM not scored")
+        reference = probe(case.reference)
+        if reference.frame_count != frames:
+            notes.append(
+                f"reference has {reference.frame_count} frames, the video {frames}: PSNR/SSIM not scored"
+            )
         else:
-            inputs["reference"] = np.stack([fit_image(f, height, width)[0] for f in reference])
+            inputs["reference"] = _fitted_video(case.reference, reference, height, width)
     return inputs, notes
+
+
+def _fitted_video(path: Path, info: VideoInfo, height: int, width: int) -> np.ndarray:
+    """The video at `path` (`info`) decoded just large enough to cover height x width, then fitted to it as
+    generation fits its guide images."""
+    from ..model.conditioning import fit_image
+
+    cover = max(height / info.height, width / info.width) * max(info.width, info.height)
+    return decode_all(path, info.frame_count, math.ceil(cover), lambda f: fit_image(f, height, width)[0])
 
 
 def score_frames(
@@ -159,21 +217,25 @@ def score_file(
 ) -> dict[str, Any]:
     """The result record (see the run directory format) of one video, scored against `case` if given."""
     started = time.perf_counter()
-    video, fps = read_video(video_path)
+    video, file = read_video(video_path)
+    fps = float(file.fps)
     if case is not None:
         inputs, notes = case_inputs(case, video, fps)
         info = case.info()
     else:
         inputs, notes = {"fps": fps}, []
         info = {"case": Path(video_path).stem, "task": None, "label": None, "dim": None, "prompt": None}
+    height, width = video.shape[1:3]
+    if (width, height) != (file.width, file.height):
+        notes.insert(0, f"scored at {width}x{height} (the metrics' working size)")
     scores, details, metric_notes = score_frames(metrics, video, inputs)
     return {
         **info,
         "video": record_video,
         "frames": len(video),
         "fps": fps,
-        "width": int(video.shape[2]),
-        "height": int(video.shape[1]),
+        "width": file.width,
+        "height": file.height,
         "scores": scores,
         "details": details,
         "notes": notes + metric_notes,

@@ -28,7 +28,7 @@ from .conditioning import (
     frames_for_seconds,
 )
 from .pipeline import AnisoraPipeline
-from .weights import DEMO_MODEL, DTYPES, ModelInfo, load_lora, load_pipeline
+from .weights import DEMO_MODEL, DEMO_MODEL_NAME, DTYPES, ModelInfo, load_lora, load_pipeline
 
 SCHEDULERS = ("ddim", "dpm")
 MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
@@ -268,7 +268,7 @@ def generate_to_file(
 def _shareable_job(job: GenerateJob, folder: Path) -> dict:
     """The job with its file paths relative to the sidecar's folder (the shipped model by name)."""
     record = asdict(job)
-    shipped = {DEMO_MODEL: "anisora:demo-model"}
+    shipped = {DEMO_MODEL: DEMO_MODEL_NAME}
     for key in ("model", "mask", "lora"):
         record[key] = shareable_path(record[key], folder, shipped) if record[key] else None
     for guide in record["guides"]:

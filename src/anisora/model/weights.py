@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..files import SHIPPED
 from .conditioning import TEMPORAL, Layout, input_channels, layout_for
 from .pipeline import AnisoraPipeline
 
@@ -24,6 +25,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # The demo model `make demo-model` trains on ToonWorld, shipped in the package (card: MODEL_CARD.md there).
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo-model"
 DEMO_REGION_LORA = DEMO_MODEL / "region-lora"
+DEMO_MODEL_NAME = f"{SHIPPED}demo-model"  # how shared outputs name it
 
 
 def demo_model_dir() -> Path:

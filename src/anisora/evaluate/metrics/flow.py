@@ -7,7 +7,6 @@ shape (N, H, W, 3) it returns the frames half-way between them, (N, H, W, 3) uin
 from __future__ import annotations
 
 import importlib
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,9 +41,9 @@ class Flow:
         grey = cv2.COLOR_RGB2GRAY
         return self._dis.calc(cv2.cvtColor(a, grey), cv2.cvtColor(b, grey), None)
 
-    def magnitudes(self, video: np.ndarray) -> np.ndarray:
-        """|flow| of every consecutive pair, (F - 1, H, W) float32."""
-        return np.stack([cv2.magnitude(*cv2.split(self(a, b))) for a, b in itertools.pairwise(video)])
+    def magnitude(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """|flow| from frame a to frame b, (H, W) float32."""
+        return cv2.magnitude(*cv2.split(self(a, b)))
 
 
 class FlowInterpolator:

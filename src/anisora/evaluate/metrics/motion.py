@@ -35,7 +35,7 @@ class MotionSmoothness(Metric):
         even = video[0::2]
         originals = video[1::2][: len(even) - 1]
         rebuilt = self.interpolator.midpoints(even[:-1], even[1:])
-        diff = np.abs(rebuilt.astype(np.int16) - originals.astype(np.int16)).mean(axis=(1, 2, 3))
+        diff = np.array([cv2.absdiff(a, b).mean() for a, b in zip(rebuilt, originals, strict=True)])
         per_frame = (255.0 - diff) / 255.0
         return Result(float(per_frame.mean()), per_frame)
 
@@ -66,9 +66,9 @@ class DynamicDegree(Metric):
         frames = video[:: max(1, round(fps / 8.0))]
         if len(frames) < 2:
             frames = video[[0, -1]]
-        mags = self.flow.magnitudes(frames).reshape(len(frames) - 1, -1)
-        top = max(1, int(mags.shape[1] * 0.05))
-        per_pair = np.partition(mags, mags.shape[1] - top, axis=1)[:, -top:].mean(axis=1)
+        per_pair = np.array(
+            [_top_mean(self.flow.magnitude(a, b), 0.05) for a, b in itertools.pairwise(frames)]
+        )
         threshold = 6.0 * max(1.0, 8.0 / fps) * min(video.shape[1:3]) / 256.0
         needed = max(1, round(4 * len(frames) / 16))
         moving = int((per_pair > threshold).sum())
@@ -95,6 +95,13 @@ class MotionScore(Metric):
     def score_video(self, video: np.ndarray, fps: float | None = None) -> Result:
 
         return Result(frames_motion_score(video, fps or self.fps))
+
+
+def _top_mean(values: np.ndarray, share: float) -> float:
+    """Mean of the largest `share` of `values` (at least one)."""
+    flat = values.ravel()
+    top = max(1, int(flat.size * share))
+    return float(np.partition(flat, flat.size - top)[-top:].mean())
 
 
 def _share(num: int, den: int) -> float:
@@ -132,14 +139,18 @@ class MotionMaskPrecision(Metric):
 
     def moving(self, video: np.ndarray) -> np.ndarray:
         """The per-pair moving maps M_t, (F - 1, H, W) bool."""
-        moving = self.flow.magnitudes(video) > self.threshold
-        if self.change_threshold is not None:
-            grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in video]
-            kernel = np.ones((3, 3), np.uint8)
-            for t, (a, b) in enumerate(itertools.pairwise(grey)):
-                changed = (cv2.absdiff(a, b) > self.change_threshold).astype(np.uint8)
-                moving[t] &= cv2.dilate(changed, kernel) > 0
+        moving = np.empty((len(video) - 1, *video.shape[1:3]), bool)
+        for t, (a, b) in enumerate(itertools.pairwise(video)):
+            moving[t] = self.flow.magnitude(a, b) > self.threshold
+            if self.change_threshold is not None:
+                moving[t] &= self._changed(a, b)
         return moving
+
+    def _changed(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Where the luma changes by more than `change_threshold` at the pixel or one of its neighbours."""
+        grey_a, grey_b = (cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in (a, b))
+        changed = (cv2.absdiff(grey_a, grey_b) > self.change_threshold).astype(np.uint8)
+        return cv2.dilate(changed, np.ones((3, 3), np.uint8)) > 0
 
     def score_video(self, video: np.ndarray, mask: np.ndarray, motion_gt: np.ndarray | None = None) -> Result:
         moving = self.moving(video)
