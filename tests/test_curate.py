@@ -22,6 +22,7 @@ import pytest
 from anisora.cli import main
 from anisora.curate.agreement import agreement, match_cuts
 from anisora.curate.config import ClipConfig, CurateConfig, dump_config, load_config
+from anisora.curate.paths import relative_source
 from anisora.curate.pipeline import run_curate
 from anisora.curate.scenes import candidate_windows
 from anisora.curate.state import RunState
@@ -81,11 +82,11 @@ def curated(tmp_path_factory):
 
 def test_agrees_with_toonworld_ground_truth(curated):
     _, out, truths, summary = curated
-    rows = _manifest(out)
+    rows = _manifest(out)  # names sources relative to `out`
     state = RunState(out)
-    cuts = {v["source"]: v["cuts"] for v in state.videos()}
+    cuts = {relative_source(v["source"], out): v["cuts"] for v in state.videos()}
     state.close()
-    result = agreement(rows, cuts, truths)
+    result = agreement(rows, cuts, {relative_source(path, out): gt for path, gt in truths.items()})
     report = {k: (c.tp, c.fp, c.fn, round(c.precision, 3), round(c.recall, 3)) for k, c in result.items()}
     print("agreement (tp, fp, fn, precision, recall):", report, "summary:", summary)
     assert result["cuts"].f1 >= 0.95 and result["cuts"].tp >= 40
@@ -111,9 +112,11 @@ def test_outputs_are_complete(curated):
         if row["keep"]:
             assert row["prompt"].endswith(f"motion score: {row['motion_score']:.1f}.")
     # candidates tile every source video without gaps or overlaps
-    for source in truths:
-        spans = sorted((r["start_frame"], r["end_frame"]) for r in rows if r["source"] == source)
-        assert spans[0][0] == 0 and spans[-1][1] == truths[source]["num_frames"]
+    for source, truth in truths.items():
+        spans = sorted(
+            (r["start_frame"], r["end_frame"]) for r in rows if r["source"] == relative_source(source, out)
+        )
+        assert spans[0][0] == 0 and spans[-1][1] == truth["num_frames"]
         assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
 
 

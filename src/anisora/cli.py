@@ -205,10 +205,11 @@ def _save_curate_config(config, out: Path) -> None:
 
 
 def _cmd_curate(args: argparse.Namespace) -> int:
+    from .curate.paths import output_folder
     from .curate.pipeline import run_curate
 
     config = _curate_config(args, args.out)
-    args.out.mkdir(parents=True, exist_ok=True)
+    output_folder(args.out)
     _save_curate_config(config, args.out)
     summary = run_curate(
         args.inputs,

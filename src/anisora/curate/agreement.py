@@ -62,7 +62,8 @@ def clip_truth(row: dict, gt: dict) -> dict:
 
 
 def agreement(rows: list[dict], cuts: dict[str, list[int]], truths: dict[str, dict]) -> dict[str, Counts]:
-    """rows: manifest rows; cuts: detected cuts per source; truths: ToonWorld JSON per source.
+    """rows: manifest rows; cuts: detected cuts per source; truths: ToonWorld JSON per source. Cuts and truths
+    are keyed as the rows name sources (a manifest: relative to its folder, `paths.relative_source`).
 
     Only scored clips count (candidates under the minimum duration are not scored by default).
     Subtitles: a clip is positive when subtitles show in >= 50 % of its frames, negative when in none

@@ -42,14 +42,18 @@ class Captioner(Configured, ABC):
     Config: ClassVar[type[CaptionerConfig]] = CaptionerConfig
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> Captioner:
+    def section(cls) -> str:
+        return "captions.options"
+
+    @classmethod
+    def config_from(cls, values: dict[str, Any] | None):
         known = {f.name for f in fields(cls.Config)}
-        unknown = sorted(set(values or {}) - known)
+        unknown = sorted(set(values or {}) - known) if isinstance(values, dict) else []
         if unknown:
             raise InputError(
                 f"captions ({cls.name}): unknown option(s) {unknown}; known: {sorted(known) or 'none'}"
             )
-        return cls(cls.Config(**(values or {})))
+        return super().config_from(values)
 
     @abstractmethod
     def caption(self, clip: ClipSamples, scores: dict) -> str:
@@ -279,8 +283,14 @@ CAPTIONERS: dict[str, type[Captioner]] = {
 }
 
 
+def captioner_class(name: str) -> type[Captioner]:
+    if name not in CAPTIONERS:
+        raise InputError(
+            f"captions.captioner: unknown captioner {name!r}; choose one of {', '.join(CAPTIONERS)}"
+        )
+    return CAPTIONERS[name]
+
+
 def build_captioner(name: str, options: dict | None = None) -> Captioner:
     """The captioner called `name` ("none", "template", "qwen2vl") with its config from `options`."""
-    if name not in CAPTIONERS:
-        raise InputError(f"unknown captioner {name!r}; choose one of {', '.join(CAPTIONERS)}")
-    return CAPTIONERS[name].from_dict(options)
+    return captioner_class(name).from_dict(options)

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..files import atomic_output
 from .clips import clip_crop, write_clip
 from .config import OutputConfig
+from .paths import absolute_source, output_folder, relative_source
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,28 @@ class ExportOptions:
     per_bucket: int | None = None  # cap per bucket; default: the smallest bucket's size
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for flag, share in (("--top-quality", self.top_quality), ("--top-motion", self.top_motion)):
+            if share is not None and not 0 < share <= 1:
+                raise InputError(f"{flag} must be a share in (0, 1], got {share}")
+        if self.subtitles not in ("keep", "drop", "crop"):
+            raise InputError(f"--subtitles must be keep, drop or crop, got {self.subtitles!r}")
+        if self.per_bucket is not None and self.per_bucket < 1:
+            raise InputError(f"--per-bucket must be at least 1, got {self.per_bucket}")
+
+    def needed_scores(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(option, the score columns it filters on, any one will do) for the options in use."""
+        needs = []
+        if self.top_quality is not None:
+            needs.append(("--top-quality", ("aesthetic_score", "quality_score")))
+        if self.top_motion is not None:
+            needs.append(("--top-motion", ("motion_score",)))
+        if self.subtitles != "keep":
+            needs.append((f"--subtitles {self.subtitles}", ("text_subtitle",)))
+        if self.rebalance == "motion":
+            needs.append(("--rebalance motion", ("motion_score",)))
+        return needs
+
 
 def load_manifest(path: Path) -> list[dict]:
     if path.is_dir():
@@ -38,11 +61,26 @@ def load_manifest(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
+def _check_columns(rows: list[dict], options: ExportOptions) -> None:
+    """Filtering on what the manifest lacks would export nothing, or everything, without a word: refuse."""
+    if not rows:
+        return
+    by = options.rebalance
+    if by not in (None, "motion") and by not in rows[0]:
+        raise InputError(
+            f"--rebalance {by}: no such manifest column; use 'motion' or one of {sorted(rows[0])}"
+        )
+    for option, columns in options.needed_scores():
+        if not any(row.get(column) is not None for row in rows for column in columns):
+            raise InputError(
+                f"{option}: the manifest has no {' or '.join(columns)} values (is that scorer off? "
+                "`anisora curate filter DIR` gives a manifest from an older version every score column)"
+            )
+
+
 def _top(rows: list[dict], share: float | None, score) -> list[dict]:
     if share is None:
         return rows
-    if not 0 < share <= 1:
-        raise InputError(f"top share must be in (0, 1], got {share}")
     values = [score(r) for r in rows]
     known = [v for v in values if v is not None]
     if not known:
@@ -63,10 +101,6 @@ def _rebalance(rows: list[dict], by: str | None, per_bucket: int | None, seed: i
         edges = np.quantile(motion, [0.25, 0.5, 0.75])
         keys = [f"motion_q{int(np.searchsorted(edges, m, side='right'))}" for m in motion]
     else:
-        if by not in rows[0]:
-            raise InputError(
-                f"--rebalance {by}: no such manifest column; use 'motion' or one of {sorted(rows[0])}"
-            )
         keys = [str(r.get(by)) for r in rows]
     buckets: dict[str, list[dict]] = {}
     for key, row in zip(keys, rows, strict=True):
@@ -94,8 +128,7 @@ def _subtitle_crop(row: dict, box: tuple[int, int, int, int] | None, height: int
 
 
 def select(rows: list[dict], options: ExportOptions) -> list[dict]:
-    if options.subtitles not in ("keep", "drop", "crop"):
-        raise InputError(f"--subtitles must be keep, drop or crop, got {options.subtitles!r}")
+    _check_columns(rows, options)
     chosen = [r for r in rows if r["keep"]]
     chosen = _top(chosen, options.top_quality, _quality)
     chosen = _top(chosen, options.top_motion, lambda r: r.get("motion_score"))
@@ -110,12 +143,14 @@ def export(
     """Write clip files (and, for a separate `out`, a training table) for the selected rows.
 
     With `out` None the kept clips go to the curation folder's own clips/ (what `--no-clips` skipped).
+    Sources are read relative to the curation folder and written relative to `out`.
     """
     rows = select(load_manifest(manifest_dir), options)
-    target = out or manifest_dir
+    target = manifest_dir if out is None else output_folder(out, "clips")
     written = skipped = 0
     records = []
     for row in tqdm(rows, desc="export", unit="clip", disable=not progress):
+        source = absolute_source(row["source"], manifest_dir)
         path = target / "clips" / f"{row['clip_id']}.mp4"
         crop = clip_crop(row, output)
         if options.subtitles == "crop" and row.get("text_subtitle"):
@@ -124,9 +159,16 @@ def export(
                 skipped += 1
                 continue
         if not path.exists():
-            write_clip(row["source"], row["start_time"], row["end_time"], path, output, crop)
+            write_clip(source, row["start_time"], row["end_time"], path, output, crop)
             written += 1
-        records.append({**row, "clip_path": f"clips/{path.name}", "crop": list(crop) if crop else None})
+        records.append(
+            {
+                **row,
+                "source": relative_source(source, target),
+                "clip_path": f"clips/{path.name}",
+                "crop": list(crop) if crop else None,
+            }
+        )
     summary = {
         "selected": len(rows),
         "written": written,

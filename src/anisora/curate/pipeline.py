@@ -1,4 +1,8 @@
-"""`anisora curate`: inputs -> per-video work (any runner) -> state -> manifest, failures, summary, report."""
+"""`anisora curate`: inputs -> per-video work (any runner) -> state -> manifest, failures, summary, report.
+
+The manifest has a typed column for every output of every registered scorer whatever the inputs (null where a
+clip has no value), and the shared outputs name sources relative to the output folder (see paths.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -19,36 +24,89 @@ from ..media import probe
 from ..prompts import training_prompt
 from .config import CurateConfig
 from .filters import REASONS, decide
+from .paths import output_folder, relative_source
 from .report import write_report
 from .runners import run_local, run_ray
+from .scorers import REGISTRY, scorer_class
 from .state import RunState
-from .worker import VideoTask, video_id_for
+from .worker import CLIP_COLUMNS, VideoTask, video_id_for
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv"}
 LIST_EXTENSIONS = {".txt", ".lst", ".list"}
 
 
 def collect_inputs(inputs: list[str]) -> tuple[list[str], list[dict]]:
-    """Video paths from files, folders (recursive, by extension) and text lists (one path per line,
-    relative to the list's folder, '#' comments). Missing inputs become failures, not errors."""
+    """Video paths from files, folders (recursive, by extension, links followed) and text lists (one path per
+    line, relative to the list's folder, '#' comments). What cannot be read (a missing file, an unreadable
+    folder or list, a link loop) becomes a failure row, not an error and never a silent skip."""
     named: list[Path] = []
+    failures: list[dict] = []
     for item in inputs:
-        p = Path(item)
+        p = Path(os.path.abspath(item))
         if p.is_dir():
-            named += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
+            named += _scan_folder(p, failures)
         elif p.suffix.lower() in LIST_EXTENSIONS and p.is_file():
-            lines = (line.strip() for line in p.read_text(encoding="utf-8").splitlines())
-            named += [p.parent / line for line in lines if line and not line.startswith("#")]
+            named += _read_list(p, failures)
         else:
             named.append(p)
+    unique: dict[str, Path] = {}  # one video once, by the first name it was reached by
+    for p in named:
+        unique.setdefault(os.path.realpath(p), Path(os.path.abspath(p)))
     paths: list[str] = []
-    failures: list[dict] = []
-    for p in dict.fromkeys(Path(os.path.abspath(x)) for x in named):
-        if p.is_file():
+    for p in unique.values():
+        problem = _file_problem(p)
+        if problem is None:
             paths.append(str(p))
         else:
-            failures.append({"source": str(p), "error": f"{p}: no such file", "stage": "input"})
+            failures.append(_input_failure(p, problem))
     return paths, failures
+
+
+def _input_failure(path: str | Path, problem: str) -> dict:
+    return {"source": str(path), "error": f"{path}: {problem}", "stage": "input"}
+
+
+def _scan_folder(folder: Path, failures: list[dict]) -> list[Path]:
+    """Files with a video extension under `folder`, links followed; unreadable folders and links back to a
+    folder on the way down (the walk would never end) are failures."""
+    found: list[Path] = []
+    above: dict[str, frozenset[str]] = {str(folder): frozenset()}  # real paths of the folders on the way down
+
+    def unreadable(exc: OSError) -> None:
+        failures.append(_input_failure(exc.filename, exc.strerror.lower()))
+
+    for parent, folders, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        chain = above.pop(parent) | {os.path.realpath(parent)}
+        for name in list(folders):
+            path = os.path.join(parent, name)
+            if os.path.realpath(path) in chain:
+                folders.remove(name)
+                failures.append(_input_failure(path, "symbolic link loop (to a folder above it)"))
+            else:
+                above[path] = chain
+        found += [Path(parent, name) for name in files if Path(name).suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted(found)
+
+
+def _read_list(path: Path, failures: list[dict]) -> list[Path]:
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except OSError as exc:
+        failures.append(_input_failure(path, exc.strerror.lower()))
+        return []
+    except UnicodeDecodeError:
+        failures.append(_input_failure(path, "not a UTF-8 text list"))
+        return []
+    return [path.parent / line for line in lines if line and not line.startswith("#")]
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why `path` cannot be a video file (None: a regular file, for the decoder to try)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # missing, a broken link, a link loop, a folder we may not enter
+        return exc.strerror.lower()
+    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 def analysis_key(config: CurateConfig) -> str:
@@ -84,9 +142,7 @@ def run_curate(
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     started = time.perf_counter()
-    out = Path(out_dir)
-    for sub in ("clips", "thumbs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(out_dir), "clips", "thumbs")
     _clean_stale_temporaries(out)
     key = analysis_key(config)
     if workers > 1 or engine == "ray":  # processes fill the cores: a scoring thread each would only contend
@@ -146,9 +202,9 @@ def finalize(
 ) -> dict:
     """Decide every row with the current thresholds and write manifest, failures, summary and report."""
     rows = [manifest_row(row, out, config) for row in state.rows()]
-    failures = (extra_failures or []) + state.failures()
-    _write_parquet(out / "manifest.parquet", rows)
-    _write_parquet(out / "failures.parquet", failures, schema=_FAILURE_SCHEMA)
+    failures = [shared_failure(f, out) for f in (extra_failures or []) + state.failures()]
+    _write_parquet(out / "manifest.parquet", rows, manifest_schema())
+    _write_parquet(out / "failures.parquet", failures, _FAILURE_SCHEMA)
     summary = summarize(rows, failures, state.videos(), seconds)
     with atomic_output(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -165,6 +221,7 @@ def manifest_row(row: dict, out: Path, config: CurateConfig) -> dict:
     clip = out / "clips" / f"{row['clip_id']}.mp4"
     return {
         **row,
+        "source": relative_source(row["source"], out),
         "keep": not reasons,
         "reasons": reasons,
         "prompt": training_prompt(row.get("caption", ""), aesthetic, motion)
@@ -175,11 +232,34 @@ def manifest_row(row: dict, out: Path, config: CurateConfig) -> dict:
     }
 
 
+def shared_failure(failure: dict, out: Path) -> dict:
+    """A failure row that names its source relative to `out`, in its message too."""
+    source = relative_source(failure["source"], out)
+    return {**failure, "source": source, "error": failure["error"].replace(failure["source"], source)}
+
+
+_ARROW_TYPES = {float: pa.float64(), int: pa.int64(), bool: pa.bool_(), str: pa.string()}
+_DECISION_FIELDS = [
+    ("keep", pa.bool_()),
+    ("reasons", pa.list_(pa.string())),
+    ("prompt", pa.string()),
+    ("prompt_aesthetic_source", pa.string()),
+    ("clip_path", pa.string()),
+]
 _FAILURE_SCHEMA = pa.schema([("source", pa.string()), ("error", pa.string()), ("stage", pa.string())])
 
 
-def _write_parquet(path: Path, rows: list[dict], schema: pa.Schema | None = None) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema) if rows or schema else pa.table({})
+def manifest_schema() -> pa.Schema:
+    """Every manifest column, typed, whatever the rows hold: the clip, the outputs of every registered scorer
+    (null where a clip has no value: too short, the scorer off) and the decision."""
+    columns = dict(CLIP_COLUMNS)
+    for name in REGISTRY:
+        columns |= scorer_class(name).outputs
+    return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in columns.items()] + _DECISION_FIELDS)
+
+
+def _write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp)
 

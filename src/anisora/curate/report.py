@@ -12,17 +12,17 @@ data (paths, captions, errors) goes through `html.escape`.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+
+from ..files import atomic_output
 
 # (stage, rules of that stage) in the order the funnel charges a dropped clip to its first failing rule.
 FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -153,18 +153,6 @@ def _relative_url(path: Any, out_dir: Path) -> str | None:
 def _file_name(source: Any) -> str:
     text = "" if source is None else str(source)
     return text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or text
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------- funnel
@@ -736,5 +724,6 @@ def write_report(out_dir: Path, rows: list[dict], failures: list[dict], summary:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.html"
-    _atomic_write(path, render_report(out_dir, rows, failures, summary, filters))
+    with atomic_output(path) as tmp:  # not mkstemp: its files are private (0600), a report is for sharing
+        tmp.write_text(render_report(out_dir, rows, failures, summary, filters), encoding="utf-8")
     return path

@@ -50,6 +50,24 @@ class VideoResult:
     seconds: float = 0.0
 
 
+# The columns of every candidate row besides the scores, and their types.
+CLIP_COLUMNS: dict[str, type] = {
+    "clip_id": str,
+    "source": str,  # absolute here and in state.sqlite; the manifest names it relative to its folder
+    "video_id": str,
+    "scene_index": int,
+    "start_frame": int,
+    "end_frame": int,
+    "start_time": float,
+    "end_time": float,
+    "fps": float,
+    "width": int,
+    "height": int,
+    "thumb": str,
+    "caption": str,
+}
+
+
 def video_id_for(path: str) -> str:
     """A readable, filesystem-safe id: the file stem (sanitised) plus a digest of the full path."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).stem)[:40].strip("_") or "video"

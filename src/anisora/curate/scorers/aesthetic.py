@@ -22,6 +22,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -137,6 +138,12 @@ class LaionAestheticScorer(Scorer):
     name = "aesthetic"
     version = "1"
     Config = AestheticConfig
+    outputs: ClassVar[dict[str, type]] = {
+        "aesthetic_score": float,
+        "aesthetic_min": float,
+        "aesthetic_max": float,
+        "aesthetic_frames": int,
+    }
 
     def __init__(self, config: AestheticConfig | None = None):
         super().__init__(config)

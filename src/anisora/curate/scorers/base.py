@@ -2,7 +2,9 @@
 
 The pipeline decodes each video once and hands every scorer the same `ClipSamples` of a candidate clip.
 Scores are flat: every key a scorer returns starts with its name and an underscore ("motion_score"), and
-values are plain numbers, booleans, strings or None, so they go straight into the Parquet manifest.
+values are plain numbers, booleans, strings or None, so they go straight into the Parquet manifest. Each
+scorer declares them in `outputs` (key -> float, int, bool or str): the manifest has a typed column for every
+declared key of every registered scorer, null where a clip has no value (too short, scorer off).
 Scores are cached per clip under `Scorer.cache_key()`, so changing a scorer's version or config re-scores
 exactly that scorer.
 """
@@ -16,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+
+from ...typed_config import build
 
 Score = float | int | bool | str | None
 
@@ -85,6 +89,21 @@ class Configured:
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
 
+    @classmethod
+    def section(cls) -> str:
+        """Where the config comes from in the YAML file, for messages."""
+        raise NotImplementedError
+
+    @classmethod
+    def config_from(cls, values: dict[str, Any] | None):
+        """The typed config from the YAML section (None: the defaults); a value that does not fit is a
+        one-line InputError."""
+        return build(cls.Config, values, cls.section())
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None):
+        return cls(cls.config_from(values))
+
     def __getstate__(self) -> dict:
         return {"config": self.config}
 
@@ -99,16 +118,12 @@ class Configured:
 
 class Scorer(Configured, ABC):
     Config: ClassVar[type[ScorerConfig]] = ScorerConfig
+    outputs: ClassVar[dict[str, type]]  # every key `score` returns, and its type: float, int, bool or str
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> Scorer:
-        try:
-            return cls(cls.Config(**(values or {})))
-        except TypeError as exc:  # unknown key in the YAML section
-            from ...errors import InputError
-
-            raise InputError(f"scorers.{cls.name}: {exc}") from None
+    def section(cls) -> str:
+        return f"scorers.{cls.name}"
 
     @abstractmethod
     def score(self, clip: ClipSamples) -> dict[str, Score]:
-        """Scores of one clip; keys start with `f"{self.name}_"`."""
+        """Scores of one clip: exactly the keys of `outputs`, each of its type or None."""

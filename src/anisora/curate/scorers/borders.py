@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -40,6 +41,13 @@ class BordersScorer(Scorer):
     name = "borders"
     version = "1"
     Config = BordersConfig
+    outputs: ClassVar[dict[str, type]] = {
+        **{f"borders_{side}": int for side in ("top", "bottom", "left", "right")},
+        "borders_letterbox": bool,
+        "borders_pillarbox": bool,
+        **{f"borders_crop_{k}": int for k in ("x0", "y0", "x1", "y1")},
+        "borders_share": float,
+    }
 
     def score(self, clip: ClipSamples) -> dict:
         cfg = self.config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .base import ClipSamples, Scorer
 
 
@@ -10,6 +12,7 @@ class DurationScorer(Scorer):
 
     name = "duration"
     version = "1"
+    outputs: ClassVar[dict[str, type]] = {"duration_seconds": float, "duration_frames": int}
 
     def score(self, clip: ClipSamples) -> dict:
         return {"duration_seconds": clip.duration, "duration_frames": clip.num_frames}

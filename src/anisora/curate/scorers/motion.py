@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -47,6 +48,15 @@ class MotionScorer(Scorer):
     name = "motion"
     version = "1"
     Config = MotionConfig
+    outputs: ClassVar[dict[str, type]] = {
+        "motion_score": float,
+        "motion_mean": float,
+        "motion_p95": float,
+        "motion_held_share": float,
+        "motion_drawing_fps": float,
+        "motion_static": bool,
+        "motion_pairs": int,
+    }
 
     def _flow(self):
         if getattr(self, "_dis", None) is None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -57,6 +58,7 @@ WEIGHTS = {"sharp": 0.35, "clean": 0.30, "colour": 0.25, "brisque": 0.10}
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 _BAR_LEVEL = 12.0  # a border row/column whose mean grey is at most this is a black bar
 _FLAT_STD = 1.0  # grey standard deviation below which a frame is flat (BRISQUE undefined)
+_QUALITY_KEYS = ("score", "brisque", "sharpness", "noise", "brightness", "clipped", "colorfulness")
 _ROUNDING = 1e-9  # |grey - local mean| below this is rounding error (grey is in [0, 1])
 
 
@@ -146,6 +148,10 @@ class QualityScorer(Scorer):
 
     name = "quality"
     version = "2"  # 2: BRISQUE with OpenCV filtering, MSCN rounding noise set to 0
+    outputs: ClassVar[dict[str, type]] = {
+        **{f"quality_{k}": float for k in _QUALITY_KEYS},
+        "quality_frames": int,
+    }
     Config = QualityConfig
 
     def __getstate__(self) -> dict:
@@ -230,8 +236,7 @@ class QualityScorer(Scorer):
         return values
 
     def score(self, clip: ClipSamples) -> dict:
-        keys = ("score", "brisque", "sharpness", "noise", "brightness", "clipped", "colorfulness")
         per_frame = [self.frame_scores(clip.frames[i]) for i in spread(len(clip.frames), self.config.frames)]
-        out = {f"quality_{k}": _mean([f[k] for f in per_frame]) for k in keys}
+        out = {f"quality_{k}": _mean([f[k] for f in per_frame]) for k in _QUALITY_KEYS}
         out["quality_frames"] = len(per_frame)
         return out

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -236,6 +237,15 @@ class TextScorer(Scorer):
     name = "text"
     version = "1"
     Config = TextConfig
+    outputs: ClassVar[dict[str, type]] = {
+        "text_area": float,
+        "text_scene_area": float,
+        "text_subtitle": bool,
+        "text_subtitle_share": float,
+        "text_subtitle_band": str,
+        **{f"text_subtitle_{k}": int for k in ("x0", "y0", "x1", "y1")},
+        "text_frames": int,
+    }
 
     def _engine(self):
         if getattr(self, "_ocr", None) is None:
