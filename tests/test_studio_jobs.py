@@ -1,5 +1,6 @@
-"""anisora.studio.db and anisora.studio.jobs: models, URLs, the job status machine, stale jobs, persistence,
-and exactly-once claiming by several processes on one SQLite file."""
+"""anisora.studio.db and anisora.studio.jobs: models, URLs, the job status machine, stale jobs and the attempt
+limit, one active job per shot, persistence, and exactly-once claiming by several processes on one SQLite
+file."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 
 from anisora.errors import InputError
 from anisora.studio import jobs
 from anisora.studio.db import (
+    ACTIVE_STATUSES,
+    ONE_ACTIVE_JOB,
     Character,
     Database,
     DialogueLine,
@@ -258,8 +262,7 @@ def test_refusal_messages():
 
 
 def test_worker_life_cycle(db):
-    shot_id = new_shot(db)
-    first, second = jobs.enqueue(db, shot_id), jobs.enqueue(db, shot_id)
+    first, second = jobs.enqueue(db, new_shot(db)), jobs.enqueue(db, new_shot(db))
     jobs.pause(db, first)
     assert jobs.claim(db, "w1") == second  # the oldest *queued* job
     assert jobs.claim(db, "w2") is None
@@ -285,12 +288,13 @@ def test_worker_life_cycle(db):
     assert (view["status"], view["control"], view["worker"]) == ("paused", None, None)
     assert not jobs.finish(db, second, "w1", {"late": True})  # released: no longer w1's
 
-    # resume: back in the queue, claimed again (a second attempt), then cancelled while running
+    # resume: back in the queue, claimed again, then cancelled while running; a job handed back in good
+    # order has not lost an attempt, so this claim is still its first
     jobs.resume(db, second)
     jobs.resume(db, first)
     assert jobs.claim(db, "w2") == first
     assert jobs.claim(db, "w2") == second
-    assert jobs.job_view(db, second)["attempts"] == 2
+    assert jobs.job_view(db, second)["attempts"] == 1
     assert jobs.job_view(db, second)["progress"] == 0.0
     jobs.cancel(db, second)
     assert not jobs.report(db, second, "w2", 0.1, "dubbing")
@@ -306,12 +310,13 @@ def test_worker_life_cycle(db):
     assert jobs.claim(db, "w3") == first
     assert jobs.finish(db, first, "w3", {"video": "results/shot1/job1/shot.mp4", "seconds": 4.1})
     view = jobs.job_view(db, first)
-    assert (view["status"], view["progress"], view["attempts"]) == ("done", 1.0, 2)
+    assert (view["status"], view["progress"], view["attempts"]) == ("done", 1.0, 1)  # counted from the retry
     assert view["result"] == {"video": "results/shot1/job1/shot.mp4", "seconds": 4.1}
     assert not jobs.fail(db, first, "w3", "too late")
     assert not jobs.report(db, first, "w3", 1.0, "done")
 
     # a worker that shuts down hands its job back to the queue
+    shot_id = new_shot(db)
     third = jobs.enqueue(db, shot_id)
     assert jobs.claim(db, "w4") == third
     assert jobs.release(db, third, "w4")
@@ -325,8 +330,7 @@ def test_worker_life_cycle(db):
 
 
 def test_stale_job_is_requeued_and_the_old_worker_ignored(db):
-    shot_id = new_shot(db)
-    stale, alive, stale_paused = (jobs.enqueue(db, shot_id) for _ in range(3))
+    stale, alive, stale_paused = (jobs.enqueue(db, new_shot(db)) for _ in range(3))
     assert jobs.claim(db, "old") == stale
     assert jobs.claim(db, "live") == alive
     assert jobs.claim(db, "old") == stale_paused
@@ -354,13 +358,83 @@ def test_stale_job_is_requeued_and_the_old_worker_ignored(db):
     assert jobs.job_view(db, stale)["result"] == {"video": "fresh.mp4"}
 
 
+def backdate_heartbeat(db: Database, job_id: int, seconds: float) -> None:
+    """As if the job's worker had last beaten `seconds` ago."""
+    with db.session() as s:
+        s.get(Job, job_id).heartbeat = utcnow() - timedelta(seconds=seconds)
+
+
+def test_a_job_lost_again_and_again_fails_with_the_reason(db):
+    job_id = jobs.enqueue(db, new_shot(db))
+    for attempt in range(1, jobs.MAX_ATTEMPTS + 1):
+        assert jobs.claim(db, f"w{attempt}") == job_id
+        backdate_heartbeat(db, job_id, 2 * jobs.STALE_S)
+        assert jobs.requeue_stale(db, jobs.STALE_S) == [job_id]
+    view = jobs.job_view(db, job_id)
+    assert (view["status"], view["attempts"], view["worker"]) == ("failed", jobs.MAX_ATTEMPTS, None)
+    assert view["error"] == (
+        f"gave up after {jobs.MAX_ATTEMPTS} attempts: its worker sent no heartbeat for {jobs.STALE_S:g} s"
+    )
+    assert jobs.claim(db, "w") is None  # the queue is free for other jobs
+    jobs.retry(db, job_id)  # asked for again: a fresh set of attempts
+    assert jobs.claim(db, "w") == job_id and jobs.job_view(db, job_id)["attempts"] == 1
+    backdate_heartbeat(db, job_id, 2 * jobs.STALE_S)
+    assert jobs.requeue_stale(db, jobs.STALE_S) == [job_id]
+    assert jobs.job_view(db, job_id)["status"] == "queued"
+
+
+def test_a_beat_keeps_a_job_from_going_stale(db):
+    job_id = jobs.enqueue(db, new_shot(db))
+    jobs.claim(db, "w")
+    backdate_heartbeat(db, job_id, 2 * jobs.STALE_S)
+    assert jobs.report(db, job_id, "w", 0.3, "generating part 1/1")
+    assert jobs.beat(db, job_id, "w") and not jobs.beat(db, job_id, "other")
+    assert jobs.requeue_stale(db, jobs.STALE_S) == []
+    view = jobs.job_view(db, job_id)
+    assert (view["status"], view["progress"], view["stage"]) == ("running", 0.3, "generating part 1/1")
+
+
+def test_the_database_keeps_one_active_job_per_shot(db):
+    shot_id = new_shot(db)
+    first = jobs.enqueue(db, shot_id)
+    with pytest.raises(jobs.JobConflict, match=f"shot {shot_id} already has job {first} \\(queued\\)"):
+        jobs.enqueue(db, shot_id)
+    with pytest.raises(IntegrityError), db.session() as s:  # even past the check: the index refuses it
+        s.add(Job(shot_id=shot_id, status="paused"))
+        s.flush()
+    jobs.cancel(db, first)
+    second = jobs.enqueue(db, shot_id)  # a cancelled job is not active
+    with pytest.raises(jobs.JobConflict, match=f"already has job {second}"):
+        jobs.retry(db, first)
+    assert jobs.job_view(db, first)["status"] == "cancelled"
+    jobs.claim(db, "w")
+    jobs.finish(db, second, "w", {})
+    assert jobs.retry(db, first)["status"] == "queued"
+    active = [j["id"] for j in jobs.list_jobs(db, shot_id=shot_id) if j["status"] in ACTIVE_STATUSES]
+    assert active == [first]
+
+
+def test_an_older_database_gets_the_one_active_job_index(url):
+    db = open_db(url)
+    shot_id = new_shot(db)
+    with db.session() as s:  # as a database made before the index could hold them
+        s.execute(text(f"DROP INDEX {ONE_ACTIVE_JOB.name}"))
+        s.add_all([Job(shot_id=shot_id, status="running", worker="w"), Job(shot_id=shot_id, status="queued")])
+    db.close()
+    db = open_db(url)
+    views = jobs.list_jobs(db, shot_id=shot_id)
+    assert [(j["status"], j["worker"]) for j in views] == [("cancelled", None), ("running", "w")]
+    with pytest.raises(jobs.JobConflict):
+        jobs.enqueue(db, shot_id)
+    db.close()
+
+
 def test_jobs_of_dead_local_processes_are_requeued_at_once(db):
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
     dead_pid = int(finished.stdout)
     host = socket.gethostname()
-    shot_id = new_shot(db)
     owners = [f"{host}:{dead_pid}:7f00", f"{host}:{os.getpid()}:7f00", f"elsewhere:{dead_pid}:7f00", "w1"]
-    ids = [jobs.enqueue(db, shot_id) for _ in owners]
+    ids = [jobs.enqueue(db, new_shot(db)) for _ in owners]
     for owner in owners:
         jobs.claim(db, owner)
     assert jobs.requeue_dead_local(db) == [ids[0]]  # not a live process, another host or a foreign id
@@ -370,8 +444,8 @@ def test_jobs_of_dead_local_processes_are_requeued_at_once(db):
 
 def test_state_survives_a_restart_mid_job(url):
     first = open_db(url)
-    shot_id = new_shot(first)
-    running, queued, failed = (jobs.enqueue(first, shot_id) for _ in range(3))
+    shot_ids = [new_shot(first) for _ in range(3)]
+    running, queued, failed = (jobs.enqueue(first, shot_id) for shot_id in shot_ids)
     assert jobs.claim(first, "server-1") == running
     assert jobs.report(first, running, "server-1", 0.4, "part 1/1")
     assert jobs.claim(first, "server-1") == queued  # then back to queued: release on shutdown
@@ -385,7 +459,7 @@ def test_state_survives_a_restart_mid_job(url):
     second = open_db(url)
     assert {j["id"]: j for j in jobs.list_jobs(second)} == before
     with second.session(write=False) as s:
-        assert s.get(Shot, shot_id).prompt == "she waves"
+        assert s.get(Shot, shot_ids[0]).prompt == "she waves"
     assert jobs.requeue_stale(second, 0) == [running]
     assert jobs.claim(second, "server-2") == running
     assert jobs.job_view(second, running)["attempts"] == 2
@@ -408,8 +482,7 @@ def _claim_all(url: str, worker_id: str, start, results) -> None:
 
 
 def test_every_job_is_claimed_exactly_once_by_four_processes(db, url):
-    shot_id = new_shot(db)
-    queued = [jobs.enqueue(db, shot_id) for _ in range(40)]
+    queued = [jobs.enqueue(db, new_shot(db)) for _ in range(40)]
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Barrier(4), ctx.Queue()
     workers = [ctx.Process(target=_claim_all, args=(url, f"w{i}", start, results)) for i in range(4)]

@@ -2,7 +2,10 @@
 
 Every state change goes through the database, so the page is only a view: closing the browser changes
 nothing, and several browsers, API clients and workers can share one studio. A server bound to anything but
-loopback requires a token (header `Authorization: Bearer TOKEN`, or `?token=` once, which sets a cookie).
+loopback requires a token (header `Authorization: Bearer TOKEN`, or `?token=` once, which sets a cookie); one
+on loopback without a token answers only requests that name a loopback Host and, when they send an Origin,
+come from that same host (no cross-site requests, no DNS rebinding). Every request body has a size limit,
+checked before it is read and while it streams. Every refusal is one line of JSON: {"detail": "..."}.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import secrets
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
 from ..errors import InputError
 from . import jobs, service
@@ -21,104 +26,217 @@ from .tts import EMOTIONS, engines, voices
 
 try:
     from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+    from fastapi import Path as PathParameter
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+    from starlette.datastructures import Headers
 except ImportError:
-    raise InputError("the studio needs the studio extra: pip install 'anisora[studio]'") from None
+    raise InputError(
+        "the studio needs the project's studio extra: run `make install`"
+        " (or `pip install -e '.[studio]'` in the AniSora-open checkout)"
+    ) from None
 
 PAGE = Path(__file__).parent / "assets" / "studio.html"
 COOKIE = "anisora_studio_token"
-STALE_S = 60.0  # a running job whose worker has not reported for this long is re-queued
+MULTIPART_SLACK = 64 * 1024  # room in an upload's body for its multipart envelope around the image
+MAX_DETAIL = 300  # characters of an error message; the rest of what a client sent is never echoed
 
 
-class CharacterBody(BaseModel):
-    name: str = Field(max_length=service.MAX_NAME)
-    engine: str = "espeak-ng"
-    voice: str = "en-us"
+def _unicode(value):
+    if isinstance(value, str) and not service.is_unicode(value):
+        raise ValueError("not valid Unicode text (it has a lone surrogate)")
+    return value
+
+
+def _text(limit: int):
+    """A string of at most `limit` characters that a UTF-8 file or database can hold."""
+    return Annotated[str, Field(max_length=limit), BeforeValidator(_unicode)]
+
+
+Name, Line, Prompt, Preset = (
+    _text(n) for n in (service.MAX_NAME, service.MAX_TEXT, service.MAX_PROMPT, service.MAX_PRESET)
+)
+Label = _text(200)  # an engine, voice, emotion or upload name
+Id = Annotated[int, Field(ge=1, le=service.MAX_ID)]
+PathId = Annotated[int, PathParameter(ge=1, le=service.MAX_ID)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class CharacterBody(Body):
+    name: Name
+    engine: Label = "espeak-ng"
+    voice: Label = "en-us"
     speed: float = 1.0
     pitch: float = 1.0
 
 
-class EpisodeBody(BaseModel):
-    title: str = Field(max_length=service.MAX_NAME)
+class EpisodeBody(Body):
+    title: Name
 
 
-class LineBody(BaseModel):
-    text: str = Field(max_length=service.MAX_TEXT)
-    character_id: int | None = None
-    emotion: str = "neutral"
+class LineBody(Body):
+    text: Line
+    character_id: Id | None = None
+    emotion: Label = "neutral"
 
 
-class KeyframeBody(BaseModel):
+class KeyframeBody(Body):
     at: float
-    image: str
+    image: Label
 
 
-class ShotBody(BaseModel):
-    panel: str
-    prompt: str = Field("", max_length=service.MAX_PROMPT)
-    presets: list[str] = []
-    mask: str | None = None
-    last_frame: str | None = None
+class ShotBody(Body):
+    panel: Label
+    prompt: Prompt = ""
+    presets: list[Preset] = Field([], max_length=service.MAX_PRESETS)
+    mask: Label | None = None
+    last_frame: Label | None = None
     motion: float | None = None
     seconds: float | None = None
-    seed: int = 0
-    lines: list[LineBody] = []
-    keyframes: list[KeyframeBody] = []
+    seed: int = Field(0, ge=0, le=service.MAX_SEED)
+    lines: list[LineBody] = Field([], max_length=service.MAX_LINES)
+    keyframes: list[KeyframeBody] = Field([], max_length=service.MAX_KEYFRAMES)
 
 
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return host == "localhost"
+        return host.lower() == "localhost"
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port: "[::1]:8000" -> "::1", "localhost:8000" -> "localhost"."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    """A refusal as one short line, whatever the client sent."""
+    line = " ".join(detail.split())
+    line = line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 3] + "..."
+    return JSONResponse({"detail": line.encode("utf-8", "replace").decode("utf-8")}, status_code=status)
+
+
+def _foreign(request: Request) -> JSONResponse | None:
+    """On loopback without a token: the refusal of a request from another site, or aimed at another name
+    (DNS rebinding); None for this machine's own."""
+    host = request.headers.get("host", "")
+    if not is_loopback(_host_name(host)):
+        return _error(421, f"this studio answers only to a loopback host name, not to {host!r}")
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+        return _error(403, f"a request from another site ({origin!r}) is refused")
+    return None
+
+
+def _offered_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    bearer = value.strip() if scheme.lower() == "bearer" else None  # auth schemes are case-insensitive
+    return request.query_params.get("token") or bearer or request.cookies.get(COOKIE)
+
+
+def _same_token(offered: str, token: str) -> bool:
+    # as bytes: compare_digest refuses str with non-ASCII characters
+    return hmac.compare_digest(offered.encode("utf-8", "replace"), token.encode("utf-8"))
+
+
+def _body_limit(path: str) -> tuple[str, int, int]:
+    """What a request's body is, its limit as told and as enforced."""
+    if path == "/api/uploads":
+        return "upload", service.MAX_UPLOAD_BYTES, service.MAX_UPLOAD_BYTES + MULTIPART_SLACK
+    return "request body", service.MAX_BODY_BYTES, service.MAX_BODY_BYTES
+
+
+class BodyLimit:
+    """ASGI middleware: a body over its limit is refused unread when its Content-Length says so, else as soon
+    as it streams past the limit: no request holds more than its limit in memory or on disk."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        what, told, limit = _body_limit(scope["path"])
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            refusal = _error(413, str(service.too_large(what, told, int(declared))))
+            return await refusal(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:  # FastAPI passes an HTTPException from reading the body on as it is
+                raise HTTPException(413, str(service.too_large(what, told)))
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 def create_app(db: Database, data: Path, token: str | None = None, reaper: bool = True) -> FastAPI:
-    """The app; `token` (None: no check) guards every route. With `reaper`, running jobs whose worker went
-    silent are re-queued at start and every few seconds."""
+    """The app; `token` guards every route (None: a loopback server, which refuses foreign Host and Origin
+    headers instead). With `reaper`, running jobs whose worker went silent are re-queued at start and every
+    few seconds."""
     stop = threading.Event()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if reaper:
-            jobs.requeue_stale(db, STALE_S)
+            jobs.requeue_stale(db)
             thread = threading.Thread(target=_reap, args=(db, stop), daemon=True)
             thread.start()
         yield
         stop.set()
 
     app = FastAPI(title="anisora studio", lifespan=lifespan)
+    app.add_middleware(BodyLimit)
 
     @app.middleware("http")
-    async def check_token(request: Request, call_next):
+    async def check_caller(request: Request, call_next):
         if token is None:
-            return await call_next(request)
-        given = request.query_params.get("token")
-        header = request.headers.get("authorization", "")
-        offered = (
-            given or (header[7:] if header.startswith("Bearer ") else None) or request.cookies.get(COOKIE)
-        )
-        if not offered or not hmac.compare_digest(offered, token):
-            return JSONResponse(
-                {"detail": "a token is required (Authorization: Bearer TOKEN)"}, status_code=401
-            )
+            return _foreign(request) or await call_next(request)
+        offered = _offered_token(request)
+        if not offered or not _same_token(offered, token):
+            return _error(401, "a token is required (Authorization: Bearer TOKEN)")
         response = await call_next(request)
-        if given:  # remember it so the page's own requests and media need no token in the URL
+        if request.query_params.get("token"):  # remembered, so the page's requests need no token in the URL
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
         return response
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or str(first["loc"][0])
+        problem = (
+            "the body is not valid JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
+        )
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        return _error(422, problem + more)
+
     @app.exception_handler(InputError)
     async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return _error(400, str(exc))
 
     @app.exception_handler(jobs.JobNotFound)  # an InputError, but a missing resource: 404, not 400
     async def no_job(_request: Request, exc: jobs.JobNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        return _error(404, str(exc))
+
+    @app.exception_handler(jobs.JobConflict)
+    async def conflict(_request: Request, exc: jobs.JobConflict) -> JSONResponse:
+        return _error(409, str(exc))
 
     @app.exception_handler(LookupError)
     async def not_found(_request: Request, exc: LookupError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=404)
+        return _error(404, str(exc).strip("'\""))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -167,11 +285,11 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         return service.create_episode(db, body.title)
 
     @app.get("/api/episodes/{episode_id}")
-    def episode(episode_id: int) -> dict:
+    def episode(episode_id: PathId) -> dict:
         return service.get_episode(db, episode_id)
 
     @app.post("/api/episodes/{episode_id}/shots", status_code=201)
-    def add_shot(episode_id: int, body: ShotBody) -> dict:
+    def add_shot(episode_id: PathId, body: ShotBody) -> dict:
         fields = body.model_dump()
         fields["lines"] = tuple(service.LineIn(**line) for line in fields["lines"])
         fields["presets"] = tuple(fields["presets"])
@@ -179,35 +297,28 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         return service.create_shot(db, data, episode_id, service.ShotIn(**fields))
 
     @app.post("/api/episodes/{episode_id}/render")
-    def render(episode_id: int, burn: bool = False) -> dict:
+    def render(episode_id: PathId, burn: bool = False) -> dict:
         return service.render_episode(db, data, episode_id, burn)
 
     @app.get("/api/episodes/{episode_id}/video")
-    def episode_video(episode_id: int) -> FileResponse:
+    def episode_video(episode_id: PathId) -> FileResponse:
         return _result_file(
             data / "episodes" / f"episode{episode_id}" / "episode.mp4", f"episode{episode_id}.mp4"
         )
 
     @app.get("/api/episodes/{episode_id}/srt")
-    def episode_srt(episode_id: int) -> FileResponse:
+    def episode_srt(episode_id: PathId) -> FileResponse:
         return _result_file(
             data / "episodes" / f"episode{episode_id}" / "episode.srt", f"episode{episode_id}.srt"
         )
 
     @app.get("/api/shots/{shot_id}")
-    def shot(shot_id: int) -> dict:
+    def shot(shot_id: PathId) -> dict:
         return service.get_shot(db, shot_id)
 
     @app.post("/api/shots/{shot_id}/jobs", status_code=201)
-    def enqueue(shot_id: int) -> dict:
-        service.get_shot(db, shot_id)  # 404 for an unknown shot
-        active = [
-            j for j in jobs.list_jobs(db, shot_id=shot_id) if j["status"] in ("queued", "running", "paused")
-        ]
-        if active:
-            raise HTTPException(
-                409, f"shot {shot_id} already has job {active[0]['id']} ({active[0]['status']})"
-            )
+    def enqueue(shot_id: PathId) -> dict:
+        service.get_shot(db, shot_id)  # 404 for an unknown shot; 409 (JobConflict) when it has an active job
         return jobs.job_view(db, jobs.enqueue(db, shot_id))
 
     @app.get("/api/jobs")
@@ -215,18 +326,18 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         return jobs.list_jobs(db, status)
 
     @app.get("/api/jobs/{job_id}")
-    def job(job_id: int) -> dict:
+    def job(job_id: PathId) -> dict:
         return jobs.job_view(db, job_id)
 
     @app.post("/api/jobs/{job_id}/{action}")
-    def control(job_id: int, action: str) -> dict:
+    def control(job_id: PathId, action: str) -> dict:
         actions = {"pause": jobs.pause, "resume": jobs.resume, "cancel": jobs.cancel, "retry": jobs.retry}
         if action not in actions:
             raise HTTPException(404, f"no action {action}; use pause, resume, cancel or retry")
         return actions[action](db, job_id)  # the job's view after the change
 
     @app.get("/api/jobs/{job_id}/{kind}")
-    def result(job_id: int, kind: str) -> FileResponse:
+    def result(job_id: PathId, kind: str) -> FileResponse:
         if kind not in ("video", "srt", "wav"):
             raise HTTPException(404, "results are video, srt and wav")
         view = jobs.job_view(db, job_id)
@@ -247,7 +358,7 @@ def _result_file(path: Path, name: str) -> FileResponse:
 
 def _reap(db: Database, stop: threading.Event, every: float = 5.0) -> None:
     while not stop.wait(every):
-        jobs.requeue_stale(db, STALE_S)
+        jobs.requeue_stale(db)
 
 
 def serve(

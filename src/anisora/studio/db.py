@@ -13,7 +13,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -23,6 +38,7 @@ from sqlalchemy.types import TypeDecorator
 from ..errors import InputError
 
 JOB_STATUSES = ("queued", "running", "paused", "done", "failed", "cancelled")
+ACTIVE_STATUSES = ("queued", "running", "paused")  # a shot has at most one job in these (ONE_ACTIVE_JOB)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # An execution option read by the SQLite "begin" hook: the transaction starts with BEGIN IMMEDIATE.
 _IMMEDIATE = "anisora_begin_immediate"
@@ -157,6 +173,13 @@ class Job(Base):
     shot: Mapped[Shot] = relationship(back_populates="jobs")
 
 
+_active = Job.status.in_(ACTIVE_STATUSES)
+# A partial unique index: two requests racing to queue a shot cannot both win, on SQLite or PostgreSQL.
+ONE_ACTIVE_JOB = Index(
+    "one_active_job_per_shot", Job.shot_id, unique=True, sqlite_where=_active, postgresql_where=_active
+)
+
+
 def episode_shots(session: Session, episode_id: int) -> list[Shot]:
     """An episode's shots in order (position, then creation order for equal positions)."""
     stmt = select(Shot).where(Shot.episode_id == episode_id).order_by(Shot.position, Shot.id)
@@ -265,4 +288,26 @@ def open_db(url: str) -> Database:
     # The write lock (on SQLite) keeps two processes opening a new database at once from racing on CREATE.
     with engine.execution_options(**{_IMMEDIATE: True}).begin() as connection:
         Base.metadata.create_all(connection)
+        _add_one_active_job_index(connection)
     return Database(engine, url)
+
+
+def _add_one_active_job_index(connection: Connection) -> None:
+    """For a database made before ONE_ACTIVE_JOB: cancel every active job of a shot but its oldest (the index
+    could not be made over them), then make the index."""
+    if any(index["name"] == ONE_ACTIVE_JOB.name for index in inspect(connection).get_indexes("job")):
+        return
+    oldest = select(func.min(Job.id)).where(_active).group_by(Job.shot_id)
+    connection.execute(
+        update(Job)
+        .where(_active, Job.id.not_in(oldest))
+        .values(
+            status="cancelled",
+            stage="cancelled",
+            error="cancelled: its shot had an older active job",
+            control=None,
+            worker=None,
+            heartbeat=None,
+        )
+    )
+    ONE_ACTIVE_JOB.create(connection)

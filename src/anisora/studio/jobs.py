@@ -13,9 +13,11 @@ A running job cannot be stopped from outside: pause / cancel set `control`, the 
 False, the worker stops and calls `release`, which settles the job. A worker that stops beating (the server
 died) is found by `requeue_stale` (or at once by `requeue_dead_local` when its process on this host is gone)
 and its job goes back to the queue; whatever that worker says about the job afterwards is ignored, since the
-job is no longer its own. Claiming is atomic across processes and hosts: on SQLite every write transaction
-starts with BEGIN IMMEDIATE (one writer at a time, see db.py); on PostgreSQL the claim takes the oldest queued
-row with SELECT ... FOR UPDATE SKIP LOCKED.
+job is no longer its own. A job lost `MAX_ATTEMPTS` times fails with the reason instead of going back again.
+Claiming is atomic across processes and hosts: on SQLite every write transaction starts with BEGIN IMMEDIATE
+(one writer at a time, see db.py); on PostgreSQL the claim takes the oldest queued row with SELECT ... FOR
+UPDATE SKIP LOCKED. A shot has at most one active (queued, running or paused) job: the database enforces it
+(db.ONE_ACTIVE_JOB), and enqueue and retry answer JobConflict.
 """
 
 from __future__ import annotations
@@ -23,14 +25,21 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import InputError
-from .db import JOB_STATUSES, Database, Job, Shot, utcnow
+from .db import ACTIVE_STATUSES, JOB_STATUSES, Database, Job, Shot, utcnow
+
+STALE_S = 60.0  # a running job whose worker has not beaten for this long is taken back
+HEARTBEAT_S = 10.0  # how often a worker beats for its job, whatever stage it is in
+MAX_ATTEMPTS = 3  # a job whose worker was lost this many times fails instead of going back to the queue
 
 # What `release` and `requeue_stale` make of a running job, by the control that was asked for.
 _SETTLED = {"pause": "paused", "cancel": "cancelled", None: "queued"}
@@ -38,6 +47,10 @@ _SETTLED = {"pause": "paused", "cancel": "cancelled", None: "queued"}
 
 class JobNotFound(InputError):
     """No job has this id."""
+
+
+class JobConflict(InputError):
+    """The shot already has an active job."""
 
 
 def _job(session: Session, job_id: int) -> Job:
@@ -65,11 +78,31 @@ def _refuse(job: Job, allowed: str, action: str) -> InputError:
     return InputError(f"job {job.id} is {job.status}; only {allowed} jobs can be {action}")
 
 
+def _check_no_active_job(session: Session, shot_id: int) -> None:
+    """JobConflict when the shot has an active job (the index catches what this misses on PostgreSQL)."""
+    stmt = select(Job).where(Job.shot_id == shot_id, Job.status.in_(ACTIVE_STATUSES)).limit(1)
+    active = session.scalars(stmt).first()
+    if active is not None:
+        raise JobConflict(f"shot {shot_id} already has job {active.id} ({active.status})")
+
+
+@contextmanager
+def _one_active_job(db: Database) -> Iterator[Session]:
+    """A write session for a job becoming active: a second active job of its shot (a race the check lost, on
+    PostgreSQL) breaks the unique index, the only constraint such a write can break, and is a JobConflict."""
+    try:
+        with db.session() as s:
+            yield s
+    except IntegrityError:
+        raise JobConflict("the shot already has an active job") from None
+
+
 def enqueue(db: Database, shot_id: int) -> int:
-    """Queue a generation of a shot; returns the job id."""
-    with db.session() as s:
+    """Queue a generation of a shot; returns the job id. JobConflict when the shot has an active job."""
+    with _one_active_job(db) as s:
         if s.get(Shot, shot_id) is None:
             raise InputError(f"shot {shot_id} does not exist")
+        _check_no_active_job(s, shot_id)
         job = Job(shot_id=shot_id, status="queued", stage="queued")
         s.add(job)
         s.flush()
@@ -92,6 +125,16 @@ def claim(db: Database, worker_id: str) -> int | None:
         job.attempts += 1
         job.progress, job.stage, job.control, job.error, job.result = 0.0, "claimed", None, None, None
         return job.id
+
+
+def beat(db: Database, job_id: int, worker_id: str) -> bool:
+    """A heartbeat alone, from the worker running the job; False when the job is no longer this worker's."""
+    with db.session() as s:
+        job = _owned(s, job_id, worker_id)
+        if job is None:
+            return False
+        job.heartbeat = utcnow()
+        return True
 
 
 def report(db: Database, job_id: int, worker_id: str, progress: float, stage: str) -> bool:
@@ -119,6 +162,7 @@ def release(db: Database, job_id: int, worker_id: str) -> bool:
             return False
         job.status = job.stage = _SETTLED[job.control]
         job.control = job.worker = job.heartbeat = None
+        job.attempts = max(0, job.attempts - 1)  # handed back in good order: not an attempt lost
         return True
 
 
@@ -186,11 +230,13 @@ def cancel(db: Database, job_id: int) -> dict[str, Any]:
 
 
 def retry(db: Database, job_id: int) -> dict[str, Any]:
-    """Queue a failed or cancelled job again, from the start. Returns the job's view."""
-    with db.session() as s:
+    """Queue a failed or cancelled job again, from the start (with `MAX_ATTEMPTS` new attempts). Returns the
+    job's view; JobConflict when its shot has another active job."""
+    with _one_active_job(db) as s:
         job = _job(s, job_id)
         if job.status not in ("failed", "cancelled"):
             raise _refuse(job, "failed or cancelled", "retried")
+        _check_no_active_job(s, job.shot_id)
         job.status = job.stage = "queued"
         job.progress, job.error, job.control, job.result, job.worker, job.heartbeat = (
             0.0,
@@ -200,19 +246,25 @@ def retry(db: Database, job_id: int) -> dict[str, Any]:
             None,
             None,
         )
+        job.attempts = 0
         return _view(s, job)
 
 
-def _take_back(job: Job) -> None:
-    """A running job whose worker is gone: back to the queue, or to paused / cancelled when that was asked."""
+def _take_back(job: Job, why: str) -> None:
+    """A running job whose worker is gone (`why`): back to the queue, to paused / cancelled when that was
+    asked, or failed after `MAX_ATTEMPTS` attempts (a job that kills or stalls every worker must not hold the
+    queue for good)."""
     job.status = _SETTLED[job.control]
+    if job.status == "queued" and job.attempts >= MAX_ATTEMPTS:
+        job.status, job.error = "failed", f"gave up after {job.attempts} attempts: {why}"
     job.stage = "re-queued (worker lost)" if job.status == "queued" else job.status
     job.progress, job.control, job.worker, job.heartbeat = 0.0, None, None, None
 
 
-def requeue_stale(db: Database, older_than_s: float) -> list[int]:
+def requeue_stale(db: Database, older_than_s: float = STALE_S) -> list[int]:
     """Running jobs whose worker has not reported for `older_than_s` seconds go back to the queue (to paused /
-    cancelled when that was asked). Call it at server start and periodically. Returns their ids."""
+    cancelled when that was asked; failed after `MAX_ATTEMPTS`). Call it at server start and periodically.
+    Returns their ids."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     with db.session() as s:
         stale = or_(Job.heartbeat.is_(None), Job.heartbeat < cutoff)
@@ -225,7 +277,7 @@ def requeue_stale(db: Database, older_than_s: float) -> list[int]:
         )
         moved = []
         for job in s.scalars(stmt):
-            _take_back(job)
+            _take_back(job, f"its worker sent no heartbeat for {older_than_s:g} s")
             moved.append(job.id)
         return moved
 
@@ -253,7 +305,7 @@ def requeue_dead_local(db: Database, host: str | None = None) -> list[int]:
         for job in s.scalars(stmt.order_by(Job.id).with_for_update(skip_locked=True)):
             pid = job.worker[len(prefix) :].split(":")[0]
             if pid.isdigit() and not _process_exists(int(pid)):
-                _take_back(job)
+                _take_back(job, "its worker process died")
                 moved.append(job.id)
         return moved
 

@@ -1,9 +1,10 @@
 """The studio's operations on its data, free of any web framework: uploads, characters, episodes, shots
 with their dialogue, and episode rendering. The HTTP app and tests call these.
 
-Uploads are checked by content (an image Pillow can read, PNG, JPEG or WebP; at most `MAX_UPLOAD_BYTES` and
-`MAX_PIXELS`), re-encoded as PNG and stored under a random name: a client's file name is never used as a
-path. Every text field is length-checked here; the page inserts text with textContent, never as HTML.
+Uploads are checked by content (an image Pillow can read, PNG, JPEG or WebP; at most `MAX_UPLOAD_BYTES`,
+`MAX_PIXELS` and `MAX_ASPECT`), re-encoded as PNG and stored under a random name: a client's file name is
+never used as a path. Every text field is length-checked here, and so are a shot's whole dialogue and
+prompt; the page inserts text with textContent, never as HTML.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,19 @@ from .subtitles import Cue
 from .tts import EMOTIONS, VoiceProfile, check_profile
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_BODY_BYTES = 256 * 1024  # any other request body; a shot at every limit below is far smaller
 MAX_PIXELS = 4096 * 4096
+# An image's long side at most 4x its short side: 4:1 holds a wide or tall comic panel, and as a shot keeps
+# the model's pixel count at the panel's shape, a thinner strip would make frames the model was not made for.
+MAX_ASPECT = 4.0
 UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.png")
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP"}
-MAX_TEXT, MAX_PROMPT, MAX_NAME, MAX_LINES = 1000, 2000, 80, 100
+MAX_TEXT, MAX_PROMPT, MAX_NAME = 1000, 2000, 80  # characters per line, prompt (with quick prompts), name
+MAX_LINES, MAX_DIALOGUE = 40, 2000  # dialogue lines per shot, and their characters together
+MAX_PRESETS, MAX_PRESET = 10, 200  # quick prompts per shot, characters each
+MAX_DIALOGUE_S = 120.0  # the dubbed dialogue of a shot (checked by the worker once it is spoken)
 MAX_KEYFRAMES, MAX_KEYFRAME_S = 8, 60.0  # a long dialogue's shot runs on in follow-on parts
+MAX_ID = MAX_SEED = 2**31 - 1  # PostgreSQL's INTEGER
 QUICK_PROMPTS = (
     "the character blinks",
     "the character talks",
@@ -44,21 +54,35 @@ QUICK_PROMPTS = (
 )
 
 
+def too_large(what: str, limit: int, size: int | None = None) -> InputError:
+    """The refusal of a body over `limit` bytes; `size`: its size, when known before reading it."""
+    if size is None:
+        return InputError(f"{what} is over the {limit / 2**20:g} MB limit")
+    return InputError(f"{what} is {size / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB")
+
+
+def check_image_size(width: int, height: int, what: str = "image") -> None:
+    """InputError unless the image has at most MAX_PIXELS pixels and a long side at most MAX_ASPECT times
+    its short side."""
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{what} is {width}x{height}; at most {MAX_PIXELS:,} pixels")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputError(
+            f"{what} is {width}x{height}; its long side may be at most {MAX_ASPECT:g} times its short side"
+        )
+
+
 def save_upload(data: Path, content: bytes) -> str:
     """Check an uploaded image by its content and store it as PNG; returns the stored name."""
     if len(content) > MAX_UPLOAD_BYTES:
-        raise InputError(
-            f"upload is {len(content) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB"
-        )
+        raise too_large("upload", MAX_UPLOAD_BYTES)
     if not content:
         raise InputError("upload is empty")
     try:
         with Image.open(io.BytesIO(content)) as image:
             if image.format not in IMAGE_FORMATS:
                 raise InputError(f"upload is {image.format or 'not an image'}; send PNG, JPEG or WebP")
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise InputError(f"image is {width}x{height}; at most {MAX_PIXELS:,} pixels")
+            check_image_size(*image.size)
             image.load()
             rgb = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     except InputError:
@@ -80,6 +104,15 @@ def upload_path(data: Path, name: str) -> Path:
     return path
 
 
+def is_unicode(text: str) -> bool:
+    """False for text no UTF-8 file or database can hold: a lone surrogate ("\\ud800" in JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
     if value is None and not required:
         return ""
@@ -87,7 +120,22 @@ def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
         raise InputError(f"{what} must be a non-empty string")
     if len(value) > limit:
         raise InputError(f"{what} is {len(value)} characters; at most {limit}")
+    if not is_unicode(value):
+        raise InputError(f"{what} is not valid Unicode text (it has a lone surrogate)")
     return value.strip()
+
+
+def shot_prompt(prompt: str, presets: Iterable[str] | None) -> str:
+    """The prompt the model gets: the shot's prompt and its quick prompts, as sentences."""
+    parts = [p.strip().rstrip(".") for p in [prompt, *(presets or [])] if p and p.strip()]
+    return ". ".join(parts) + "." if parts else ""
+
+
+def check_keyframes_fit(times: Iterable[float], shot_seconds: float) -> None:
+    """InputError when a keyframe falls at or after the end of a shot `shot_seconds` long."""
+    late = [at for at in times if at >= shot_seconds]
+    if late:
+        raise InputError(f"a keyframe at {late[0]:g} s is after the shot's end ({shot_seconds:g} s)")
 
 
 @dataclass(frozen=True)
@@ -184,43 +232,31 @@ class ShotIn:
 
 
 def create_shot(db: Database, data: Path, episode_id: int, shot: ShotIn) -> dict:
-    checked = _check_shot(db, data, shot)
+    columns, lines = _check_shot(db, data, shot)
     with db.session() as s:
         if s.get(Episode, episode_id) is None:
             raise LookupError(f"no episode {episode_id}")
         position = s.query(Shot).filter_by(episode_id=episode_id).count()
-        row = Shot(episode_id=episode_id, position=position, **checked)
+        row = Shot(episode_id=episode_id, position=position, **columns)
         s.add(row)
         s.flush()
-        for i, line in enumerate(shot.lines):
-            s.add(DialogueLine(shot_id=row.id, position=i, **_line(line)))
+        for i, line in enumerate(lines):
+            s.add(DialogueLine(shot_id=row.id, position=i, **line))
         s.flush()
         return _shot_view(s, row)
 
 
-def _check_shot(db: Database, data: Path, shot: ShotIn) -> dict:
-    for name in (shot.panel, shot.mask, shot.last_frame, *(k.image for k in shot.keyframes)):
-        if name is not None:
-            upload_path(data, name)
-    if len(shot.keyframes) > MAX_KEYFRAMES:
-        raise InputError(f"at most {MAX_KEYFRAMES} extra keyframes per shot")
-    for keyframe in shot.keyframes:
-        if not (0.0 < keyframe.at <= MAX_KEYFRAME_S):
-            raise InputError(f"a keyframe's time must be in (0, {MAX_KEYFRAME_S:g}] s, got {keyframe.at}")
-    if shot.motion is not None and not (0.0 <= shot.motion <= 100.0):
-        raise InputError(f"motion must be 0-100, got {shot.motion}")
-    if shot.seconds is not None and not (MIN_S <= shot.seconds <= MAX_S):
-        raise InputError(f"duration must be {MIN_S:g}-{MAX_S:g} s, or left out to fit the dialogue")
-    if len(shot.lines) > MAX_LINES:
-        raise InputError(f"at most {MAX_LINES} dialogue lines per shot")
-    presets = [_text(p, "quick prompt", 200) for p in shot.presets]
-    with db.session() as s:
-        for line in shot.lines:
-            if line.character_id is not None and s.get(Character, line.character_id) is None:
-                raise InputError(f"no character {line.character_id}")
-    return {
+def _check_shot(db: Database, data: Path, shot: ShotIn) -> tuple[dict, list[dict]]:
+    """The shot's columns and dialogue lines, checked: counts and lengths first, the stored images last."""
+    lines = _check_dialogue(db, shot.lines)
+    prompt, presets = _check_prompt(shot.prompt, shot.presets)
+    _check_timing(shot)
+    if not (isinstance(shot.seed, int) and 0 <= shot.seed <= MAX_SEED):
+        raise InputError(f"seed must be a whole number from 0 to {MAX_SEED}")
+    _check_images(data, shot)
+    columns = {
         "panel": shot.panel,
-        "prompt": _text(shot.prompt, "prompt", MAX_PROMPT, required=False),
+        "prompt": prompt,
         "presets": presets,
         "mask": shot.mask,
         "last_frame": shot.last_frame,
@@ -229,8 +265,26 @@ def _check_shot(db: Database, data: Path, shot: ShotIn) -> dict:
         ],
         "motion": shot.motion,
         "seconds": shot.seconds,
-        "seed": int(shot.seed),
+        "seed": shot.seed,
     }
+    return columns, lines
+
+
+def _check_dialogue(db: Database, lines: tuple[LineIn, ...]) -> list[dict]:
+    if len(lines) > MAX_LINES:
+        raise InputError(f"at most {MAX_LINES} dialogue lines per shot")
+    checked = [_line(line) for line in lines]
+    total = sum(len(line["text"]) for line in checked)
+    if total > MAX_DIALOGUE:
+        raise InputError(
+            f"the dialogue is {total} characters; at most {MAX_DIALOGUE} per shot (split it across shots)"
+        )
+    with db.session(write=False) as s:
+        for line in checked:
+            who = line["character_id"]
+            if who is not None and (not 1 <= who <= MAX_ID or s.get(Character, who) is None):
+                raise InputError(f"no character {who}")
+    return checked
 
 
 def _line(line: LineIn) -> dict:
@@ -241,6 +295,51 @@ def _line(line: LineIn) -> dict:
         "character_id": line.character_id,
         "emotion": line.emotion,
     }
+
+
+def _check_prompt(prompt: str, presets: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The prompt and quick prompts, each and together (as the model gets them) within MAX_PROMPT."""
+    if len(presets) > MAX_PRESETS:
+        raise InputError(f"at most {MAX_PRESETS} quick prompts per shot")
+    checked = [_text(p, "quick prompt", MAX_PRESET) for p in presets]
+    prompt = _text(prompt, "prompt", MAX_PROMPT, required=False)
+    combined = len(shot_prompt(prompt, checked))
+    if combined > MAX_PROMPT:
+        raise InputError(f"the prompt with its quick prompts is {combined} characters; at most {MAX_PROMPT}")
+    return prompt, checked
+
+
+def _check_timing(shot: ShotIn) -> None:
+    if len(shot.keyframes) > MAX_KEYFRAMES:
+        raise InputError(f"at most {MAX_KEYFRAMES} extra keyframes per shot")
+    for keyframe in shot.keyframes:
+        if not (0.0 < keyframe.at <= MAX_KEYFRAME_S):
+            raise InputError(f"a keyframe's time must be in (0, {MAX_KEYFRAME_S:g}] s, got {keyframe.at}")
+    if shot.motion is not None and not (0.0 <= shot.motion <= 100.0):
+        raise InputError(f"motion must be 0-100, got {shot.motion}")
+    if shot.seconds is not None and not (MIN_S <= shot.seconds <= MAX_S):
+        raise InputError(f"duration must be {MIN_S:g}-{MAX_S:g} s, or left out to fit the dialogue")
+    if shot.seconds is not None and not shot.lines:  # else dialogue may run the shot on in follow-on parts
+        check_keyframes_fit((k.at for k in shot.keyframes), shot.seconds)
+
+
+def _check_images(data: Path, shot: ShotIn) -> None:
+    """Every image is a stored upload; a mask has the panel's shape (within 1%, as the model requires)."""
+    for name in (shot.panel, shot.mask, shot.last_frame, *(k.image for k in shot.keyframes)):
+        if name is not None:
+            upload_path(data, name)
+    if shot.mask is not None:
+        (pw, ph), (mw, mh) = _image_size(data, shot.panel), _image_size(data, shot.mask)
+        if abs(mw * ph - pw * mh) > 0.01 * pw * mh:
+            raise InputError(f"mask is {mw}x{mh} but the panel is {pw}x{ph}: draw the mask on the panel")
+
+
+def _image_size(data: Path, name: str) -> tuple[int, int]:
+    try:
+        with Image.open(upload_path(data, name)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError):
+        raise InputError(f"upload {name} is no longer a readable image") from None
 
 
 def render_episode(db: Database, data: Path, episode_id: int, burn: bool = False) -> dict:

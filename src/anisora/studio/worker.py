@@ -1,7 +1,9 @@
 """The studio worker: claims shot jobs from the queue and makes them (dub, time, generate, mux, subtitle).
 
-One worker holds one model in memory. Progress goes to the queue at every sampling step; when the queue
-answers that the job was paused or cancelled, the worker stops at that step and hands the job back. Results
+One worker holds one model in memory. Progress goes to the queue at every dubbed line and sampling step;
+when the queue answers that the job was paused or cancelled, the worker stops there and hands the job back.
+A thread beats for the job every `jobs.HEARTBEAT_S` through every stage, so a long one (dubbing, decoding,
+muxing) never looks like a lost worker. A job's inputs are loaded and checked before it is dubbed. Results
 go under DATA/results/shot<id>/job<id>/: part<k>.mp4 (+ .wav, .srt) per model clip, shot.mp4 (+ .wav, .srt)
 for the whole shot.
 """
@@ -16,16 +18,19 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import AnisoraError, InputError
+from ..errors import AnisoraError, InputError, MediaError
 from ..media import load_image, probe
 from . import jobs
 from .assembly import (
     Line,
+    Timeline,
     concat_videos,
     dialogue_timeline,
     finish_video,
@@ -35,6 +40,7 @@ from .assembly import (
     resample,
 )
 from .db import Character, Database, DialogueLine, Job, Shot
+from .service import MAX_ASPECT, MAX_DIALOGUE_S, check_image_size, check_keyframes_fit, shot_prompt
 from .tts import VoiceProfile, synthesize
 
 log = logging.getLogger(__name__)
@@ -60,18 +66,26 @@ class ShotSpec:
     lines: tuple[tuple[str, str | None, VoiceProfile, str], ...]  # text, speaker, voice, emotion
 
 
+@dataclass(frozen=True)
+class ShotImages:
+    """A job's images, loaded and checked before the slow stages; the video size they make."""
+
+    panel: np.ndarray
+    mask: np.ndarray | None
+    last_frame: np.ndarray | None
+    keyframes: list[tuple[float, np.ndarray]]
+    height: int
+    width: int
+
+
 def shot_size(panel_height: int, panel_width: int, model_height: int, model_width: int) -> tuple[int, int]:
-    """(height, width): the model's pixel count at the panel's aspect ratio, in multiples of 16, so a
-    portrait panel is not cropped to the model's landscape frame."""
-    area, aspect = model_height * model_width, panel_width / panel_height
+    """(height, width): the model's pixel count at the panel's aspect ratio (at most MAX_ASPECT:1), in
+    multiples of 16, so a portrait panel is not cropped to the model's landscape frame."""
+    area = model_height * model_width
+    aspect = min(max(panel_width / panel_height, 1 / MAX_ASPECT), MAX_ASPECT)
     width = max(16, round(math.sqrt(area * aspect) / 16) * 16)
     height = max(16, round(math.sqrt(area / aspect) / 16) * 16)
     return height, width
-
-
-def shot_prompt(prompt: str, presets: list[str] | None) -> str:
-    parts = [p.strip().rstrip(".") for p in [prompt, *(presets or [])] if p and p.strip()]
-    return ". ".join(parts) + "." if parts else ""
 
 
 class Worker:
@@ -83,9 +97,10 @@ class Worker:
         steps: int = 25,
         burn_subtitles: bool = False,
         worker_id: str | None = None,
+        heartbeat_s: float = jobs.HEARTBEAT_S,
     ):
         self.db, self.data, self.model = db, Path(data), model
-        self.steps, self.burn = steps, burn_subtitles
+        self.steps, self.burn, self.heartbeat_s = steps, burn_subtitles, heartbeat_s
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._pipe = None
 
@@ -115,7 +130,8 @@ class Worker:
 
     def process(self, job_id: int) -> None:
         try:
-            result = self._make(job_id)
+            with self._heartbeat(job_id):
+                result = self._make(job_id)
         except JobStopped:
             jobs.release(self.db, job_id, self.worker_id)
         except AnisoraError as exc:
@@ -125,6 +141,27 @@ class Worker:
             jobs.fail(self.db, job_id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}")
         else:
             jobs.finish(self.db, job_id, self.worker_id, result)
+
+    @contextmanager
+    def _heartbeat(self, job_id: int) -> Iterator[None]:
+        """Beat for the job from a thread while the block runs."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat_s):
+                try:
+                    if not jobs.beat(self.db, job_id, self.worker_id):
+                        return  # no longer this worker's job: its next report stops it
+                except Exception:  # e.g. the database restarting: the next beat may get through
+                    log.warning("heartbeat of job %s failed:\n%s", job_id, traceback.format_exc())
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-job{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def _report(self, job_id: int, progress: float, stage: str) -> None:
         if not jobs.report(self.db, job_id, self.worker_id, progress, stage):
@@ -153,6 +190,39 @@ class Worker:
                 lines=tuple(voiced),
             )
 
+    def _images(self, spec: ShotSpec) -> ShotImages:
+        from ..model.conditioning import fitted_motion_mask
+
+        panel = _image(spec.panel, "panel")
+        config, scale = self.pipe.transformer.config, self.pipe.vae_scale_factor_spatial
+        height, width = shot_size(*panel.shape[:2], config.sample_height * scale, config.sample_width * scale)
+        mask = _image(spec.mask, "mask", background=(0, 0, 0)) if spec.mask else None
+        if mask is not None:
+            fitted_motion_mask(mask, panel, height, width, [])  # the model's own check, before the dubbing
+        return ShotImages(
+            panel=panel,
+            mask=mask,
+            last_frame=_image(spec.last_frame, "last frame") if spec.last_frame else None,
+            keyframes=[(at, _image(path, "keyframe")) for at, path in spec.keyframes],
+            height=height,
+            width=width,
+        )
+
+    def _dub(self, job_id: int, spec: ShotSpec) -> tuple[Timeline, list[dict]]:
+        lines, dubbing = [], []
+        for i, (text, speaker, voice, emotion) in enumerate(spec.lines):
+            self._report(job_id, 0.01 + 0.04 * i / len(spec.lines), f"dubbing line {i + 1}/{len(spec.lines)}")
+            speech = synthesize(text, voice, emotion)
+            lines.append(Line(text, speaker, resample(speech.samples, speech.sample_rate)))
+            dubbing.append(speech.applied)
+        timeline = dialogue_timeline(lines)
+        if timeline.seconds > MAX_DIALOGUE_S:
+            raise InputError(
+                f"the dialogue lasts {timeline.seconds:.0f} s; at most {MAX_DIALOGUE_S:g} s per shot"
+                " (split it across shots)"
+            )
+        return timeline, dubbing
+
     def _make(self, job_id: int) -> dict:
         import torch
 
@@ -160,43 +230,25 @@ class Worker:
 
         spec = self._spec(job_id)
         started = time.perf_counter()
-        self._report(job_id, 0.01, "dubbing")
-        lines, dubbing = [], []
-        for text, speaker, voice, emotion in spec.lines:
-            speech = synthesize(text, voice, emotion)
-            lines.append(Line(text, speaker, resample(speech.samples, speech.sample_rate)))
-            dubbing.append(speech.applied)
-        timeline = dialogue_timeline(lines)
+        images = self._images(spec)
+        timeline, dubbing = self._dub(job_id, spec)
         pipe = self.pipe
         fps = float(pipe.config.fps)
         parts = plan_parts(timeline.seconds, timeline.pauses, fps, spec.seconds)
-        panel = load_image(spec.panel)
-        scale = pipe.vae_scale_factor_spatial
-        height, width = shot_size(
-            *panel.shape[:2],
-            pipe.transformer.config.sample_height * scale,
-            pipe.transformer.config.sample_width * scale,
-        )
-        mask = load_image(spec.mask, background=(0, 0, 0)) if spec.mask else None
-        last = load_image(spec.last_frame) if spec.last_frame else None
-        keyframes = [(at, load_image(path)) for at, path in spec.keyframes]
-        shot_seconds = sum(p.seconds for p in parts)
-        late = [at for at, _ in keyframes if at >= shot_seconds]
-        if late:
-            raise InputError(f"a keyframe at {late[0]:g} s is after the shot's end ({shot_seconds:g} s)")
+        check_keyframes_fit((at for at, _ in images.keyframes), sum(p.seconds for p in parts))
         out = self.data / "results" / f"shot{spec.shot_id}" / f"job{job_id}"
         shutil.rmtree(out, ignore_errors=True)  # a retried or re-queued job starts clean
         out.mkdir(parents=True)
-        first, videos, model_seconds = panel, [], 0.0
+        first, videos, model_seconds = images.panel, [], 0.0
         shot_cues, offset = [], 0.0  # subtitles in shot seconds (parts may end in silence)
         guide_frames: list[list[int]] = []  # per part
         for k, part in enumerate(parts):
             guides = {0: first}
-            for at, image in keyframes:  # extra guides at their frame in this part
+            for at, image in images.keyframes:  # extra guides at their frame in this part
                 if offset <= at < offset + part.seconds:
                     guides[min(round((at - offset) * fps), part.frames - 1)] = image
-            if last is not None and k == len(parts) - 1:
-                guides[part.frames - 1] = last
+            if images.last_frame is not None and k == len(parts) - 1:
+                guides[part.frames - 1] = images.last_frame
             guides = [Guide(image, frame) for frame, image in sorted(guides.items())]
             guide_frames.append([g.frame for g in guides])
 
@@ -210,9 +262,11 @@ class Worker:
                 guides,
                 prompt=spec.prompt,
                 num_frames=part.frames,
-                height=height,
-                width=width,
-                motion_mask=mask if k == 0 else None,  # the mask is drawn on the panel, not on later parts
+                height=images.height,
+                width=images.width,
+                motion_mask=images.mask
+                if k == 0
+                else None,  # the mask is drawn on the panel, not on later parts
                 motion_score=spec.motion,
                 num_inference_steps=self.steps,
                 generator=torch.Generator("cpu").manual_seed(spec.seed + k),
@@ -242,6 +296,16 @@ class Worker:
             "seconds_model": round(model_seconds, 3),
             "seconds_total": round(time.perf_counter() - started, 3),
         }
+
+
+def _image(path: Path, what: str, **options) -> np.ndarray:
+    """An input image, named by its role rather than by its path on the server."""
+    try:
+        image = load_image(path, **options)
+    except MediaError as exc:
+        raise InputError(f"{what} {path.name}: {exc.reason}") from None
+    check_image_size(image.shape[1], image.shape[0], what)
+    return image
 
 
 def _copy_part(part: Path, shot: Path) -> float:
