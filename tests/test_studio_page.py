@@ -51,7 +51,7 @@ def studio(tmp_path_factory) -> Iterator[SimpleNamespace]:
     worker = Worker(db, data, model=str(root / "model"), steps=2)
     working = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
     working.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # a hang guard only
     while not server.started:
         assert time.monotonic() < deadline and serving.is_alive(), "the server did not start"
         time.sleep(0.02)
@@ -199,7 +199,7 @@ def test_whole_flow(studio, page, tmp_path):
     page.evaluate(RECORD_STATES)
     page.click("#submit")
     card = page.locator("#shot-list .shot").first
-    expect(card).to_have_attribute("data-status", "done", timeout=60_000)
+    expect(card).to_have_attribute("data-status", "done", timeout=300_000)
     seen = page.evaluate("window.seenStates")
     assert any(status in ("queued", "running") and stage and stage.endswith("%") for status, stage in seen), (
         seen
@@ -209,7 +209,7 @@ def test_whole_flow(studio, page, tmp_path):
     assert card.locator(".actions button").all_text_contents() == ["New take"]
 
     # the preview plays, both downloads work, the Chinese line is on the page as text
-    page.wait_for_function(media_ready(".shot[data-status=done] video"), timeout=15_000)
+    page.wait_for_function(media_ready(".shot[data-status=done] video"), timeout=120_000)
     page.wait_for_function(media_ready(".shot[data-status=done] video", 4))  # no spinner
     assert_downloads(page, studio.base, ".shot .downloads", CHINESE)
     expect(card.locator(".line-text").first).to_have_text(CHINESE)
@@ -247,8 +247,8 @@ def test_whole_flow(studio, page, tmp_path):
 
     # the episode: render, play, download
     page.click("#render-episode")
-    expect(page.locator("#episode-output")).to_be_visible(timeout=20_000)
-    page.wait_for_function(media_ready("#episode-video"), timeout=15_000)
+    expect(page.locator("#episode-output")).to_be_visible(timeout=120_000)
+    page.wait_for_function(media_ready("#episode-video"), timeout=120_000)
     assert_downloads(page, studio.base, "#episode-output .downloads", CHINESE)
     assert page.evaluate("document.getElementById('episode-video').duration") > 1.5
     expect(page.locator("#message")).to_have_class("info")

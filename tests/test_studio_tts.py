@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import wave
 from dataclasses import replace
 from importlib import resources
@@ -81,13 +80,6 @@ def test_japanese_kanji_are_read():
     speech = tts.synthesize("今日は良い天気", replace(EN, voice="ja"))
     assert any("kana" in note for note in speech.applied["notes"])
     assert 0.5 < speech.seconds < 2.0  # not "Chinese letter" spelled out for every kanji
-
-
-def test_espeak_is_fast():
-    tts.synthesize("warm up", EN)
-    start = time.perf_counter()
-    tts.synthesize(LINE, EN)
-    assert time.perf_counter() - start < 0.3
 
 
 def test_duration_scales_with_speed():
