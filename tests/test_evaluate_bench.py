@@ -558,6 +558,16 @@ def test_cli_run_records_a_corrupt_case_and_finishes_the_rest(
 
     # re-running retries the failed case only
     shutil.copy(root / "good.png", root / "broken.png")
+    made = spy_on_generation(monkeypatch)
+    assert main(args) == 0
+    capsys.readouterr()
+    assert made == ["broken"]
+    assert json.loads((out / "failures.json").read_text()) == {}
+    assert [r["case"] for r in jsonl(out / "results.jsonl")] == ["broken", "fine"]
+
+
+def spy_on_generation(monkeypatch) -> list[str]:
+    """The case ids generated from now on, in order."""
     made = []
     real_generate = generate_module.generate_to_file
 
@@ -566,11 +576,7 @@ def test_cli_run_records_a_corrupt_case_and_finishes_the_rest(
         return real_generate(job, path, **kwargs)
 
     monkeypatch.setattr(generate_module, "generate_to_file", spy)
-    assert main(args) == 0
-    capsys.readouterr()
-    assert made == ["broken"]
-    assert json.loads((out / "failures.json").read_text()) == {}
-    assert [r["case"] for r in jsonl(out / "results.jsonl")] == ["broken", "fine"]
+    return made
 
 
 def test_invalid_cases_are_failures_before_the_model_loads(toonworld, model, tmp_path, monkeypatch):
@@ -592,14 +598,7 @@ def test_invalid_cases_are_failures_before_the_model_loads(toonworld, model, tmp
         outcome = run_benchmark(root / "late.yaml", model, tmp_path / "late", settings, progress=False)
     assert list(outcome["failures"]) == ["late"] and "guide frame 999" in outcome["failures"]["late"]
 
-    made = []
-    real_generate = generate_module.generate_to_file
-
-    def spy(job, path, **kwargs):
-        made.append(Path(path).stem)
-        return real_generate(job, path, **kwargs)
-
-    monkeypatch.setattr(generate_module, "generate_to_file", spy)
+    made = spy_on_generation(monkeypatch)
     outcome = run_benchmark(root / "both.yaml", model, tmp_path / "both", settings, progress=False)
     assert made == ["fine"] and list(outcome["failures"]) == ["late"]
     assert [r["case"] for r in jsonl(tmp_path / "both" / "results.jsonl")] == ["fine"]
