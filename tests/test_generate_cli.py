@@ -155,3 +155,19 @@ def test_the_shipped_demo_model_is_the_default(tmp_path):
         8,
     )
     assert (weights.DEMO_MODEL / "MODEL_CARD.md").is_file()
+
+
+def test_a_size_the_learned_position_embedding_lacks_is_refused_before_loading(tmp_path, capsys, monkeypatch):
+    from diffusers import CogVideoXTransformer3DModel
+
+    from anisora.model.presets import transformer_config
+
+    config = transformer_config("tiny", "anisora")
+    config.update(use_learned_positional_embeddings=True, sample_height=4, sample_width=6)
+    components = {**build_components("tiny"), "transformer": CogVideoXTransformer3DModel(**config)}
+    AnisoraPipeline(**components).save_pretrained(tmp_path / "model")
+    save_image(tmp_path / "first.png", np.zeros((32, 48, 3), np.uint8))
+    monkeypatch.setattr(generate_module, "load_pipeline", _must_not_load)
+    args = ["generate", "--model", str(tmp_path / "model"), "--image", str(tmp_path / "first.png")]
+    assert main([*args, "--size", "64x48", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "covers 48x32 with up to 9 frames; 64x48 with 9 frames cannot be made" in capsys.readouterr().err

@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline
+from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
 
 from anisora.errors import InputError
 from anisora.model.conditioning import Guide
 from anisora.model.pipeline import AnisoraPipeline
-from anisora.model.presets import build_components
+from anisora.model.presets import build_components, transformer_config
 from anisora.model.weights import load_lora, load_pipeline, widen_to_anisora
 
 SIZE = dict(num_frames=9, height=32, width=48)
@@ -138,7 +138,7 @@ def test_motion_embedding_changes_the_output_and_is_saved(tmp_path):
     pipe.save_pretrained(tmp_path)
     loaded = load_pipeline(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    assert loaded.config.motion_embedding is True and loaded.config.fps == 16
+    assert loaded.config.motion_embedding is True and loaded.config.fps == 8
     np.testing.assert_array_equal(run(loaded, motion_score=3.0).frames, fast.frames)
 
 
@@ -185,7 +185,9 @@ def test_loads_a_cogvideox_i2v_directory_and_widens_it(tmp_path):
     assert index["_class_name"] == "CogVideoXImageToVideoPipeline"
 
     v1 = load_pipeline(official)
-    assert v1.layout == "v1" and v1.config.motion_embedding is False and v1.config.fps == 16
+    assert (
+        v1.layout == "v1" and v1.config.motion_embedding is False and v1.config.fps == 8
+    )  # CogVideoX-5B-I2V plays at 8 fps
     widened = load_pipeline(official, layout="anisora")
     assert widened.layout == "anisora"
     for p in (v1, widened):
@@ -226,3 +228,50 @@ def test_bad_model_inputs(tmp_path, pipe):
     (tmp_path / "model_index.json").write_text("{not json")
     with pytest.raises(InputError, match=r"cannot read .*model_index\.json"):
         load_pipeline(tmp_path)
+
+
+def learned_positions_pipe() -> AnisoraPipeline:
+    """The tiny pipeline with a learned position embedding (as CogVideoX-5B-I2V and AniSora V1 have), its rows
+    planted with their own index so a row can be recognised in the transformer's input."""
+    components = build_components("tiny")
+    config = transformer_config("tiny", "anisora")
+    config.update(use_learned_positional_embeddings=True, sample_height=4, sample_width=6)  # 32 x 48 pixels
+    transformer = CogVideoXTransformer3DModel(**config).eval()
+    pipe = AnisoraPipeline(**{**components, "transformer": transformer})
+    pipe.set_progress_bar_config(disable=True)
+    rows = transformer.patch_embed.pos_embedding
+    with torch.no_grad():
+        rows.copy_(torch.arange(rows.shape[1], dtype=rows.dtype)[None, :, None].expand_as(rows))
+    return pipe
+
+
+def positions_seen(pipe, num_frames: int) -> torch.Tensor:
+    """The position embedding the transformer added at the first step (patch embedding with - without it)."""
+    seen = []
+    embed = pipe.transformer.patch_embed
+    hook = embed.register_forward_hook(lambda module, args, out: seen.append((args, out)))
+    run(pipe, num_frames=num_frames, num_inference_steps=1, guidance_scale=1.0)
+    hook.remove()
+    (text, image), with_positions = seen[0]
+    embed.use_learned_positional_embeddings = embed.use_positional_embeddings = False
+    bare = embed(text, image)
+    embed.use_learned_positional_embeddings = embed.use_positional_embeddings = True
+    return (with_positions - bare)[0, :, 0]
+
+
+def test_a_learned_position_embedding_serves_shorter_clips_with_its_first_rows():
+    """diffusers swaps a learned embedding for a computed one at any frame count but its own; the official code
+    uses the learned one's first rows. Here 9 frames is the full grid and 1 frame its prefix."""
+    pipe = learned_positions_pipe()
+    full = pipe.transformer.patch_embed.pos_embedding.shape[1]
+    torch.testing.assert_close(positions_seen(pipe, 9), torch.arange(full, dtype=torch.float32))
+    prefix = 64 + 2 * 3  # text rows, then one latent frame: 4 x 6 latent cells in 2 x 2 patches
+    torch.testing.assert_close(positions_seen(pipe, 1), torch.arange(prefix, dtype=torch.float32))
+    assert pipe.transformer.patch_embed.pos_embedding.shape[1] == full  # restored after the call
+
+
+@pytest.mark.parametrize(("num_frames", "height", "width"), [(17, 32, 48), (9, 48, 48)])
+def test_sizes_a_learned_position_embedding_lacks_are_refused(num_frames, height, width):
+    pipe = learned_positions_pipe()
+    with pytest.raises(InputError, match=r"covers 48x32 with up to 9 frames"):
+        run(pipe, num_frames=num_frames, height=height, width=width)

@@ -27,8 +27,9 @@ from .conditioning import (
     check_request,
     frames_for_seconds,
 )
+from .info import ModelInfo
 from .pipeline import AnisoraPipeline
-from .weights import DEMO_MODEL, DEMO_MODEL_NAME, DTYPES, ModelInfo, load_lora, load_pipeline
+from .weights import DEMO_MODEL, DEMO_MODEL_NAME, DTYPES, load_lora, load_pipeline
 
 SCHEDULERS = ("ddim", "dpm")
 MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
@@ -126,6 +127,7 @@ def prepare_job(job: GenerateJob, model: ModelInfo | None = None) -> PreparedJob
         job.aesthetic,
     )
     check_request(request)
+    model.check_size(request.num_frames, request.height, request.width)
     return PreparedJob(request, fps)
 
 

@@ -18,7 +18,8 @@ whose denoising loop reads top to bottom:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,15 @@ from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import retrieve
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import InputError
-from .conditioning import Conditioning, ConditionRequest, Guide, build_conditioning, layout_for
+from .conditioning import (
+    Conditioning,
+    ConditionRequest,
+    Guide,
+    build_conditioning,
+    latent_frame_count,
+    layout_for,
+)
+from .info import DEFAULT_FPS, ModelInfo
 
 MOTION_EMBED_SCALE = 100.0  # motion score x 100 feeds the sinusoidal embedding, like a timestep
 DEFAULT_MOTION = 1.0  # for models with a motion embedding when no score is asked for (V1 range 0.5-1.5)
@@ -47,8 +56,8 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
     `motion_embedding=True` marks a transformer trained with a numeric motion score added to its timestep
     embedding (diffusers' "ofs" embedding); `fps` is the frame rate it was trained at;
     `text_encoder_name="minilm"` marks a model saved without its text encoder because a registry package
-    ships it (see `anisora.model.weights`). All are saved in model_index.json; a CogVideoX / AniSora V1
-    directory has none of them and gets False, 16 and None.
+    ships it (see `anisora.model.weights`). All are saved in model_index.json; a CogVideoX directory has none
+    of them and gets False, 8 (CogVideoX-5B-I2V's rate) and None.
     """
 
     def __init__(
@@ -59,7 +68,7 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         transformer,
         scheduler,
         motion_embedding: bool = False,
-        fps: int = 16,
+        fps: int = DEFAULT_FPS,
         text_encoder_name: str | None = None,
     ):
         super().__init__(tokenizer, text_encoder, vae, transformer, scheduler)
@@ -106,6 +115,7 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         request = ConditionRequest(
             num_frames, height, width, tuple(guides), motion_mask, prompt, motion_score, aesthetic_score
         )
+        ModelInfo.of(self).check_size(num_frames, height, width)
         cond = build_conditioning(
             request, self._encode_guides, latent_channels=config.out_channels, device=device, dtype=dtype
         )
@@ -137,7 +147,7 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
 
         old_pred_original_sample = None
-        with self.progress_bar(total=len(timesteps)) as bar:
+        with self.progress_bar(total=len(timesteps)) as bar, self._learned_positions_for(num_frames):
             for i, t in enumerate(timesteps):
                 self._current_timestep = t
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
@@ -222,6 +232,24 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         if not self.transformer.config.use_rotary_positional_embeddings:
             return None
         return self._prepare_rotary_positional_embeddings(height, width, latent_frames, device)
+
+    @contextmanager
+    def _learned_positions_for(self, num_frames: int) -> Iterator[None]:
+        """Make a learned position embedding serve a clip shorter than its own: diffusers' patch embedding
+        replaces it by a computed sin-cos one at any other frame count, where the official code uses the
+        learned one's first rows (text, then frame after frame)."""
+        embed = self.transformer.patch_embed
+        if not embed.use_learned_positional_embeddings or num_frames == embed.sample_frames:
+            yield
+            return
+        cells = (embed.sample_height // embed.patch_size) * (embed.sample_width // embed.patch_size)
+        rows = embed.max_text_seq_length + latent_frame_count(num_frames) * cells
+        full, frames = embed.pos_embedding, embed.sample_frames
+        embed.pos_embedding, embed.sample_frames = full[:, :rows], num_frames
+        try:
+            yield
+        finally:
+            embed.pos_embedding, embed.sample_frames = full, frames
 
     def _check_model(self) -> None:
         config = self.transformer.config

@@ -9,16 +9,15 @@ until the mask channels are trained.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
 from ..files import SHIPPED
-from .conditioning import TEMPORAL, Layout, input_channels, layout_for
+from .conditioning import TEMPORAL, Layout, input_channels
+from .info import model_index
 from .pipeline import AnisoraPipeline
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -35,63 +34,6 @@ def demo_model_dir() -> Path:
     return DEMO_MODEL
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What generation needs to know of a model before its weights load: defaults and layout."""
-
-    fps: int
-    sample_frames: int
-    height: int
-    width: int
-    layout: Layout
-
-    @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
-        """From a model directory's config files alone."""
-        path = Path(path)
-        index = _model_index(path)
-        transformer, vae = (_read_config(path / part / "config.json") for part in ("transformer", "vae"))
-        try:
-            scale = 2 ** (len(vae["block_out_channels"]) - 1)  # diffusers' vae_scale_factor_spatial
-            return cls(
-                fps=int(index.get("fps", 16)),
-                sample_frames=int(transformer["sample_frames"]),
-                height=int(transformer["sample_height"]) * scale,
-                width=int(transformer["sample_width"]) * scale,
-                layout=layout_for(int(transformer["in_channels"]), int(vae["latent_channels"])),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise InputError(f"{path}: unusable model config ({type(error).__name__}: {error})") from None
-
-    @classmethod
-    def of(cls, pipe: AnisoraPipeline) -> ModelInfo:
-        """From a loaded pipeline."""
-        config, scale = pipe.transformer.config, pipe.vae_scale_factor_spatial
-        return cls(
-            int(pipe.config.fps),
-            config.sample_frames,
-            config.sample_height * scale,
-            config.sample_width * scale,
-            pipe.layout,
-        )
-
-
-def _model_index(path: Path) -> dict:
-    if not (path / "model_index.json").is_file():
-        raise InputError(f"{path} is not a diffusers model directory (no model_index.json)")
-    return _read_config(path / "model_index.json")
-
-
-def _read_config(path: Path) -> dict:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read {path}: {error}") from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return config
-
-
 def load_pipeline(
     path: str | os.PathLike[str],
     *,
@@ -102,7 +44,7 @@ def load_pipeline(
 ) -> AnisoraPipeline:
     """An `AnisoraPipeline` from a local diffusers directory (model_index.json + component folders)."""
     path = Path(path)
-    _model_index(path)
+    model_index(path)
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     try:
@@ -122,7 +64,7 @@ def load_pipeline(
 
 def _shipped_text_encoder(path: Path) -> dict:
     """The tokenizer and text encoder for a model saved without them (`text_encoder_name`), else nothing."""
-    index = _model_index(path)
+    index = model_index(path)
     name = index.get("text_encoder_name")
     if name is None or index.get("text_encoder") not in (None, [None, None]):
         return {}
