@@ -133,7 +133,7 @@ def test_existing_output_is_kept_and_missing_model_explained(inputs, tmp_path, c
     assert "train it with `make demo-model`" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["generate", "--model", "m", "--guide", "nonsense", "--out", "x.mp4"])
-    assert "FRAME:IMAGE" in capsys.readouterr().err
+    assert "FRAME[@STRENGTH]:IMAGE" in capsys.readouterr().err
 
 
 def test_the_shipped_demo_model_is_the_default(tmp_path):
@@ -171,3 +171,12 @@ def test_a_size_the_learned_position_embedding_lacks_is_refused_before_loading(t
     args = ["generate", "--model", str(tmp_path / "model"), "--image", str(tmp_path / "first.png")]
     assert main([*args, "--size", "64x48", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "covers 48x32 with up to 9 frames; 64x48 with 9 frames cannot be made" in capsys.readouterr().err
+
+
+def test_guides_at_times_and_from_the_end(inputs, tmp_path):
+    out = tmp_path / "timed.mp4"
+    extra = ["--frames", "17", "--at", f"0.5:{inputs / 'last.png'}", f"--guide=-1:{inputs / 'last.png'}"]
+    assert generate(inputs, out, *extra) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["resolved"]["guide_frames"] == [0, 16, 8]  # --image, --guide, then --at
+    assert sidecar["job"]["guides"][2]["frame"] == {"t": 0.5}

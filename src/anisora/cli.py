@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from .errors import AnisoraError, InputError
 from .evaluate.cli import add_evaluate_parser
+from .model.convert.cli import add_convert_parser
 from .studio.cli import add_studio_parsers
 
 
@@ -23,13 +24,17 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _guide(text: str):
+def _guide(text: str, timed: bool = False):
     from .model.generate import parse_guide
 
     try:
-        return parse_guide(text)
+        return parse_guide(text, timed=timed)
     except InputError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _timed_guide(text: str):
+    return _guide(text, timed=True)
 
 
 def _cmd_toonworld(args: argparse.Namespace) -> int:
@@ -59,7 +64,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .model.weights import demo_model_dir
 
     guides = [GuideSpec(str(args.image), 0, args.image_strength)] if args.image else []
-    guides += args.guide
+    guides += args.guide + args.at
     width, height = args.size if args.size else (None, None)
     job = GenerateJob(
         model=str(args.model or demo_model_dir()),
@@ -361,7 +366,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FRAME[@STRENGTH]:IMAGE",
-        help="another guide image at a pixel frame index or 'last', e.g. 48:end.png (repeatable)",
+        help="another guide image at a pixel frame index (negative from the end: --guide=-1:end.png) or 'last', "
+        "e.g. 48:end.png "
+        "(repeatable)",
+    )
+    ge.add_argument(
+        "--at",
+        type=_timed_guide,
+        action="append",
+        default=[],
+        metavar="T[@STRENGTH]:IMAGE",
+        help="a guide image at a share T of the clip, 0-1, placed as AniSora V3 does (frame int((F-1)T) "
+        "rounded to a multiple of 8), e.g. 0.5:middle.png (repeatable)",
     )
     ge.add_argument("--mask", type=Path, help="motion-region mask over the first guide: white = may move")
     ge.add_argument("--motion", type=float, help="motion score for the prompt suffix (V1: 0.5-1.5)")
@@ -453,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk.set_defaults(func=_cmd_toonworld_keyframes)
 
     add_evaluate_parser(sub, _size)
+    add_convert_parser(sub)
     add_studio_parsers(sub)
 
     pr = sub.add_parser("probe", help="print video metadata as JSON lines")

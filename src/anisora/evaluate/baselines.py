@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..media import load_image, write_video
+from ..model.request import resolve_frame
 from .cases import Case, load_bench
 from .runner import score_videos
 from .scoring import MetricOptions
@@ -56,7 +57,7 @@ def _write(case: Case, kind: str, path: Path) -> None:
     if not case.guides or None in (case.frames, case.width, case.height, case.fps):
         raise InputError(f"{case.id}: the {kind} baseline needs guides and frames, fps, width, height")
     frames, height, width = case.frames, case.height, case.width
-    ordered = sorted(case.guides, key=lambda g: frames - 1 if g.frame == "last" else int(g.frame) % frames)
+    ordered = sorted(case.guides, key=lambda g: resolve_frame(g.frame, frames))
     first = fit_image(load_image(ordered[0].image), height, width)[0].astype(np.float32)
     last = fit_image(load_image(ordered[-1].image), height, width)[0].astype(np.float32)
     if kind == "still" or len(ordered) == 1:

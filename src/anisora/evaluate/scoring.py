@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, MediaError
 from ..media import VideoInfo, iter_frames, load_image, probe
+from ..model.request import resolve_frame
 from .cases import Case
 from .metrics import (
     PSNR,
@@ -159,11 +160,12 @@ def case_inputs(case: Case, video: np.ndarray, fps: float) -> tuple[dict[str, An
     notes: list[str] = []
     guides = {}
     for guide in case.guides:
-        index = frames - 1 if guide.frame == "last" else int(guide.frame)
-        if not -frames <= index < frames:
-            notes.append(f"guide frame {guide.frame} is outside the video's {frames} frames: not scored")
+        try:
+            index = resolve_frame(guide.frame, frames)
+        except InputError as exc:
+            notes.append(f"{exc}: not scored")
             continue
-        guides[index % frames] = fit_image(load_image(guide.image), height, width)[0]
+        guides[index] = fit_image(load_image(guide.image), height, width)[0]
     if guides:
         inputs["guides"] = guides
     if 0 in guides:

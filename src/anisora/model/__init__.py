@@ -1,20 +1,29 @@
-"""The spatiotemporal-mask video diffusion model: conditioning, pipeline, weights and presets."""
+"""The spatiotemporal-mask video diffusion model: conditioning, pipeline, weights and presets.
 
-from .conditioning import Conditioning, ConditionRequest, Guide, build_conditioning, frames_for_seconds
-from .pipeline import AnisoraOutput, AnisoraPipeline
-from .presets import build_components
-from .weights import load_lora, load_pipeline, widen_to_anisora
+The names below load on first use, so torch-free parts (`anisora.model.request`) import without torch.
+"""
 
-__all__ = [
-    "AnisoraOutput",
-    "AnisoraPipeline",
-    "ConditionRequest",
-    "Conditioning",
-    "Guide",
-    "build_components",
-    "build_conditioning",
-    "frames_for_seconds",
-    "load_lora",
-    "load_pipeline",
-    "widen_to_anisora",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "AnisoraOutput": "pipeline",
+    "AnisoraPipeline": "pipeline",
+    "At": "request",
+    "ConditionRequest": "conditioning",
+    "Conditioning": "conditioning",
+    "Guide": "conditioning",
+    "build_components": "presets",
+    "build_conditioning": "conditioning",
+    "frames_for_seconds": "conditioning",
+    "load_lora": "weights",
+    "load_pipeline": "weights",
+    "resolve_frame": "request",
+    "widen_to_anisora": "weights",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'anisora.model' has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

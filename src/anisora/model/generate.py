@@ -29,6 +29,7 @@ from .conditioning import (
 )
 from .info import ModelInfo
 from .pipeline import AnisoraPipeline
+from .request import At, FrameSpec, parse_frame, resolve_frame
 from .weights import DEMO_MODEL, DEMO_MODEL_NAME, DTYPES, load_lora, load_pipeline
 
 SCHEDULERS = ("ddim", "dpm")
@@ -38,7 +39,7 @@ MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
 @dataclass
 class GuideSpec:
     path: str
-    frame: int | str  # a pixel frame index, or "last"
+    frame: FrameSpec  # a pixel frame index (negative from the end), "last" or At(t)
     strength: float = 1.0
 
 
@@ -73,17 +74,22 @@ class GenerateJob:
     vae_slicing: bool = False
 
 
-def parse_guide(text: str) -> GuideSpec:
-    """FRAME[@STRENGTH]:PATH, FRAME a pixel index or "last": "0:first.png", "last@0.8:end.png"."""
+def parse_guide(text: str, *, timed: bool = False) -> GuideSpec:
+    """PLACE[@STRENGTH]:PATH. PLACE is a pixel index (negative from the end) or "last" ("0:first.png",
+    "last@0.8:end.png"), or with `timed` a share of the clip in [0, 1] ("0.5:middle.png")."""
+    place = "TIME" if timed else "FRAME"
     head, sep, path = text.partition(":")
     if not sep or not path:
-        raise InputError(f"--guide expects FRAME:IMAGE such as 48:last.png, got {text!r}")
-    frame_text, _, strength_text = head.partition("@")
+        raise InputError(
+            f"expected {place}[@STRENGTH]:IMAGE such as {'0.5' if timed else '48'}:end.png, got {text!r}"
+        )
+    place_text, _, strength_text = head.partition("@")
     try:
-        frame: int | str = "last" if frame_text == "last" else int(frame_text)
+        frame = At(float(place_text)) if timed else parse_frame(place_text)
         strength = float(strength_text) if strength_text else 1.0
-    except ValueError:
-        raise InputError(f"--guide {text!r}: FRAME must be an integer or 'last', STRENGTH a number") from None
+    except (InputError, ValueError):
+        kinds = "a number in [0, 1]" if timed else "an integer or 'last'"
+        raise InputError(f"{text!r}: {place} must be {kinds}, STRENGTH a number") from None
     return GuideSpec(path, frame, strength)
 
 
@@ -113,7 +119,7 @@ def prepare_job(job: GenerateJob, model: ModelInfo | None = None) -> PreparedJob
     images = [load_image(spec.path) for spec in job.guides]
     mask = load_image(job.mask, background=(0, 0, 0)) if job.mask else None
     guides = tuple(
-        Guide(image, _frame(spec, num_frames), spec.strength)
+        Guide(image, resolve_frame(spec.frame, num_frames), spec.strength)
         for spec, image in zip(job.guides, images, strict=True)
     )
     request = ConditionRequest(
@@ -295,7 +301,3 @@ def _frame_count(job: GenerateJob, model: ModelInfo, fps: int) -> int:
     if job.seconds is not None:
         return frames_for_seconds(job.seconds, fps)
     return model.sample_frames
-
-
-def _frame(spec: GuideSpec, num_frames: int) -> int:
-    return num_frames - 1 if spec.frame == "last" else int(spec.frame)
