@@ -59,20 +59,24 @@ def latent_frame_count(num_frames: int) -> int:
     return (num_frames - 1) // TEMPORAL + 1
 
 
-def check_frame_count(num_frames: int) -> None:
-    """Raise unless `num_frames` is 8k+1 (k >= 0), naming the valid counts on either side.
+def check_frame_count(num_frames: int, step: int = FRAME_STEP) -> None:
+    """Raise unless `num_frames` is `step`k+1 (k >= 0), naming the valid counts on either side.
 
-    4k+1 frames make k+1 latent frames, but CogVideoX's causal VAE decodes only an odd number of latent
-    frames back to 4k+1 frames: its temporal upsampling keeps the first latent frame apart only then (two
-    latent frames decode to 8 frames, not 5). So the video lengths that round-trip are 1, 9, 17, 25, ... 49.
+    4k+1 frames make k+1 latent frames. Wan's VAE decodes any of them (step 4), but CogVideoX's causal VAE
+    decodes only an odd number of latent frames back to 4k+1 frames: its temporal upsampling keeps the first
+    latent frame apart only then (two latent frames decode to 8 frames, not 5). So CogVideoX lengths (step 8,
+    the default) are 1, 9, 17, 25, ... 49.
     """
+    form = f"{step}k+1"
     if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
-        raise InputError(f"frame count must be a positive integer of the form 8k+1, got {num_frames!r}")
-    if (num_frames - 1) % FRAME_STEP:
-        below = num_frames - (num_frames - 1) % FRAME_STEP
+        raise InputError(f"frame count must be a positive integer of the form {form}, got {num_frames!r}")
+    if (num_frames - 1) % step:
+        below = num_frames - (num_frames - 1) % step
+        why = "4 frames per latent frame after the first"
+        if step == FRAME_STEP:
+            why += ", and an odd number of latent frames for the VAE to decode"
         raise InputError(
-            f"{num_frames} frames is not of the form 8k+1 (4 frames per latent frame after the first, and an "
-            f"odd number of latent frames for the VAE to decode); use {below} or {below + FRAME_STEP}"
+            f"{num_frames} frames is not of the form {form} ({why}); use {below} or {below + step}"
         )
 
 
@@ -258,17 +262,25 @@ def build_conditioning(
     mask = torch.from_numpy(reproject_mask(frame_mask)).to(device=device, dtype=dtype)
     mask = mask[None, :, :, None, None].expand(1, t_lat, TEMPORAL, h_lat, w_lat).contiguous()
 
+    return Conditioning(
+        guide_latents, mask, conditioned_prompt(request), request.motion_score, region, region_latent, notes
+    )
+
+
+def conditioned_prompt(request: ConditionRequest) -> str:
+    """The user's prompt with the official score suffix when a score was given."""
     prompt = " ".join(str(request.prompt or "").split())
     if request.motion_score is not None or request.aesthetic_score is not None:
         aesthetic = DEFAULT_AESTHETIC if request.aesthetic_score is None else request.aesthetic_score
         motion = request.motion_score if request.motion_score is not None else 0.0
         prompt = training_prompt(prompt, aesthetic, motion)
-    return Conditioning(guide_latents, mask, prompt, request.motion_score, region, region_latent, notes)
+    return prompt
 
 
-def check_request(request: ConditionRequest) -> None:
-    """Raise InputError for anything the model cannot be asked: cheap, so callers run it before loading."""
-    check_frame_count(request.num_frames)
+def check_request(request: ConditionRequest, frame_step: int = FRAME_STEP) -> None:
+    """Raise InputError for anything the model cannot be asked: cheap, so callers run it before loading.
+    `frame_step` is the backbone's frame rule (see `check_frame_count`)."""
+    check_frame_count(request.num_frames, frame_step)
     for name in ("height", "width"):
         value = getattr(request, name)
         if not isinstance(value, (int, np.integer)) or value < 2 * SPATIAL or value % (2 * SPATIAL):

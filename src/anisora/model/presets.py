@@ -160,3 +160,61 @@ def _check(preset: str) -> str:
 
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return preset
+
+
+# Wan2.1 / Wan2.2 image-to-video (AniSora V2-V3.2): the official sampler, UniPC on flow sigmas with shift 5.
+WAN_SCHEDULER = dict(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
+WAN_BOUNDARY_RATIO = 0.9  # Wan2.2: the high-noise expert runs while t >= 0.9 x 1000
+
+
+def build_wan_components(*, experts: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Tiny random Wan image-to-video components for `AnisoraWanPipeline(**components)`: Wan2.1's layout with
+    a CLIP image encoder, or with `experts` Wan2.2's two transformers and no image encoder."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        UMT5Config,
+        UMT5EncoderModel,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = char_tokenizer()
+    text = UMT5EncoderModel(
+        UMT5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    )
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    clip = None if experts else CLIPVisionConfig(
+        hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+        patch_size=8, projection_dim=8,
+    )  # fmt: skip
+
+    def transformer():
+        return WanTransformer3DModel(
+            num_attention_heads=2, attention_head_dim=8, in_channels=36, out_channels=16, text_dim=16,
+            ffn_dim=32, num_layers=2, image_dim=None if experts else clip.hidden_size, rope_max_seq_len=32,
+        )  # fmt: skip
+
+    components = dict(
+        tokenizer=tokenizer,
+        text_encoder=text,
+        vae=vae,
+        scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER),
+        transformer=transformer(),
+        image_encoder=None if experts else CLIPVisionModel(clip),
+        image_processor=None if experts else CLIPImageProcessorPil(crop_size=32, size=32),
+    )
+    if experts:
+        components.update(transformer_2=transformer(), boundary_ratio=WAN_BOUNDARY_RATIO)
+    for module in (
+        text,
+        vae,
+        components["transformer"],
+        components.get("transformer_2"),
+        components["image_encoder"],
+    ):
+        if module is not None:
+            module.eval()
+    return components
