@@ -260,8 +260,8 @@ def positions_seen(pipe, num_frames: int) -> torch.Tensor:
 
 
 def test_a_learned_position_embedding_serves_shorter_clips_with_its_first_rows():
-    """diffusers swaps a learned embedding for a computed one at any frame count but its own; the official code
-    uses the learned one's first rows. Here 9 frames is the full grid and 1 frame its prefix."""
+    """diffusers swaps a learned embedding for a computed one at any frame count but its own; the official
+    code uses the learned one's first rows. Here 9 frames is the full grid and 1 frame its prefix."""
     pipe = learned_positions_pipe()
     full = pipe.transformer.patch_embed.pos_embedding.shape[1]
     torch.testing.assert_close(positions_seen(pipe, 9), torch.arange(full, dtype=torch.float32))

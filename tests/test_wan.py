@@ -1,5 +1,7 @@
 """AnisoraWanPipeline (AniSora V2-V3.2 on diffusers' Wan) on tiny random components."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,29 @@ def test_any_4k_plus_1_frames_and_bad_requests():
         pipe([], **SIZE)
     with pytest.raises(InputError, match="outside the video"):
         pipe([Guide(panel(), 9)], **SIZE)
+
+
+def test_generate_runs_a_wan_directory_with_its_release_presets(tmp_path):
+    """A saved Wan directory loads by its model_index; steps, guidance and fps come from its presets."""
+    from anisora.cli import main
+    from anisora.media import probe, save_image
+
+    presets = {"fps": 12, "num_frames": 9, "height": 32, "width": 48, "steps": 2, "guidance": 1.0}
+    AnisoraWanPipeline(**build_wan_components(experts=True), anisora_presets=presets).save_pretrained(
+        tmp_path / "v3.2"
+    )
+    save_image(tmp_path / "first.png", panel())
+    out = tmp_path / "clip.mp4"
+    args = ["generate", "--model", str(tmp_path / "v3.2"), "--image", str(tmp_path / "first.png")]
+    assert main([*args, "--at", f"1:{tmp_path / 'first.png'}", "--out", str(out)]) == 0
+    info = probe(out)
+    assert (info.frame_count, info.width, info.height, info.fps) == (9, 48, 32, 12)
+    resolved = json.loads(out.with_suffix(".json").read_text())["resolved"]
+    assert (resolved["backbone"], resolved["steps"], resolved["guidance"]) == ("wan", 2, 1.0)
+    assert resolved["guide_frames"] == [0, 8]
+
+    plain = tmp_path / "wan2.1"  # as diffusers (and `anisora convert wan`) name the class
+    WanImageToVideoPipeline(**build_wan_components()).save_pretrained(plain)
+    args = ["generate", "--model", str(plain), "--image", str(tmp_path / "first.png"), "--size", "48x32"]
+    assert main([*args, "--frames", "5", "--steps", "1", "--out", str(tmp_path / "plain.mp4")]) == 0
+    assert main([*args, "--frames", "7", "--out", str(tmp_path / "bad.mp4")]) == 2  # Wan: 4k+1

@@ -366,9 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FRAME[@STRENGTH]:IMAGE",
-        help="another guide image at a pixel frame index (negative from the end: --guide=-1:end.png) or 'last', "
-        "e.g. 48:end.png "
-        "(repeatable)",
+        help="another guide image at a pixel frame index (negative from the end: --guide=-1:end.png) or "
+        "'last', e.g. 48:end.png (repeatable)",
     )
     ge.add_argument(
         "--at",
@@ -388,8 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--size", type=_size, help="WIDTHxHEIGHT, multiples of 16 (default: the model's)")
     ge.add_argument("--prompt", default="", help="text prompt")
     ge.add_argument("--negative-prompt", default="", help="text for the unconditional branch")
-    ge.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    ge.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (default 6)")
+    ge.add_argument(
+        "--steps",
+        type=int,
+        help="sampling steps (default: the model's; 50 for CogVideoX, 8 for AniSora V3.x)",
+    )
+    ge.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale (default: the model's; 6 for CogVideoX, 1 for AniSora V3.x: "
+        "no unconditional pass)",
+    )
     ge.add_argument("--dynamic-cfg", action="store_true", help="cosine-ramped guidance scale")
     ge.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="default dpm (DPM++2M)")
     ge.add_argument("--seed", type=int, default=0)

@@ -80,13 +80,16 @@ def check_frame_count(num_frames: int, step: int = FRAME_STEP) -> None:
         )
 
 
-def frames_for_seconds(seconds: float, fps: float = 16.0, *, min_s: float = 2.0, max_s: float = 8.0) -> int:
-    """The 8k+1 frame count nearest to `seconds` at `fps` (2-8 s by default): 2 s at 16 fps -> 33 frames."""
+def frames_for_seconds(
+    seconds: float, fps: float = 16.0, *, min_s: float = 2.0, max_s: float = 8.0, step: int = FRAME_STEP
+) -> int:
+    """The `step`k+1 frame count nearest to `seconds` at `fps` (2-8 s by default): 2 s at 16 fps -> 33
+    frames."""
     if not (math.isfinite(seconds) and min_s <= seconds <= max_s):
         raise InputError(f"duration must be {min_s:g}-{max_s:g} s, got {seconds!r}")
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be positive, got {fps!r}")
-    return FRAME_STEP * max(1, round(seconds * fps / FRAME_STEP)) + 1
+    return step * max(1, round(seconds * fps / step)) + 1
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,8 @@ class GenerateJob:
     fps: int | None = None
     width: int | None = None
     height: int | None = None
-    steps: int = 50
-    guidance: float = 6.0
+    steps: int | None = None  # None: the model's (50 for CogVideoX, the release's preset for Wan)
+    guidance: float | None = None
     dynamic_cfg: bool = False
     scheduler: str = "dpm"
     seed: int = 0
@@ -99,6 +99,8 @@ class PreparedJob:
 
     request: ConditionRequest
     fps: int
+    steps: int
+    guidance: float
 
 
 def prepare_job(job: GenerateJob, model: ModelInfo | None = None) -> PreparedJob:
@@ -114,6 +116,8 @@ def prepare_job(job: GenerateJob, model: ModelInfo | None = None) -> PreparedJob
         and (model.layout, job.layout) != ("v1", "anisora")
     ):
         raise InputError(f"cannot convert a {model.layout!r} model to the {job.layout!r} layout")
+    if model.backbone == "wan" and (job.mask or job.dynamic_cfg):
+        raise InputError("motion-region masks and dynamic CFG run on CogVideoX models only, for now")
     fps = job.fps or model.fps
     num_frames = _frame_count(job, model, fps)
     images = [load_image(spec.path) for spec in job.guides]
@@ -132,9 +136,10 @@ def prepare_job(job: GenerateJob, model: ModelInfo | None = None) -> PreparedJob
         job.motion,
         job.aesthetic,
     )
-    check_request(request)
+    check_request(request, model.frame_step)
     model.check_size(request.num_frames, request.height, request.width)
-    return PreparedJob(request, fps)
+    steps = model.steps if job.steps is None else job.steps
+    return PreparedJob(request, fps, steps, model.guidance if job.guidance is None else job.guidance)
 
 
 def validate_job(job: GenerateJob) -> None:
@@ -159,6 +164,8 @@ def _check_options(job: GenerateJob) -> None:
         raise InputError("give both width and height, or neither")
     for name in ("guidance", "lora_scale"):
         value = getattr(job, name)
+        if value is None and name == "guidance":
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InputError(f"{name.replace('_', ' ')} must be a finite number, got {value!r}")
     if job.lora and not Path(job.lora).exists():
@@ -182,15 +189,17 @@ def device_of(job: GenerateJob) -> torch.device:
 
 
 def open_pipeline(job: GenerateJob) -> AnisoraPipeline:
-    """Load the model with the job's layout, dtype, device, memory options, scheduler and LoRA."""
+    """Load the model with the job's layout, dtype, device, memory options, scheduler (CogVideoX; Wan keeps
+    its release's UniPC) and LoRA."""
     device = device_of(job)
     pipe = load_pipeline(job.model, layout=job.layout, dtype=job.dtype)
     if job.scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {job.scheduler!r}")
-    from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
+    if isinstance(pipe, AnisoraPipeline):
+        from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
-    kind = CogVideoXDPMScheduler if job.scheduler == "dpm" else CogVideoXDDIMScheduler
-    pipe.scheduler = kind.from_config(pipe.scheduler.config)
+        kind = CogVideoXDPMScheduler if job.scheduler == "dpm" else CogVideoXDDIMScheduler
+        pipe.scheduler = kind.from_config(pipe.scheduler.config)
     if job.lora:
         load_lora(pipe, job.lora, job.lora_scale)
     if job.cpu_offload:
@@ -230,6 +239,9 @@ def generate_to_file(
     started = time.perf_counter()
     pipe = pipe or open_pipeline(job)
     loaded = time.perf_counter()
+    cogvideox_only = {}
+    if isinstance(pipe, AnisoraPipeline):
+        cogvideox_only = dict(motion_mask=request.motion_mask, use_dynamic_cfg=job.dynamic_cfg)
     result = pipe(
         request.guides,
         prompt=request.prompt,
@@ -237,13 +249,12 @@ def generate_to_file(
         num_frames=request.num_frames,
         height=request.height,
         width=request.width,
-        motion_mask=request.motion_mask,
         motion_score=request.motion_score,
         aesthetic_score=request.aesthetic_score,
-        num_inference_steps=job.steps,
-        guidance_scale=job.guidance,
-        use_dynamic_cfg=job.dynamic_cfg,
+        num_inference_steps=prepared.steps,
+        guidance_scale=prepared.guidance,
         generator=torch.Generator("cpu").manual_seed(job.seed),
+        **cogvideox_only,
     )
     sampled = time.perf_counter()
     write_video(out, result.frames, fps)
@@ -258,8 +269,11 @@ def generate_to_file(
             "width": request.width,
             "height": request.height,
             "guide_frames": [g.frame for g in request.guides],
-            "layout": pipe.layout,
-            "motion_embedding": bool(pipe.config.motion_embedding),
+            "steps": prepared.steps,
+            "guidance": prepared.guidance,
+            "backbone": "cogvideox" if isinstance(pipe, AnisoraPipeline) else "wan",
+            "layout": ModelInfo.of(pipe).layout,
+            "motion_embedding": bool(getattr(pipe.config, "motion_embedding", False)),
         },
         "prompt_used": result.prompt,
         "notes": result.notes,
@@ -296,8 +310,8 @@ def _frame_count(job: GenerateJob, model: ModelInfo, fps: int) -> int:
     if job.frames is not None and job.seconds is not None:
         raise InputError("give --frames or --seconds, not both")
     if job.frames is not None:
-        check_frame_count(job.frames)
+        check_frame_count(job.frames, model.frame_step)
         return job.frames
     if job.seconds is not None:
-        return frames_for_seconds(job.seconds, fps)
+        return frames_for_seconds(job.seconds, fps, step=model.frame_step)
     return model.sample_frames

@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .conditioning import Layout, layout_for
+from .conditioning import FRAME_STEP, TEMPORAL, Layout, layout_for
 
 # What a directory without an fps entry plays at: CogVideoX-5B-I2V's own rate (49 frames = 6 s).
 DEFAULT_FPS = 8
+WAN_PIPELINES = ("WanImageToVideoPipeline", "AnisoraWanPipeline")
+# Wan image-to-video without recorded presets: Wan2.1-I2V's own (480p, 81 frames at 16 fps, 40 steps, CFG 5);
+# a converted AniSora release records its own in model_index.json under "anisora_presets".
+WAN_DEFAULTS = {"fps": 16, "num_frames": 81, "height": 480, "width": 832, "steps": 40, "guidance": 5.0}
 
 
 @dataclass(frozen=True)
@@ -23,12 +27,18 @@ class ModelInfo:
     width: int
     layout: Layout
     learned_positions: bool = False  # a learned position embedding (CogVideoX-5B-I2V, AniSora V1)
+    backbone: str = "cogvideox"  # or "wan"
+    frame_step: int = FRAME_STEP  # frame counts are frame_step k + 1 (see conditioning.check_frame_count)
+    steps: int = 50  # the sampling defaults the model was released with
+    guidance: float = 6.0
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
         """From a model directory's config files."""
         path = Path(path)
         index = model_index(path)
+        if index.get("_class_name") in WAN_PIPELINES:
+            return cls.wan(index.get("anisora_presets") or {}, path)
         transformer, vae = (read_config(path / part / "config.json") for part in ("transformer", "vae"))
         try:
             scale = 2 ** (len(vae["block_out_channels"]) - 1)  # diffusers' vae_scale_factor_spatial
@@ -44,8 +54,31 @@ class ModelInfo:
             raise InputError(f"{path}: unusable model config ({type(error).__name__}: {error})") from None
 
     @classmethod
+    def wan(cls, presets: dict, where: str | os.PathLike[str] = "model") -> ModelInfo:
+        """A Wan image-to-video model with these release presets (WAN_DEFAULTS for the rest)."""
+        if not isinstance(presets, dict):
+            raise InputError(f"{where}: anisora_presets in model_index.json must be a mapping")
+        try:
+            values = {key: type(default)(presets.get(key, default)) for key, default in WAN_DEFAULTS.items()}
+        except (TypeError, ValueError) as error:
+            raise InputError(f"{where}: unusable anisora_presets ({error})") from None
+        return cls(
+            fps=values["fps"],
+            sample_frames=values["num_frames"],
+            height=values["height"],
+            width=values["width"],
+            layout="anisora",  # 16 noise + 4 mask + 16 condition channels
+            backbone="wan",
+            frame_step=TEMPORAL,
+            steps=values["steps"],
+            guidance=values["guidance"],
+        )
+
+    @classmethod
     def of(cls, pipe) -> ModelInfo:
-        """From a loaded `AnisoraPipeline`."""
+        """From a loaded `AnisoraPipeline` or `AnisoraWanPipeline`."""
+        if pipe.__class__.__name__ in WAN_PIPELINES:
+            return cls.wan(getattr(pipe.config, "anisora_presets", None) or {})
         config, scale = pipe.transformer.config, pipe.vae_scale_factor_spatial
         return cls(
             int(pipe.config.fps),

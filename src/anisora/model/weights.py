@@ -17,7 +17,7 @@ import torch
 from ..errors import InputError
 from ..files import SHIPPED
 from .conditioning import TEMPORAL, Layout, input_channels
-from .info import model_index
+from .info import ModelInfo, model_index
 from .pipeline import AnisoraPipeline
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -44,9 +44,10 @@ def load_pipeline(
 ) -> AnisoraPipeline:
     """An `AnisoraPipeline` from a local diffusers directory (model_index.json + component folders)."""
     path = Path(path)
-    model_index(path)
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if ModelInfo.read(path).backbone == "wan":
+        return _load_wan(path, layout, dtype, lora, lora_scale)
     try:
         extra = _shipped_text_encoder(path)
         pipe = AnisoraPipeline.from_pretrained(path, dtype=DTYPES[dtype], local_files_only=True, **extra)
@@ -57,6 +58,20 @@ def load_pipeline(
             raise InputError(f"cannot convert a {pipe.layout!r} model to the {layout!r} layout")
         pipe.transformer = widen_to_anisora(pipe.transformer)
         pipe.register_modules(transformer=pipe.transformer)
+    if lora is not None:
+        load_lora(pipe, lora, lora_scale)
+    return pipe
+
+
+def _load_wan(path: Path, layout, dtype: str, lora, lora_scale: float):
+    from .backbones.wan import AnisoraWanPipeline
+
+    if layout not in (None, "anisora"):
+        raise InputError(f"a Wan image-to-video model has the 'anisora' layout, not {layout!r}")
+    try:
+        pipe = AnisoraWanPipeline.from_pretrained(path, torch_dtype=DTYPES[dtype], local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"cannot load the model in {path}: {error}") from None
     if lora is not None:
         load_lora(pipe, lora, lora_scale)
     return pipe

@@ -36,9 +36,41 @@ from ..pipeline import AnisoraOutput
 
 
 class AnisoraWanPipeline(WanImageToVideoPipeline):
-    """Wan2.1 / Wan2.2 image-to-video components (AniSora V2, V3, V3.1, V3.2) taking guides at any frames."""
+    """Wan2.1 / Wan2.2 image-to-video components (AniSora V2, V3, V3.1, V3.2) taking guides at any frames.
+
+    `anisora_presets` (fps, num_frames, height, width, steps, guidance: the release's own settings, written by
+    `anisora convert wan`) is saved in model_index.json; `anisora.model.info.ModelInfo` reads it.
+    """
 
     _guides: tuple[Guide, ...] = ()  # the call's guides, for `prepare_latents`
+
+    def __init__(
+        self,
+        tokenizer,
+        text_encoder,
+        vae,
+        scheduler,
+        image_processor=None,
+        image_encoder=None,
+        transformer=None,
+        transformer_2=None,
+        boundary_ratio: float | None = None,
+        expand_timesteps: bool = False,
+        anisora_presets: dict | None = None,
+    ):
+        super().__init__(
+            tokenizer,
+            text_encoder,
+            vae,
+            scheduler,
+            image_processor,
+            image_encoder,
+            transformer,
+            transformer_2,
+            boundary_ratio,
+            expand_timesteps,
+        )
+        self.register_to_config(anisora_presets=anisora_presets)
 
     @torch.no_grad()
     def __call__(
