@@ -41,7 +41,8 @@ def add_convert_parser(sub) -> None:
     wan.add_argument(
         "--base",
         type=Path,
-        help="a diffusers Wan I2V folder whose text/image encoders and tokenizers are reused",
+        help="required: a diffusers Wan I2V folder (Wan2.1-I2V-14B-720P-Diffusers; Wan2.2-I2V-A14B-Diffusers "
+        "for V3.2) whose text/image encoders and tokenizers, and VAE when SRC has none, are linked",
     )
     wan.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     wan.set_defaults(func=_wan)
