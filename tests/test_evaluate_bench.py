@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import anisora.model.generate as generate_module
+import anisora.model.loading as loading_module
 from anisora.cli import main
 from anisora.errors import InputError
 from anisora.evaluate import runner
@@ -141,7 +142,7 @@ def forbid_generation(monkeypatch):
         raise AssertionError("a video was generated again")
 
     monkeypatch.setattr(generate_module, "generate_to_file", refuse)
-    monkeypatch.setattr(generate_module, "open_pipeline", refuse)
+    monkeypatch.setattr(loading_module, "open_pipeline", refuse)
 
 
 # ------------------------------------------------------------------------------------------ bench files
@@ -182,16 +183,28 @@ def test_yaml_and_jsonl_benches_load_to_equal_cases(bench_dir, tmp_path, monkeyp
     assert from_yaml.path == (bench_dir / "bench.yaml").resolve()
     cases = from_yaml.by_id()
     assert [c.task for c in from_yaml.cases] == ["i2v", "interpolation", "interpolation", "region", "t2v"]
-    assert cases["a"].guides[0].image == (bench_dir / "img" / "first.png").resolve()
-    assert cases["a"].guides[0].image.is_file() and cases["d"].mask == (bench_dir / "img/mask.png").resolve()
+    assert cases["a"].request.guides[0].image == (bench_dir / "img" / "first.png").resolve()
+    assert (
+        cases["a"].request.guides[0].image.is_file()
+        and cases["d"].request.mask == (bench_dir / "img/mask.png").resolve()
+    )
     assert cases["d"].reference == (bench_dir / "truth.mp4").resolve()
-    assert [(g.frame, g.strength) for g in cases["b"].guides] == [(0, 1.0), ("last", 1.0)]
-    assert [(g.frame, g.strength) for g in cases["c"].guides] == [(8, 0.5)]
+    assert [(g.frame, g.strength) for g in cases["b"].request.guides] == [(0, 1.0), ("last", 1.0)]
+    assert [(g.frame, g.strength) for g in cases["c"].request.guides] == [(8, 0.5)]
     # defaults apply, a case overrides them
-    assert (cases["a"].frames, cases["a"].fps, cases["a"].width, cases["a"].height) == (9, 8, 64, 48)
-    assert (cases["a"].seed, cases["a"].dim) == (3, "2D")
-    assert (cases["e.t2v_1"].frames, cases["e.t2v_1"].seed, cases["e.t2v_1"].dim) == (17, 5, "3D")
-    assert cases["e.t2v_1"].guides == () and cases["e.t2v_1"].mask is None
+    assert (
+        cases["a"].request.frames,
+        cases["a"].request.fps,
+        cases["a"].request.width,
+        cases["a"].request.height,
+    ) == (9, 8, 64, 48)
+    assert (cases["a"].request.seed, cases["a"].dim) == (3, "2D")
+    assert (cases["e.t2v_1"].request.frames, cases["e.t2v_1"].request.seed, cases["e.t2v_1"].dim) == (
+        17,
+        5,
+        "3D",
+    )
+    assert cases["e.t2v_1"].request.guides == () and cases["e.t2v_1"].request.mask is None
     info = cases["a"].info()
     assert {k: info[k] for k in ("case", "task", "label", "dim", "prompt")} == {
         "case": "a",
@@ -209,7 +222,7 @@ def test_explicit_task_and_case_from_another_folder(bench_dir, tmp_path):
     case = {"id": "x", "prompt": "p", "task": "t2v", "guides": [{"frame": 0, "image": "../img/first.png"}]}
     bench = load_bench(write_yaml(sub / "b.yml", {"cases": [case]}))
     assert bench.name == "b" and bench.cases[0].task == "t2v"
-    assert bench.cases[0].guides[0].image == (bench_dir / "img" / "first.png").resolve()
+    assert bench.cases[0].request.guides[0].image == (bench_dir / "img" / "first.png").resolve()
 
 
 GOOD = {"id": "a", "prompt": "p", "guides": [{"frame": 0, "image": "img/first.png"}]}
@@ -270,23 +283,35 @@ def test_toonworld_bench_cases_and_files(toonworld):
     assert cells == {(t, label) for t in ("i2v", "interpolation", "region") for label in LABELS}
     for case in bench.cases:
         assert case.id == f"{case.task}-{case.label}-01"
-        assert (case.frames, case.fps, case.width, case.height, case.dim) == (FRAMES, FPS, W, H, "2D")
-        assert case.prompt.strip() and case.motion is not None and case.motion >= 0
-        files = [g.image for g in case.guides] + [case.reference] + ([case.mask] if case.mask else [])
+        assert (case.request.frames, case.request.fps, case.request.width, case.request.height, case.dim) == (
+            FRAMES,
+            FPS,
+            W,
+            H,
+            "2D",
+        )
+        assert case.request.prompt.strip() and case.request.motion is not None and case.request.motion >= 0
+        files = (
+            [g.image for g in case.request.guides]
+            + [case.reference]
+            + ([case.request.mask] if case.request.mask else [])
+        )
         assert all(p.is_file() and p.is_relative_to(toonworld.parent / "cases" / case.id) for p in files)
         info = probe(case.reference)
         assert (info.frame_count, info.width, info.height, info.fps) == (FRAMES, W, H, FPS)
         truth = read_frames(case.reference, range(FRAMES)).astype(float)
-        first = load_image(case.guides[0].image).astype(float)
-        assert case.guides[0].frame == 0 and np.abs(first - truth[0]).mean() < 12  # the true first frame
+        first = load_image(case.request.guides[0].image).astype(float)
+        assert (
+            case.request.guides[0].frame == 0 and np.abs(first - truth[0]).mean() < 12
+        )  # the true first frame
         if case.task == "interpolation":
-            assert [g.frame for g in case.guides] == [0, "last"]
-            assert np.abs(load_image(case.guides[1].image) - truth[-1]).mean() < 12
+            assert [g.frame for g in case.request.guides] == [0, "last"]
+            assert np.abs(load_image(case.request.guides[1].image) - truth[-1]).mean() < 12
         else:
-            assert len(case.guides) == 1
-        assert (case.mask is not None) == (case.task == "region")
-        if case.mask is not None:
-            white = load_image(case.mask)[..., 0] >= 128
+            assert len(case.request.guides) == 1
+        assert (case.request.mask is not None) == (case.task == "region")
+        if case.request.mask is not None:
+            white = load_image(case.request.mask)[..., 0] >= 128
             assert white.shape == (H, W) and 0 < white.sum() < H * W
             change = np.abs(truth - truth[0]).max(axis=3)  # still camera: only the masked area moves
             assert change[:, ~white].mean() < 1.0 < change[:, white].mean()
@@ -307,7 +332,9 @@ def test_cli_toonworld_is_deterministic(toonworld, tmp_path, capsys):
     assert str(out / "bench.yaml") in capsys.readouterr().out
     assert (out / "bench.yaml").read_text() == toonworld.read_text()
     for case in load_bench(toonworld).cases:
-        for path in [g.image for g in case.guides] + ([case.mask] if case.mask else []):
+        for path in [g.image for g in case.request.guides] + (
+            [case.request.mask] if case.request.mask else []
+        ):
             twin = out / path.relative_to(toonworld.parent)
             assert twin.read_bytes() == path.read_bytes()
 
@@ -328,7 +355,7 @@ def test_case_inputs_fit_guides_and_mask_to_the_video(media):
     case = make_case(media, guides=guides, mask="mask80.png", reference="short.mp4")
     video = moving_clip()
     inputs, notes = case_inputs(case, video, 8.0)
-    assert inputs["prompt"] == case.prompt and inputs["fps"] == 8.0
+    assert inputs["prompt"] == case.request.prompt and inputs["fps"] == 8.0
     assert sorted(inputs["guides"]) == [0, 8]
     assert inputs["image"].shape == (H, W, 3) and inputs["image"].dtype == np.uint8
     assert np.array_equal(inputs["image"], wide[:, 8:72])  # 80 wide -> centre crop to 64
@@ -571,9 +598,9 @@ def spy_on_generation(monkeypatch) -> list[str]:
     made = []
     real_generate = generate_module.generate_to_file
 
-    def spy(job, path, **kwargs):
+    def spy(load, request, path, **kwargs):
         made.append(Path(path).stem)
-        return real_generate(job, path, **kwargs)
+        return real_generate(load, request, path, **kwargs)
 
     monkeypatch.setattr(generate_module, "generate_to_file", spy)
     return made

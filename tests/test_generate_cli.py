@@ -7,7 +7,7 @@ import pytest
 
 from anisora.cli import main
 from anisora.media import probe, read_frames, save_image
-from anisora.model import generate as generate_module
+from anisora.model import loading as loading_module
 from anisora.model import weights
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
@@ -40,8 +40,9 @@ def test_generate_writes_video_sidecar_and_preview(inputs, tmp_path, capsys):
     assert (info.frame_count, info.width, info.height, info.fps) == (17, 64, 48, 8)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["resolved"]["guide_frames"] == [0, 16] and sidecar["resolved"]["layout"] == "anisora"
-    assert sidecar["prompt_used"] == "a cat. aesthetic score: 5.0. motion score: 1.3."
-    assert sidecar["job"]["mask"].endswith("mask.png") and sidecar["job"]["steps"] == 2
+    # a model without presets gets the official aesthetic default, 5.5
+    assert sidecar["prompt_used"] == "a cat. aesthetic score: 5.5. motion score: 1.3."
+    assert sidecar["request"]["mask"].endswith("mask.png") and sidecar["request"]["steps"] == 2
     assert out.with_suffix(".preview.png").stat().st_size > 0
     assert "17 frames 64x48 at 8 fps" in capsys.readouterr().out
 
@@ -96,7 +97,7 @@ def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, extra, messa
 def test_bad_request_is_refused_before_the_model_loads(inputs, tmp_path, capsys, monkeypatch, extra, message):
     """Red-team findings: NaN LoRA scale wrote a black video; huge seeds, unknown devices and a guide past the
     end gave tracebacks or errors after the weights loaded; --fps 0 was silently ignored."""
-    monkeypatch.setattr(generate_module, "load_pipeline", _must_not_load)
+    monkeypatch.setattr(loading_module, "load_pipeline", _must_not_load)
     out = tmp_path / "bad.mp4"
     assert generate(inputs, out, *(e.format(root=inputs) for e in extra)) == 2
     err = capsys.readouterr().err
@@ -112,7 +113,7 @@ def test_non_positive_size_is_refused(inputs, tmp_path, capsys, size):
 
 
 def test_an_output_under_a_file_is_refused_before_the_model_loads(inputs, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(generate_module, "load_pipeline", _must_not_load)
+    monkeypatch.setattr(loading_module, "load_pipeline", _must_not_load)
     (tmp_path / "file").write_text("finished work")
     assert generate(inputs, tmp_path / "file" / "out.mp4") == 2
     assert "is a file, not a folder" in capsys.readouterr().err
@@ -145,8 +146,8 @@ def test_the_shipped_demo_model_is_the_default(tmp_path):
     args = ["generate", "--image", str(tmp_path / "first.png"), "--steps", "2", "--out", str(out)]
     assert main([*args, "--lora", str(weights.DEMO_REGION_LORA)]) == 0
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["job"]["model"] == "anisora:demo-model"  # no machine path in a shared file
-    assert sidecar["job"]["lora"] == "anisora:demo-model/region-lora"
+    assert sidecar["load"]["model"] == "anisora:demo-model"  # no machine path in a shared file
+    assert sidecar["load"]["lora"] == "anisora:demo-model/region-lora"
     resolved = sidecar["resolved"]
     assert (resolved["num_frames"], resolved["width"], resolved["height"], resolved["fps"]) == (
         17,
@@ -167,7 +168,7 @@ def test_a_size_the_learned_position_embedding_lacks_is_refused_before_loading(t
     components = {**build_components("tiny"), "transformer": CogVideoXTransformer3DModel(**config)}
     AnisoraPipeline(**components).save_pretrained(tmp_path / "model")
     save_image(tmp_path / "first.png", np.zeros((32, 48, 3), np.uint8))
-    monkeypatch.setattr(generate_module, "load_pipeline", _must_not_load)
+    monkeypatch.setattr(loading_module, "load_pipeline", _must_not_load)
     args = ["generate", "--model", str(tmp_path / "model"), "--image", str(tmp_path / "first.png")]
     assert main([*args, "--size", "64x48", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "covers 48x32 with up to 9 frames; 64x48 with 9 frames cannot be made" in capsys.readouterr().err
@@ -179,4 +180,27 @@ def test_guides_at_times_and_from_the_end(inputs, tmp_path):
     assert generate(inputs, out, *extra) == 0
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["resolved"]["guide_frames"] == [0, 16, 8]  # --image, --guide, then --at
-    assert sidecar["job"]["guides"][2]["frame"] == {"t": 0.5}
+    assert sidecar["request"]["guides"][2]["frame"] == {"t": 0.5}
+
+
+def test_prompt_file_batch_places_images_by_time_and_resumes(inputs, tmp_path, capsys, monkeypatch):
+    """The official V3 prompt file: one video per line, named by its line number, made with one load; a
+    second run keeps what is made; a bad line is one error before anything loads."""
+    first, last = inputs / "first.png", inputs / "last.png"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"a cat@@{first},{last}&&0,1\n\na dog@@{first}\n", encoding="utf-8")
+    args = ["generate", "--model", str(inputs / "model"), "--size", "64x48", "--frames", "17", "--steps", "1"]
+    args += ["--prompt-file", str(prompts), "--out-dir", str(tmp_path / "out")]
+    assert main(args) == 0
+    made = {n: json.loads((tmp_path / "out" / f"{n}.json").read_text()) for n in (0, 1)}
+    assert made[0]["resolved"]["guide_frames"] == [0, 16] and made[0]["prompt_used"] == "a cat"
+    assert made[1]["resolved"]["guide_frames"] == [0] and made[1]["prompt_used"] == "a dog"
+    assert probe(tmp_path / "out" / "1.mp4").frame_count == 17
+    monkeypatch.setattr(loading_module, "load_pipeline", _must_not_load)
+    assert main(args) == 0  # both made: nothing loads
+    prompts.write_text(f"a cat@@{first},{last}&&0,1\nbroken@@{first}&&2\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main([*args[:-1], str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other/1.mp4: a guide time must be in [0, 1]" in err
+    assert main([*args, "--prompt", "x"]) == 2  # a prompt file brings its own prompts

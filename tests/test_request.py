@@ -41,3 +41,65 @@ def test_parse_frame():
     assert [parse_frame(t) for t in ("0", "-1", "last")] == [0, -1, "last"]
     with pytest.raises(InputError, match="integer or 'last'"):
         parse_frame("0.5")
+
+
+def test_official_prompt_file_lines(tmp_path):
+    """V3's `prompt@@img1,img2&&t1,t2` (the times place the images); V3.2 may leave `&&` out (t = 0)."""
+    from anisora.model.request import parse_prompt_line
+
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.png").write_bytes(b"")
+    request = parse_prompt_line(" A girl waves. aesthetic score: 5.5. @@a.png,b.png&&0,0.5", tmp_path)
+    assert request.prompt == "A girl waves. aesthetic score: 5.5."
+    assert [(g.image, g.frame) for g in request.guides] == [
+        (str(tmp_path / "a.png"), At(0.0)),
+        (str(tmp_path / "b.png"), At(0.5)),
+    ]
+    assert [g.frame for g in parse_prompt_line("x@@a.png", tmp_path).guides] == [At(0.0)]
+    for line, message in [
+        ("no images here", "expected PROMPT@@IMAGE"),
+        ("x@@a.png,b.png", "2 image(s) but 1 time(s)"),
+        ("x@@a.png&&half", "times must be numbers"),
+        ("x@@missing.png&&0", "image missing.png not found"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse_prompt_line(line, tmp_path)
+
+
+def test_request_and_load_values_are_checked_without_a_model():
+    from anisora.model.request import LoadOptions, Request
+
+    for request, message in [
+        (Request(frames=17, seconds=2.0), "a frame count or a duration"),
+        (Request(width=64), "both width and height"),
+        (Request(steps=0), "steps must be an integer >= 1"),
+        (Request(seed=2**64), "seed must be at most"),
+        (Request(guidance=float("nan")), "guidance must be a finite number"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            request.check()
+    for load, message in [
+        (LoadOptions("m", dtype="float64"), "dtype must be one of float32, bfloat16, float16"),
+        (LoadOptions("m", offload="disk"), "offload must be one of model, sequential, group"),
+        (LoadOptions("m", lora_scale=float("inf")), "lora scale must be a finite number"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            load.check()
+
+
+def test_presets_are_read_and_checked(tmp_path):
+    """A model's release settings come from model_index.json; unknown or mistyped entries are one line."""
+    from anisora.model.info import ModelInfo
+    from anisora.model.weights import DEMO_MODEL
+
+    assert ModelInfo.read(DEMO_MODEL).aesthetic == 5.0  # trained on ToonWorld's 5.0; official models 5.5
+    wan = ModelInfo.wan({"steps": 8, "guidance": 1, "prompt_suffix": " There is no text in the video."})
+    assert (wan.steps, wan.guidance, wan.aesthetic, wan.fps, wan.frame_step) == (8, 1.0, 5.5, 16, 4)
+    for presets, message in [
+        ({"stepz": 8}, "unknown anisora_presets entry 'stepz'"),
+        ({"steps": 7.5}, "steps must be a int"),
+        ({"prompt_suffix": 3}, "prompt_suffix must be a str"),
+        ([8], "must be a mapping"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            ModelInfo.wan(presets)

@@ -37,13 +37,13 @@ def timeline_of(*seconds: float):
 
 
 def test_frame_counts_are_8k_plus_1_within_2_to_8_s():
-    assert frames_at_least(0.1, FPS) == 17  # 2 s at least
-    assert frames_at_least(2.2, FPS) == 25  # 17 frames last 2.125 s: too short
-    assert frames_at_least(7.0, FPS) == 57
-    assert frames_at_least(30.0, FPS) == 57  # 65 frames would last 8.125 s
-    assert frames_at_least(3.0, 16.0) == 49
+    assert frames_at_least(0.1, FPS, 8) == 17  # 2 s at least
+    assert frames_at_least(2.2, FPS, 8) == 25  # 17 frames last 2.125 s: too short
+    assert frames_at_least(7.0, FPS, 8) == 57
+    assert frames_at_least(30.0, FPS, 8) == 57  # 65 frames would last 8.125 s
+    assert frames_at_least(3.0, 16.0, 8) == 49
     for seconds in np.linspace(0.1, 7.1, 50):
-        frames = frames_at_least(seconds, FPS)
+        frames = frames_at_least(seconds, FPS, 8)
         assert (frames - 1) % 8 == 0 and frames / FPS >= min(seconds, 7.125) - 1e-9
 
 
@@ -58,13 +58,13 @@ def test_timeline_lays_lines_with_lead_gap_and_tail():
 
 def test_short_dialogue_is_one_part_that_fits_it():
     timeline = timeline_of(1.5, 1.2)  # 3.65 s
-    parts = plan_parts(timeline.seconds, timeline.pauses, FPS, None)
+    parts = plan_parts(timeline.seconds, timeline.pauses, FPS, None, 8)
     assert [p.frames for p in parts] == [33] and parts[0].seconds >= timeline.seconds
 
 
 def test_long_dialogue_continues_in_parts_cut_between_lines():
     timeline = timeline_of(3.0, 3.0, 3.0, 3.0)  # 13.45 s
-    parts = plan_parts(timeline.seconds, timeline.pauses, FPS, None)
+    parts = plan_parts(timeline.seconds, timeline.pauses, FPS, None, 8)
     assert len(parts) == 2
     assert all(p.seconds <= 8.0 and (p.frames - 1) % 8 == 0 for p in parts)
     assert parts[1].start == parts[0].end and parts[1].start in timeline.pauses  # cut in a pause
@@ -78,7 +78,7 @@ def test_long_dialogue_continues_in_parts_cut_between_lines():
 
 def test_a_line_longer_than_a_shot_is_cut_and_shown_in_both_parts():
     timeline = timeline_of(11.0)
-    parts = plan_parts(timeline.seconds, timeline.pauses, FPS, None)
+    parts = plan_parts(timeline.seconds, timeline.pauses, FPS, None, 8)
     assert len(parts) == 2 and parts[0].frames == 57
     first, second = (part_cues(timeline, p) for p in parts)
     assert first[0].end == pytest.approx(parts[0].seconds) and second[0].start == 0.0
@@ -89,12 +89,12 @@ def test_a_line_longer_than_a_shot_is_cut_and_shown_in_both_parts():
 
 def test_fixed_duration_is_snapped_and_dialogue_beyond_it_continues():
     quiet = timeline_of()
-    assert [p.frames for p in plan_parts(quiet.seconds, [], FPS, 3.0)] == [25]
+    assert [p.frames for p in plan_parts(quiet.seconds, [], FPS, 3.0, 8)] == [25]
     long = timeline_of(2.0, 2.0)
-    parts = plan_parts(long.seconds, long.pauses, FPS, 2.0)
+    parts = plan_parts(long.seconds, long.pauses, FPS, 2.0, 8)
     assert [p.frames for p in parts] == [17, 17, 17]
     with pytest.raises(InputError, match="2-8 s"):
-        plan_parts(5.0, [], FPS, 9.0)
+        plan_parts(5.0, [], FPS, 9.0, 8)
 
 
 def test_part_audio_is_padded_to_the_picture():

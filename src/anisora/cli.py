@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
@@ -25,7 +26,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _guide(text: str, timed: bool = False):
-    from .model.generate import parse_guide
+    from .model.request import parse_guide
 
     try:
         return parse_guide(text, timed=timed)
@@ -59,49 +60,51 @@ def _cmd_toonworld(args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_args(cls, args: argparse.Namespace, **given):
+    """A `cls` dataclass from the parsed arguments of the same names (and `given` values)."""
+    names = {f.name for f in fields(cls)} - set(given)
+    return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **given)
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .model.generate import GenerateJob, GuideSpec, generate_to_file
+    from .model.generate import generate_batch, generate_to_file, prompt_file_requests
+    from .model.request import GuideSpec, LoadOptions, Request
     from .model.weights import demo_model_dir
 
+    if (args.prompt_file is None) == (args.out is None) or (args.prompt_file is None) != (
+        args.out_dir is None
+    ):
+        raise InputError("give --out OUT.mp4, or --prompt-file FILE with --out-dir DIR")
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise InputError(f"{args.out} exists; pass --overwrite to replace it")
     guides = [GuideSpec(str(args.image), 0, args.image_strength)] if args.image else []
-    guides += args.guide + args.at
     width, height = args.size if args.size else (None, None)
-    job = GenerateJob(
-        model=str(args.model or demo_model_dir()),
-        guides=guides,
-        mask=str(args.mask) if args.mask else None,
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        motion=args.motion,
-        aesthetic=args.aesthetic,
-        seconds=args.seconds,
-        frames=args.frames,
-        fps=args.fps,
-        width=width,
-        height=height,
-        steps=args.steps,
-        guidance=args.guidance,
-        dynamic_cfg=args.dynamic_cfg,
-        scheduler=args.scheduler,
-        seed=args.seed,
-        lora=str(args.lora) if args.lora else None,
-        lora_scale=args.lora_scale,
-        layout=args.layout,
-        dtype=args.dtype,
-        device=args.device,
-        cpu_offload=args.cpu_offload,
-        vae_tiling=args.vae_tiling,
-        vae_slicing=args.vae_slicing,
+    load = _from_args(LoadOptions, args, model=str(args.model or demo_model_dir()))
+    request = _from_args(
+        Request, args, guides=tuple(guides + args.guide + args.at), width=width, height=height
     )
-    sidecar = generate_to_file(job, args.out, preview=args.preview, overwrite=args.overwrite)
+    if args.prompt_file is not None:
+        if request.guides or args.prompt:
+            raise InputError(
+                "a prompt file gives each line's prompt and images: drop --prompt and the guides"
+            )
+        requests = prompt_file_requests(args.prompt_file, request)
+        generate_batch(load, requests, args.out_dir, preview=args.preview, on_done=_print_made)
+        return 0
+    _print_made(
+        args.out, generate_to_file(load, request, args.out, preview=args.preview, overwrite=args.overwrite)
+    )
+    return 0
+
+
+def _print_made(out: Path, sidecar: dict) -> None:
     resolved = sidecar["resolved"]
     for note in sidecar["notes"]:
         print(f"note: {note}", file=sys.stderr)
     print(
-        f"{args.out}  {resolved['num_frames']} frames {resolved['width']}x{resolved['height']} "
+        f"{out}  {resolved['num_frames']} frames {resolved['width']}x{resolved['height']} "
         f"at {resolved['fps']} fps, sampled in {sidecar['seconds_sample']:.1f} s"
     )
-    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -380,10 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ge.add_argument("--mask", type=Path, help="motion-region mask over the first guide: white = may move")
     ge.add_argument("--motion", type=float, help="motion score for the prompt suffix (V1: 0.5-1.5)")
-    ge.add_argument("--aesthetic", type=float, help="aesthetic score for the prompt suffix (default 5.0)")
-    ge.add_argument("--seconds", type=float, help="duration 2-8 s, rounded to 8k+1 frames at the model fps")
-    ge.add_argument("--frames", type=int, help="exact frame count 8k+1 (instead of --seconds)")
-    ge.add_argument("--fps", type=int, help="frame rate (default: the model's, 16 for V1)")
+    ge.add_argument(
+        "--aesthetic",
+        type=float,
+        help="aesthetic score for the prompt suffix (default: the model's; 5.5 for the released models)",
+    )
+    ge.add_argument(
+        "--seconds",
+        type=float,
+        help="duration 2-8 s, rounded to the model's frame rule (CogVideoX 8k+1, Wan 4k+1) at its fps",
+    )
+    ge.add_argument("--frames", type=int, help="exact frame count: 8k+1 (CogVideoX), 4k+1 (Wan)")
+    ge.add_argument("--fps", type=int, help="frame rate (default: the model's; 8 for V1, 16 for V2-V3.2)")
     ge.add_argument("--size", type=_size, help="WIDTHxHEIGHT, multiples of 16 (default: the model's)")
     ge.add_argument("--prompt", default="", help="text prompt")
     ge.add_argument("--negative-prompt", default="", help="text for the unconditional branch")
@@ -406,10 +417,23 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--layout", choices=("anisora", "v1"), help="convert a V1 model to the mask layout")
     ge.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     ge.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
-    ge.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (GPU)")
+    ge.add_argument(
+        "--offload",
+        choices=("model", "sequential", "group"),
+        help="GPU memory saving: one component at a time (model), one layer at a time (sequential), "
+        "transformer blocks streamed ahead (group)",
+    )
+    ge.add_argument("--fp8", action="store_true", help="store transformer weights in fp8, compute in --dtype")
     ge.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
     ge.add_argument("--vae-slicing", action="store_true", help="decode one video at a time")
-    ge.add_argument("--out", type=Path, required=True, help="output .mp4")
+    ge.add_argument("--out", type=Path, help="output .mp4")
+    ge.add_argument(
+        "--prompt-file",
+        type=Path,
+        help="batch: the official AniSora V3 prompt file, one PROMPT@@IMG1,IMG2&&T1,T2 a line (images at "
+        "times 0-1); writes N.mp4 for line N into --out-dir, keeping videos already made",
+    )
+    ge.add_argument("--out-dir", type=Path, help="output folder of --prompt-file")
     ge.add_argument("--preview", action="store_true", help="also write OUT.preview.png, a contact sheet")
     ge.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     ge.set_defaults(func=_cmd_generate)

@@ -54,14 +54,15 @@ def _write(case: Case, kind: str, path: Path) -> None:
         return
     from ..model.conditioning import fit_image
 
-    if not case.guides or None in (case.frames, case.width, case.height, case.fps):
+    request = case.request
+    if not request.guides or None in (request.frames, request.width, request.height, request.fps):
         raise InputError(f"{case.id}: the {kind} baseline needs guides and frames, fps, width, height")
-    frames, height, width = case.frames, case.height, case.width
-    ordered = sorted(case.guides, key=lambda g: resolve_frame(g.frame, frames))
+    frames, height, width = request.frames, request.height, request.width
+    ordered = sorted(request.guides, key=lambda g: resolve_frame(g.frame, frames))
     first = fit_image(load_image(ordered[0].image), height, width)[0].astype(np.float32)
     last = fit_image(load_image(ordered[-1].image), height, width)[0].astype(np.float32)
     if kind == "still" or len(ordered) == 1:
         last = first
     weights = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None, None, None]
     video = ((1.0 - weights) * first + weights * last).round().astype(np.uint8)
-    write_video(path, video, case.fps)
+    write_video(path, video, request.fps)

@@ -5,8 +5,8 @@ line). Each case:
 
     id: interpolation-walking-03      # [A-Za-z0-9._-], unique; names the output files
     prompt: "a girl in a red coat walks to the right ..."
-    guides:                           # frame: pixel index (negative: from the end) or "last"
-      - {frame: 0, image: cases/interpolation-walking-03/first.png}
+    guides:                           # frame: pixel index (negative: from the end) or "last";
+      - {frame: 0, image: cases/interpolation-walking-03/first.png}     # or at: a time 0-1 (AniSora V3)
       - {frame: last, image: cases/interpolation-walking-03/last.png, strength: 1.0}
     mask: cases/interpolation-walking-03/mask.png    # optional motion-region mask (white = may move)
     reference: cases/interpolation-walking-03/truth.mp4   # optional ground-truth video
@@ -18,7 +18,8 @@ line). Each case:
     frames: 17                        # optional; also fps, width, height (else `defaults:`, else the model's)
 
 Relative paths are relative to the bench file's folder. The task, when left out, is "region" with a mask,
-"interpolation" with a guide anywhere but frame 0, "i2v" with a guide at frame 0 only, else "t2v".
+"interpolation" with a guide anywhere but frame 0, "i2v" with a guide at frame 0 only, else "t2v". A case
+holds the generation `Request` it makes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import yaml
 
 from ..errors import InputError
 from ..files import atomic_output
+from ..model.request import At, GuideSpec, Request
 
 TASKS = ("i2v", "interpolation", "region", "t2v")
 TASK_TITLES = {
@@ -63,28 +65,13 @@ CASE_KEYS = {
 
 
 @dataclass(frozen=True)
-class CaseGuide:
-    frame: int | str  # pixel frame index (negative counts from the end) or "last"
-    image: Path
-    strength: float = 1.0
-
-
-@dataclass(frozen=True)
 class Case:
     id: str
-    prompt: str
-    guides: tuple[CaseGuide, ...] = ()
-    mask: Path | None = None
+    request: Request  # guides and mask as paths; the run's settings (steps, guidance) come on top
     reference: Path | None = None
     task: str = "t2v"
     label: str | None = None
     dim: str | None = None
-    motion: float | None = None
-    seed: int = 0
-    frames: int | None = None
-    fps: int | None = None
-    width: int | None = None
-    height: int | None = None
 
     def info(self) -> dict[str, Any]:
         """The fields a result record carries."""
@@ -93,7 +80,7 @@ class Case:
             "task": self.task,
             "label": self.label,
             "dim": self.dim,
-            "prompt": self.prompt,
+            "prompt": self.request.prompt,
             "reference": str(self.reference) if self.reference else None,
         }
 
@@ -108,12 +95,12 @@ class Bench:
         return {case.id: case for case in self.cases}
 
 
-def infer_task(guides: tuple[CaseGuide, ...], mask: Path | None) -> str:
+def infer_task(guides: tuple[GuideSpec, ...], mask: Path | None) -> str:
     if mask is not None:
         return "region"
     if not guides:
         return "t2v"
-    return "i2v" if all(g.frame == 0 for g in guides) else "interpolation"
+    return "i2v" if all(g.at_start for g in guides) else "interpolation"
 
 
 def load_bench(path: str | Path) -> Bench:
@@ -211,32 +198,43 @@ def parse_case(item: Any, root: Path, defaults: dict, where: str) -> Case:
     seed = values.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"{where}: seed must be an integer >= 0, got {seed!r}")
-    return Case(
-        id=case_id,
-        prompt=prompt,
+    request = Request(
         guides=guides,
         mask=mask,
-        reference=_file(values.get("reference"), root, f"{where} reference"),
-        task=task,
-        label=label,
-        dim=dim,
+        prompt=prompt,
         motion=float(motion) if motion is not None else None,
         seed=seed,
         **sizes,
     )
+    reference = _file(values.get("reference"), root, f"{where} reference")
+    return Case(case_id, request, reference, task, label, dim)
 
 
-def _guide(item: Any, root: Path, where: str) -> CaseGuide:
-    if not isinstance(item, dict) or set(item) - {"frame", "image", "strength"} or "image" not in item:
-        raise InputError(f"{where}: expected {{frame: N or last, image: PATH[, strength: S]}}, got {item!r}")
-    frame = item.get("frame", 0)
-    if not (frame == "last" or (isinstance(frame, int) and not isinstance(frame, bool))):
-        raise InputError(f"{where}: frame must be an integer or 'last', got {frame!r}")
+def _guide(item: Any, root: Path, where: str) -> GuideSpec:
+    keys = set(item) if isinstance(item, dict) else set()
+    if (
+        not keys
+        or keys - {"frame", "at", "image", "strength"}
+        or "image" not in keys
+        or {"frame", "at"} <= keys
+    ):
+        raise InputError(
+            f"{where}: expected {{frame: N or last (or at: T in 0-1), image: PATH[, strength: S]}}, "
+            f"got {item!r}"
+        )
+    if "at" in item:
+        if not (_number(item["at"]) and 0 <= item["at"] <= 1):
+            raise InputError(f"{where}: at must be a time in [0, 1], got {item['at']!r}")
+        frame = At(float(item["at"]))
+    else:
+        frame = item.get("frame", 0)
+        if not (frame == "last" or (isinstance(frame, int) and not isinstance(frame, bool))):
+            raise InputError(f"{where}: frame must be an integer or 'last', got {frame!r}")
     strength = item.get("strength", 1.0)
     if not (_number(strength) and 0.0 < strength <= 1.0):
         raise InputError(f"{where}: strength must be in (0, 1], got {strength!r}")
     image = _file(item["image"], root, f"{where} image")
-    return CaseGuide(frame, image, float(strength))
+    return GuideSpec(image, frame, float(strength))
 
 
 def _file(value: Any, root: Path, where: str) -> Path | None:

@@ -308,7 +308,7 @@ def _input_images(run_dirs: list[Path]) -> dict[str, Path]:
         if bench is None or not bench.is_file():
             continue
         for case in load_bench(bench).cases:
-            first = [g.image for g in case.guides if g.frame == 0]
+            first = [g.image for g in case.request.guides if g.at_start]
             if first and case.id not in images:
                 images[case.id] = first[0]
     return images

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import InputError, MediaError
 from ..files import atomic_output, shareable_path
+from ..model.request import LoadOptions, Request
 from .cases import CASE_ID, Bench, Case, load_bench
 from .report import write_report
 from .results import write_record, write_results
@@ -33,15 +34,25 @@ from .scoring import WORKING_PIXELS, WORKING_SIDE, MetricOptions, build_metrics,
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How every case is generated (per-case sizes, seeds and motion come from the bench)."""
+    """How every case is generated: how the model loads, and the sampling settings the run puts on top of
+    each case's request (None: the model's). Sizes, seeds and motion come from the bench."""
 
-    steps: int = 50
-    guidance: float = 6.0
+    steps: int | None = None
+    guidance: float | None = None
     scheduler: str = "dpm"
     lora: str | None = None
     lora_scale: float = 1.0
     dtype: str = "float32"
     device: str | None = None
+
+    def load(self, model: Path) -> LoadOptions:
+        return LoadOptions(
+            str(model), **{k: v for k, v in asdict(self).items() if k not in ("steps", "guidance")}
+        )
+
+    def request(self, case: Case | None = None) -> Request:
+        """`case`'s request (or an empty one) with the run's sampling settings."""
+        return replace(case.request if case else Request(), steps=self.steps, guidance=self.guidance)
 
 
 def run_benchmark(
@@ -54,7 +65,7 @@ def run_benchmark(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate, score, write results and report; returns {"summary", "failures", "report"}."""
-    from ..model.generate import validate_job
+    from ..model.generate import validate
     from ..model.weights import DEMO_MODEL, DEMO_MODEL_NAME
 
     bench = load_bench(bench_path)
@@ -63,7 +74,7 @@ def run_benchmark(
     metrics = build_metrics(options or MetricOptions())
     pending = [c for c in bench.cases if not (out / "videos" / f"{c.id}.json").is_file()]
     if pending:
-        validate_job(_settings_job(model, settings))  # a bad setting is one error, not one per case
+        validate(settings.load(model), settings.request())  # a bad setting is one error, not one per case
     run = {
         "name": name or model.name,
         "kind": "benchmark",
@@ -247,59 +258,28 @@ def _generate(
 ) -> dict:
     """Make the videos of the `pending` cases; returns {case id: error} for the cases that failed. Every case
     is checked before the model loads: an invalid one is a failure that never reaches the model."""
-    from ..model.generate import generate_to_file, open_pipeline, validate_job
+    from ..model.generate import generate_to_file, validate
+    from ..model.loading import open_pipeline
 
-    jobs, failures = {}, {}
+    load = settings.load(model)
+    requests, failures = {}, {}
     for case in pending:
-        job = _job(case, model, settings)
+        request = settings.request(case)
         try:
-            validate_job(job)
-            jobs[case.id] = job
+            validate(load, request)
+            requests[case.id] = request
         except (InputError, MediaError) as exc:
             failures[case.id] = f"generation: {exc}"
-    if not jobs:
+    if not requests:
         return failures
-    pipe = open_pipeline(next(iter(jobs.values())))
+    pipe = open_pipeline(load)
     pipe.set_progress_bar_config(disable=True)  # one bar over the cases, not one per case
-    for case_id, job in tqdm(jobs.items(), desc="generate", unit="case", disable=not progress):
+    for case_id, request in tqdm(requests.items(), desc="generate", unit="case", disable=not progress):
         try:
-            generate_to_file(job, out / "videos" / f"{case_id}.mp4", overwrite=True, pipe=pipe)
+            generate_to_file(load, request, out / "videos" / f"{case_id}.mp4", overwrite=True, pipe=pipe)
         except (InputError, MediaError) as exc:
             failures[case_id] = f"generation: {exc}"
     return failures
-
-
-def _settings_job(model: Path, settings: GenerationSettings):
-    """A job of the run's model and generation settings alone (no case), to check them once."""
-    from ..model.generate import GenerateJob
-
-    return GenerateJob(
-        model=str(model),
-        steps=settings.steps,
-        guidance=settings.guidance,
-        scheduler=settings.scheduler,
-        lora=settings.lora,
-        lora_scale=settings.lora_scale,
-        dtype=settings.dtype,
-        device=settings.device,
-    )
-
-
-def _job(case: Case, model: Path, settings: GenerationSettings):
-    from ..model.generate import GuideSpec
-
-    return replace(
-        _settings_job(model, settings),
-        guides=[GuideSpec(str(g.image), g.frame, g.strength) for g in case.guides],
-        mask=str(case.mask) if case.mask else None,
-        prompt=case.prompt,
-        motion=case.motion,
-        frames=case.frames,
-        fps=case.fps,
-        width=case.width,
-        height=case.height,
-        seed=case.seed,
-    )
 
 
 def _finish(out: Path, records: list[dict], failures: dict[str, str]) -> dict[str, Any]:

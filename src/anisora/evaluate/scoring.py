@@ -156,10 +156,11 @@ def case_inputs(case: Case, video: np.ndarray, fps: float) -> tuple[dict[str, An
     from ..model.conditioning import fit_image, fitted_motion_mask
 
     frames, height, width = video.shape[:3]
-    inputs: dict[str, Any] = {"prompt": case.prompt, "fps": fps}
+    request = case.request
+    inputs: dict[str, Any] = {"prompt": request.prompt, "fps": fps}
     notes: list[str] = []
     guides = {}
-    for guide in case.guides:
+    for guide in request.guides:
         try:
             index = resolve_frame(guide.frame, frames)
         except InputError as exc:
@@ -170,9 +171,9 @@ def case_inputs(case: Case, video: np.ndarray, fps: float) -> tuple[dict[str, An
         inputs["guides"] = guides
     if 0 in guides:
         inputs["image"] = guides[0]
-    if case.mask is not None:
-        first = load_image(case.guides[0].image) if case.guides else video[0]
-        mask = load_image(case.mask, background=(0, 0, 0))
+    if request.mask is not None:
+        first = load_image(request.guides[0].image) if request.guides else video[0]
+        mask = load_image(request.mask, background=(0, 0, 0))
         inputs["mask"] = fitted_motion_mask(mask, first, height, width, notes)
     if case.reference is not None:
         reference = probe(case.reference)

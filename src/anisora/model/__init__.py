@@ -12,12 +12,17 @@ _EXPORTS = {
     "ConditionRequest": "conditioning",
     "Conditioning": "conditioning",
     "Guide": "conditioning",
+    "GuideSpec": "request",
+    "LoadOptions": "request",
+    "Request": "request",
     "build_components": "presets",
     "build_conditioning": "conditioning",
     "frames_for_seconds": "conditioning",
     "load_lora": "weights",
     "load_pipeline": "weights",
+    "open_pipeline": "loading",
     "resolve_frame": "request",
+    "sample": "sampling",
     "widen_to_anisora": "weights",
 }
 __all__ = sorted(_EXPORTS)

@@ -44,7 +44,7 @@ from ..prompts import training_prompt
 TEMPORAL = 4  # pixel frames per latent frame (after the first), and mask channels per latent frame
 SPATIAL = 8  # pixels per latent cell along each side
 FRAME_STEP = 2 * TEMPORAL  # video lengths are 8k+1: see check_frame_count
-DEFAULT_AESTHETIC = 5.0  # used in the prompt suffix when only a motion score is given
+DEFAULT_AESTHETIC = 5.5  # the official models' aesthetic score, for the suffix when only motion is given
 Layout = Literal["anisora", "v1"]
 LAYOUTS: tuple[Layout, ...] = ("anisora", "v1")
 
@@ -113,6 +113,8 @@ class ConditionRequest:
     prompt: str = ""
     motion_score: float | None = None
     aesthetic_score: float | None = None
+    default_aesthetic: float = DEFAULT_AESTHETIC  # the model's, for a suffix asked with a motion score alone
+    prompt_suffix: str = ""  # the model's text after every prompt (AniSora V3: " There is no text ...")
 
 
 @dataclass
@@ -271,13 +273,13 @@ def build_conditioning(
 
 
 def conditioned_prompt(request: ConditionRequest) -> str:
-    """The user's prompt with the official score suffix when a score was given."""
+    """The user's prompt with the official score suffix when a score was given, then the model's suffix."""
     prompt = " ".join(str(request.prompt or "").split())
     if request.motion_score is not None or request.aesthetic_score is not None:
-        aesthetic = DEFAULT_AESTHETIC if request.aesthetic_score is None else request.aesthetic_score
+        aesthetic = request.default_aesthetic if request.aesthetic_score is None else request.aesthetic_score
         motion = request.motion_score if request.motion_score is not None else 0.0
         prompt = training_prompt(prompt, aesthetic, motion)
-    return prompt
+    return (prompt + request.prompt_suffix).strip()
 
 
 def check_request(request: ConditionRequest, frame_step: int = FRAME_STEP) -> None:

@@ -9,14 +9,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .conditioning import FRAME_STEP, TEMPORAL, Layout, layout_for
+from .conditioning import DEFAULT_AESTHETIC, FRAME_STEP, TEMPORAL, Layout, layout_for
 
 # What a directory without an fps entry plays at: CogVideoX-5B-I2V's own rate (49 frames = 6 s).
 DEFAULT_FPS = 8
 WAN_PIPELINES = ("WanImageToVideoPipeline", "AnisoraWanPipeline")
-# Wan image-to-video without recorded presets: Wan2.1-I2V's own (480p, 81 frames at 16 fps, 40 steps, CFG 5);
-# a converted AniSora release records its own in model_index.json under "anisora_presets".
-WAN_DEFAULTS = {"fps": 16, "num_frames": 81, "height": 480, "width": 832, "steps": 40, "guidance": 5.0}
+# A model's release settings, recorded in model_index.json under "anisora_presets" (by `anisora convert`, or
+# by the trainer for the demo model); what a model leaves out is the default below.
+PRESET_TYPES = {
+    "fps": int,
+    "num_frames": int,
+    "height": int,
+    "width": int,
+    "steps": int,
+    "guidance": float,
+    "aesthetic": float,  # the aesthetic score the prompt suffix gets when only a motion score is given
+    "prompt_suffix": str,  # appended to every prompt (V3's " There is no text in the video.")
+}
+COMMON_DEFAULTS = {"aesthetic": DEFAULT_AESTHETIC, "prompt_suffix": ""}
+COGVIDEOX_DEFAULTS = {
+    "steps": 50,
+    "guidance": 6.0,
+    **COMMON_DEFAULTS,
+}  # the size and fps come from the configs
+# Wan image-to-video without recorded presets: Wan2.1-I2V's own (480p, 81 frames at 16 fps, 40 steps, CFG 5).
+WAN_DEFAULTS = {
+    "fps": 16,
+    "num_frames": 81,
+    "height": 480,
+    "width": 832,
+    "steps": 40,
+    "guidance": 5.0,
+    **COMMON_DEFAULTS,
+}
 
 
 @dataclass(frozen=True)
@@ -31,14 +56,17 @@ class ModelInfo:
     frame_step: int = FRAME_STEP  # frame counts are frame_step k + 1 (see conditioning.check_frame_count)
     steps: int = 50  # the sampling defaults the model was released with
     guidance: float = 6.0
+    aesthetic: float = DEFAULT_AESTHETIC
+    prompt_suffix: str = ""
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
         """From a model directory's config files."""
         path = Path(path)
         index = model_index(path)
+        presets = index.get("anisora_presets")
         if index.get("_class_name") in WAN_PIPELINES:
-            return cls.wan(index.get("anisora_presets") or {}, path)
+            return cls.wan(presets, path)
         transformer, vae = (read_config(path / part / "config.json") for part in ("transformer", "vae"))
         try:
             scale = 2 ** (len(vae["block_out_channels"]) - 1)  # diffusers' vae_scale_factor_spatial
@@ -49,36 +77,32 @@ class ModelInfo:
                 width=int(transformer["sample_width"]) * scale,
                 layout=layout_for(int(transformer["in_channels"]), int(vae["latent_channels"])),
                 learned_positions=bool(transformer.get("use_learned_positional_embeddings", False)),
+                **read_presets(presets, COGVIDEOX_DEFAULTS, path),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InputError(f"{path}: unusable model config ({type(error).__name__}: {error})") from None
 
     @classmethod
-    def wan(cls, presets: dict, where: str | os.PathLike[str] = "model") -> ModelInfo:
+    def wan(cls, presets: dict | None, where: str | os.PathLike[str] = "model") -> ModelInfo:
         """A Wan image-to-video model with these release presets (WAN_DEFAULTS for the rest)."""
-        if not isinstance(presets, dict):
-            raise InputError(f"{where}: anisora_presets in model_index.json must be a mapping")
-        try:
-            values = {key: type(default)(presets.get(key, default)) for key, default in WAN_DEFAULTS.items()}
-        except (TypeError, ValueError) as error:
-            raise InputError(f"{where}: unusable anisora_presets ({error})") from None
+        values = read_presets(presets, WAN_DEFAULTS, where)
         return cls(
-            fps=values["fps"],
-            sample_frames=values["num_frames"],
-            height=values["height"],
-            width=values["width"],
+            fps=values.pop("fps"),
+            sample_frames=values.pop("num_frames"),
+            height=values.pop("height"),
+            width=values.pop("width"),
             layout="anisora",  # 16 noise + 4 mask + 16 condition channels
             backbone="wan",
             frame_step=TEMPORAL,
-            steps=values["steps"],
-            guidance=values["guidance"],
+            **values,
         )
 
     @classmethod
     def of(cls, pipe) -> ModelInfo:
         """From a loaded `AnisoraPipeline` or `AnisoraWanPipeline`."""
+        presets = getattr(pipe.config, "anisora_presets", None)
         if pipe.__class__.__name__ in WAN_PIPELINES:
-            return cls.wan(getattr(pipe.config, "anisora_presets", None) or {})
+            return cls.wan(presets)
         config, scale = pipe.transformer.config, pipe.vae_scale_factor_spatial
         return cls(
             int(pipe.config.fps),
@@ -87,6 +111,7 @@ class ModelInfo:
             config.sample_width * scale,
             pipe.layout,
             bool(config.use_learned_positional_embeddings),
+            **read_presets(presets, COGVIDEOX_DEFAULTS),
         )
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:
@@ -99,6 +124,23 @@ class ModelInfo:
                 f"this model's learned position embedding covers {self.width}x{self.height} with up to "
                 f"{self.sample_frames} frames; {width}x{height} with {num_frames} frames cannot be made"
             )
+
+
+def read_presets(presets: dict | None, defaults: dict, where: str | os.PathLike[str] = "model") -> dict:
+    """`defaults` overridden by the recorded presets, each checked against PRESET_TYPES."""
+    presets = presets or {}
+    if not isinstance(presets, dict):
+        raise InputError(f"{where}: anisora_presets in model_index.json must be a mapping")
+    values = dict(defaults)
+    for key, value in presets.items():
+        if key not in defaults:
+            raise InputError(f"{where}: unknown anisora_presets entry {key!r} (known: {', '.join(defaults)})")
+        kind = PRESET_TYPES[key]
+        numeric = kind is not str and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (numeric or isinstance(value, kind)) or (kind is int and value != int(value)):
+            raise InputError(f"{where}: anisora_presets {key} must be a {kind.__name__}, got {value!r}")
+        values[key] = kind(value)
+    return values
 
 
 def model_index(path: Path) -> dict:

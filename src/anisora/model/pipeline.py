@@ -56,8 +56,9 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
     `motion_embedding=True` marks a transformer trained with a numeric motion score added to its timestep
     embedding (diffusers' "ofs" embedding); `fps` is the frame rate it was trained at;
     `text_encoder_name="minilm"` marks a model saved without its text encoder because a registry package
-    ships it (see `anisora.model.weights`). All are saved in model_index.json; a CogVideoX directory has none
-    of them and gets False, 8 (CogVideoX-5B-I2V's rate) and None.
+    ships it (see `anisora.model.weights`); `anisora_presets` the release's sampling settings (see
+    `anisora.model.info.PRESET_TYPES`). All are saved in model_index.json; a CogVideoX directory has none of
+    them and gets False, 8 (CogVideoX-5B-I2V's rate), None and the defaults.
     """
 
     def __init__(
@@ -70,10 +71,14 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         motion_embedding: bool = False,
         fps: int = DEFAULT_FPS,
         text_encoder_name: str | None = None,
+        anisora_presets: dict | None = None,
     ):
         super().__init__(tokenizer, text_encoder, vae, transformer, scheduler)
         self.register_to_config(
-            motion_embedding=motion_embedding, fps=fps, text_encoder_name=text_encoder_name
+            motion_embedding=motion_embedding,
+            fps=fps,
+            text_encoder_name=text_encoder_name,
+            anisora_presets=anisora_presets,
         )
 
     @property
@@ -112,10 +117,20 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         height = height or config.sample_height * self.vae_scale_factor_spatial
         width = width or config.sample_width * self.vae_scale_factor_spatial
         device, dtype = self._execution_device, self.transformer.dtype
+        info = ModelInfo.of(self)
         request = ConditionRequest(
-            num_frames, height, width, tuple(guides), motion_mask, prompt, motion_score, aesthetic_score
+            num_frames,
+            height,
+            width,
+            tuple(guides),
+            motion_mask,
+            prompt,
+            motion_score,
+            aesthetic_score,
+            info.aesthetic,
+            info.prompt_suffix,
         )
-        ModelInfo.of(self).check_size(num_frames, height, width)
+        info.check_size(num_frames, height, width)
         cond = build_conditioning(
             request, self._encode_guides, latent_channels=config.out_channels, device=device, dtype=dtype
         )

@@ -1,4 +1,9 @@
-"""Where a guide goes: one rule for every caller (the CLI, bench files, the studio, the Python API).
+"""One generation request for every caller (the CLI, bench files, the studio, the Python API).
+
+`LoadOptions` says which model to load and how (dtype, device, memory modes, LoRA); `Request` what to make
+with it (guides, motion mask, prompt, scores, length, size, sampling). Both check their own values here,
+before anything loads; `anisora.model.sampling.sample(pipe, request)` resolves a request against the loaded
+model and runs it.
 
 A guide's place is a pixel frame index (negative counts from the end), "last", or `At(t)`, a share of the
 clip in [0, 1] placed by AniSora V3's any-frame rule. This module needs neither torch nor a model, so bench
@@ -8,12 +13,21 @@ files and request checks use it before anything loads.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Union
+
+import numpy as np
 
 from ..errors import InputError
 
 V3_FRAME_STEP = 8  # AniSora V3 rounds a guide's time to a multiple of 8 frames
+DTYPES = ("float32", "bfloat16", "float16")
+SCHEDULERS = ("ddim", "dpm")  # CogVideoX samplers; Wan keeps its release's UniPC
+OFFLOADS = ("model", "sequential", "group")  # diffusers' model / sequential CPU offload, group offload
+MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
+Image = Union[str, os.PathLike, np.ndarray]  # noqa: UP007 (runtime alias): a path or an RGB uint8 array
 
 
 @dataclass(frozen=True)
@@ -57,3 +71,143 @@ def parse_frame(text: str) -> FrameSpec:
         return int(text)
     except ValueError:
         raise InputError(f"a guide frame is an integer or 'last', got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class GuideSpec:
+    """A guide image (a path or an RGB uint8 array) at a place in the clip, with a strength in [0, 1]."""
+
+    image: Image
+    frame: FrameSpec = 0
+    strength: float = 1.0
+
+    @property
+    def at_start(self) -> bool:
+        """Placed at the first frame, whatever the clip's length."""
+        return self.frame in (0, At(0.0))
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Which model to load and how; every field has the default a user gets when they leave it out."""
+
+    model: str
+    layout: str | None = None  # "anisora" widens a V1-layout CogVideoX model with mask channels
+    dtype: str = "float32"
+    device: str | None = None  # None: cuda when present, else cpu
+    offload: str | None = None  # one of OFFLOADS (needs a GPU)
+    fp8: bool = False  # transformer weights stored in float8 (e4m3), computed in `dtype`
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    scheduler: str = "dpm"  # one of SCHEDULERS (CogVideoX)
+    lora: str | None = None
+    lora_scale: float = 1.0
+
+    def check(self) -> None:
+        """Raise InputError for a value no model accepts (the device and layout are checked at load)."""
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("scheduler", self.scheduler, SCHEDULERS)
+        if self.offload is not None:
+            _choice("offload", self.offload, OFFLOADS)
+        _finite("lora scale", self.lora_scale)
+        if self.lora and not Path(self.lora).exists():
+            raise InputError(f"LoRA {self.lora} does not exist")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate. None means the model's own value (its frame count, size, fps, steps, guidance)."""
+
+    guides: tuple[GuideSpec, ...] = ()
+    mask: Image | None = None  # motion region drawn on the first guide: white may move
+    prompt: str = ""
+    negative_prompt: str = ""
+    motion: float | None = None  # scores for the official prompt suffix
+    aesthetic: float | None = None  # None: the model's default, when a motion score is given
+    frames: int | None = None
+    seconds: float | None = None
+    fps: int | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    dynamic_cfg: bool = False
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise InputError for values no model accepts; the model's own rules come in `sampling.prepare`."""
+        for name, low in (("steps", 1), ("fps", 1), ("width", 1), ("height", 1), ("seed", 0), ("frames", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.seed > MAX_SEED:
+            raise InputError(f"seed must be at most 2**64 - 1, got {self.seed}")
+        if (self.width is None) != (self.height is None):
+            raise InputError("give both width and height, or neither")
+        if self.frames is not None and self.seconds is not None:
+            raise InputError("give a frame count or a duration in seconds, not both")
+        for name in ("guidance", "seconds"):  # scores and guide strengths: `conditioning.check_request`
+            if getattr(self, name) is not None:
+                _finite(name, getattr(self, name))
+
+
+def parse_guide(text: str, *, timed: bool = False) -> GuideSpec:
+    """PLACE[@STRENGTH]:PATH. PLACE is a pixel index (negative from the end) or "last" ("0:first.png",
+    "last@0.8:end.png"), or with `timed` a share of the clip in [0, 1] ("0.5:middle.png")."""
+    place = "TIME" if timed else "FRAME"
+    head, sep, path = text.partition(":")
+    if not sep or not path:
+        raise InputError(
+            f"expected {place}[@STRENGTH]:IMAGE such as {'0.5' if timed else '48'}:end.png, got {text!r}"
+        )
+    place_text, _, strength_text = head.partition("@")
+    try:
+        frame = At(float(place_text)) if timed else parse_frame(place_text)
+        strength = float(strength_text) if strength_text else 1.0
+    except (InputError, ValueError):
+        kinds = "a number in [0, 1]" if timed else "an integer or 'last'"
+        raise InputError(f"{text!r}: {place} must be {kinds}, STRENGTH a number") from None
+    return GuideSpec(path, frame, strength)
+
+
+def parse_prompt_line(line: str, folder: str | os.PathLike[str] = ".") -> Request:
+    """A request from one line of the official AniSora V3 prompt file: `prompt@@img1,img2&&t1,t2`, each image
+    placed at its time t in [0, 1] by the V3 rule (`At`). Without `&&` (as V3.2 allows) one image at t = 0.
+
+    The official scripts open image paths from the folder they run in; a relative path is looked up beside
+    the prompt file first (`folder`), then there.
+    """
+    prompt, sep, rest = line.partition("@@")
+    if not sep or not rest.strip():
+        raise InputError("expected PROMPT@@IMAGE[,IMAGE...][&&TIME[,TIME...]]")
+    paths_text, sep, times_text = rest.partition("&&")
+    paths = [p.strip() for p in paths_text.split(",")]
+    try:
+        times = [float(t) for t in times_text.split(",")] if sep else [0.0]
+    except ValueError:
+        raise InputError(f"times must be numbers in [0, 1], got {times_text.strip()!r}") from None
+    if len(paths) != len(times) or "" in paths:
+        raise InputError(f"{len(paths)} image(s) but {len(times)} time(s): give one time per image")
+    guides = tuple(
+        GuideSpec(_beside(path, Path(folder)), At(t)) for path, t in zip(paths, times, strict=True)
+    )
+    return Request(guides=guides, prompt=prompt.strip())
+
+
+def _beside(path: str, folder: Path) -> str:
+    candidates = [Path(path)] if Path(path).is_absolute() else [folder / path, Path(path)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    tried = " or ".join(str(c) for c in candidates)
+    raise InputError(f"image {path} not found (looked for {tried})")
+
+
+def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _finite(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")

@@ -85,7 +85,7 @@ def _shipped_text_encoder(path: Path) -> dict:
         return {}
     if name != "minilm":
         raise InputError(f"{path}: unknown text_encoder_name {name!r} (known: minilm)")
-    from ..train.text import minilm_text_encoder
+    from .text_encoder import minilm_text_encoder
 
     tokenizer, text_encoder = minilm_text_encoder()
     return {"tokenizer": tokenizer, "text_encoder": text_encoder}

@@ -2,10 +2,11 @@
 
 The dialogue of a shot is laid on one timeline: `LEAD_S` of silence, each line's speech with `GAP_S` between
 lines, `TAIL_S` at the end. The shot lasts as long as that timeline (or the duration the user fixed), as a
-frame count the model can make (8k+1 frames at the model's fps, 2-8 s). Dialogue longer than one shot goes
-on in follow-on parts, each guided by the previous part's last frame; cuts fall in a pause between lines when
-one lies in the second half of the part, else mid-line. A part's picture is `frames / fps` long and its audio
-is its span of the timeline padded with silence to that length, so picture and sound stay in step.
+frame count the model can make (`step`k+1 frames at the model's fps, 2-8 s; `step` is the model's
+`ModelInfo.frame_step`: 8 for CogVideoX, 4 for Wan). Dialogue longer than one shot goes on in follow-on
+parts, each guided by the previous part's last frame; cuts fall in a pause between lines when one lies in
+the second half of the part, else mid-line. A part's picture is `frames / fps` long and its audio is its
+span of the timeline padded with silence to that length, so picture and sound stay in step.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from .tts import Speech, read_wav, write_wav
 LEAD_S, GAP_S, TAIL_S = 0.3, 0.25, 0.4
 MIN_S, MAX_S = 2.0, 8.0
 SAMPLE_RATE = 24_000  # every engine's speech is resampled to this before it is laid on the timeline
-FRAME_STEP = 8  # frame counts the model makes: 8k+1 (anisora.model.conditioning.check_frame_count)
 
 
 @dataclass(frozen=True)
@@ -87,47 +87,48 @@ def dialogue_timeline(lines: Sequence[Line]) -> Timeline:
     return Timeline(np.concatenate(pieces), cues, pauses)
 
 
-def frames_at_least(seconds: float, fps: float, max_s: float = MAX_S) -> int:
-    """The fewest 8k+1 frames lasting >= max(seconds, MIN_S) at `fps`, capped at the most that fit `max_s`."""
-    most = _longest(fps, max_s)
+def frames_at_least(seconds: float, fps: float, step: int, max_s: float = MAX_S) -> int:
+    """The fewest `step`k+1 frames lasting >= max(seconds, MIN_S) at `fps`, capped at the most that fit
+    `max_s`."""
+    most = _longest(fps, step, max_s)
     need = max(seconds, MIN_S) * fps
-    frames = 1 + FRAME_STEP * max(1, math.ceil((need - 1) / FRAME_STEP - 1e-9))
+    frames = 1 + step * max(1, math.ceil((need - 1) / step - 1e-9))
     return min(frames, most)
 
 
-def _longest(fps: float, max_s: float) -> int:
-    frames = 1 + FRAME_STEP * math.floor((max_s * fps - 1) / FRAME_STEP + 1e-9)
+def _longest(fps: float, step: int, max_s: float) -> int:
+    frames = 1 + step * math.floor((max_s * fps - 1) / step + 1e-9)
     if frames / fps < MIN_S:
-        raise InputError(f"no 8k+1 frame count lasts {MIN_S:g}-{max_s:g} s at {fps:g} fps")
+        raise InputError(f"no {step}k+1 frame count lasts {MIN_S:g}-{max_s:g} s at {fps:g} fps")
     return frames
 
 
-def _nearest(seconds: float, fps: float) -> int:
-    """The 8k+1 frame count nearest to `seconds` (a user's fixed shot length), at least MIN_S long."""
-    frames = 1 + FRAME_STEP * max(1, round((seconds * fps - 1) / FRAME_STEP))
-    return frames if frames / fps >= MIN_S else frames + FRAME_STEP
+def _nearest(seconds: float, fps: float, step: int) -> int:
+    """The `step`k+1 frame count nearest to `seconds` (a user's fixed shot length), at least MIN_S long."""
+    frames = 1 + step * max(1, round((seconds * fps - 1) / step))
+    return frames if frames / fps >= MIN_S else frames + step
 
 
 def plan_parts(
-    timeline_seconds: float, pauses: Sequence[float], fps: float, seconds: float | None
+    timeline_seconds: float, pauses: Sequence[float], fps: float, seconds: float | None, step: int
 ) -> list[Part]:
-    """Cut the timeline into parts. `seconds`: the user's fixed shot length (None: fit to the dialogue).
-    A cut goes in the last pause between lines in the second half of a part (the part's picture then runs
-    on in silence to its 8k+1-th frame), else at the part's full length, mid-line."""
+    """Cut the timeline into parts of `step`k+1 frames. `seconds`: the user's fixed shot length (None: fit
+    to the dialogue). A cut goes in the last pause between lines in the second half of a part (the part's
+    picture then runs on in silence to its last frame), else at the part's full length, mid-line."""
     if seconds is not None and not (MIN_S <= seconds <= MAX_S):
         raise InputError(f"shot duration must be {MIN_S:g}-{MAX_S:g} s, got {seconds}")
-    window = _longest(fps, MAX_S) if seconds is None else _nearest(seconds, fps)
+    window = _longest(fps, step, MAX_S) if seconds is None else _nearest(seconds, fps, step)
     longest = window / fps
     parts, start = [], 0.0
     while True:
         remaining = timeline_seconds - start
         if remaining <= longest + 1e-9:
-            frames = window if seconds is not None else frames_at_least(remaining, fps)
+            frames = window if seconds is not None else frames_at_least(remaining, fps, step)
             parts.append(Part(start, timeline_seconds, frames, fps))
             return parts
         late = [p for p in pauses if start + 0.5 * longest < p <= start + longest]
         cut = late[-1] if late else start + longest
-        frames = window if seconds is not None else frames_at_least(cut - start, fps, longest + 1e-9)
+        frames = window if seconds is not None else frames_at_least(cut - start, fps, step, longest + 1e-9)
         parts.append(Part(start, cut, frames, fps))
         start = cut
 

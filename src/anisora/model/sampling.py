@@ -1,0 +1,122 @@
+"""`sample(pipe, request)`: a `Request` resolved against the loaded model and run, for every caller.
+
+`prepare` resolves what the request leaves to the model (frame count, size, fps, steps, guidance, the
+aesthetic default and prompt suffix, from `ModelInfo`), places the guides (`resolve_frame`), reads the images
+and checks everything with the backbone's rules. It reads no weights: `prepare(request, ModelInfo.read(dir))`
+reports every mistake before a model loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..media import load_image
+from .conditioning import ConditionRequest, Guide, check_frame_count, check_request, frames_for_seconds
+from .info import ModelInfo
+from .request import Image, Request, resolve_frame
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request: what the pipeline is asked, resolved against the model."""
+
+    condition: ConditionRequest
+    fps: int
+    steps: int
+    guidance: float
+
+
+@dataclass
+class Sample:
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    fps: int
+    prompt: str  # the prompt the model saw, with the score suffix and the model's own suffix
+    notes: list[str] = field(default_factory=list)  # adjustments made to the request (cropping)
+    resolved: dict = field(default_factory=dict)  # the values used where the request left them to the model
+
+
+def prepare(request: Request, info: ModelInfo) -> Prepared:
+    """Check every value of `request` against the model `info` describes and read its images."""
+    request.check()
+    if info.backbone == "wan" and (request.mask is not None or request.dynamic_cfg):
+        raise InputError("motion-region masks and dynamic CFG run on CogVideoX models only, for now")
+    fps = request.fps or info.fps
+    num_frames = _frame_count(request, info, fps)
+    guides = tuple(
+        Guide(_image(spec.image), resolve_frame(spec.frame, num_frames), spec.strength)
+        for spec in request.guides
+    )
+    mask = _image(request.mask, background=(0, 0, 0)) if request.mask is not None else None
+    condition = ConditionRequest(
+        num_frames,
+        request.height or info.height,
+        request.width or info.width,
+        guides,
+        mask,
+        request.prompt,
+        request.motion,
+        request.aesthetic,
+        info.aesthetic,
+        info.prompt_suffix,
+    )
+    check_request(condition, info.frame_step)
+    info.check_size(condition.num_frames, condition.height, condition.width)
+    steps = info.steps if request.steps is None else request.steps
+    return Prepared(condition, fps, steps, info.guidance if request.guidance is None else request.guidance)
+
+
+def sample(pipe, request: Request, progress: Callable[[int, int], None] | None = None) -> Sample:
+    """Run `request` on a loaded `AnisoraPipeline` or `AnisoraWanPipeline`; `progress(step, steps)` is
+    called after every sampling step."""
+    info = ModelInfo.of(pipe)
+    prepared = prepare(request, info)
+    c = prepared.condition
+    optional = {"motion_mask": c.motion_mask, "progress": progress}
+    if request.dynamic_cfg:
+        optional["use_dynamic_cfg"] = True
+    result = pipe(
+        c.guides,
+        prompt=c.prompt,
+        negative_prompt=request.negative_prompt,
+        num_frames=c.num_frames,
+        height=c.height,
+        width=c.width,
+        motion_score=c.motion_score,
+        aesthetic_score=c.aesthetic_score,
+        num_inference_steps=prepared.steps,
+        guidance_scale=prepared.guidance,
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+        **{key: value for key, value in optional.items() if value is not None},
+    )
+    resolved = {
+        "num_frames": c.num_frames,
+        "fps": prepared.fps,
+        "seconds": round(c.num_frames / prepared.fps, 3),
+        "width": c.width,
+        "height": c.height,
+        "guide_frames": [g.frame for g in c.guides],
+        "steps": prepared.steps,
+        "guidance": prepared.guidance,
+        "backbone": info.backbone,
+        "layout": info.layout,
+        "motion_embedding": bool(getattr(pipe.config, "motion_embedding", False)),
+    }
+    return Sample(result.frames, prepared.fps, result.prompt, result.notes, resolved)
+
+
+def _image(image: Image, **options) -> np.ndarray:
+    return image if isinstance(image, np.ndarray) else load_image(image, **options)
+
+
+def _frame_count(request: Request, info: ModelInfo, fps: int) -> int:
+    if request.frames is not None:
+        check_frame_count(request.frames, info.frame_step)
+        return request.frames
+    if request.seconds is not None:
+        return frames_for_seconds(request.seconds, fps, step=info.frame_step)
+    return info.sample_frames
