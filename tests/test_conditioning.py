@@ -138,8 +138,10 @@ def test_motion_mask_goes_to_latent_cells_by_max_pool():
 def test_prompt_suffix_and_scores():
     assert build(prompt="  A girl waves ").prompt == "A girl waves"
     assert build(prompt="A girl waves", motion_score=1.25).prompt.endswith(
-        "A girl waves. aesthetic score: 5.0. motion score: 1.2."
+        "A girl waves. aesthetic score: 5.5. motion score: 1.2."  # the official default
     )
+    own = build(prompt="x", motion_score=2.0, default_aesthetic=5.0, prompt_suffix=" No text.")
+    assert own.prompt == "x. aesthetic score: 5.0. motion score: 2.0. No text."  # a model's own defaults
     cond = build(prompt="x", motion_score=2.0, aesthetic_score=6.04)
     assert cond.prompt == "x. aesthetic score: 6.0. motion score: 2.0." and cond.motion_score == 2.0
 

@@ -23,6 +23,12 @@ Motion region (paper section 2.2). An optional spatial mask (white = may move) d
 reduced to latent resolution by max-pooling (a latent cell may move when any of its 8x8 pixels may), so at
 inference the latent outside it can be pinned to the first guide's latent.
 
+Known pixels (the `anisora_anymask` release, Wan). `KnownPixels` gives pixels at any frame and place: a
+pixel video and a per-pixel mask (1 = given). The condition video holds the given pixels and zero (mid grey)
+elsewhere, VAE-encoded as one video; the mask channels are the per-pixel-frame mask at latent height x width,
+re-projected per latent cell as above (`reproject_pixel_mask`). A guide is the special case of a whole frame
+with mask = strength; where a guide and known pixels give the same frame, the guide wins (`condition_video`).
+
 Scores. The official models read motion and aesthetic scores from the prompt suffix
 (`anisora.prompts.training_prompt`); models trained with a numeric motion embedding also get `motion_score`.
 """
@@ -366,3 +372,124 @@ def _rgb(image: np.ndarray, what: str) -> np.ndarray:
     if image.dtype != np.uint8:
         raise InputError(f"{what} must be uint8 (0-255), got {image.dtype}")
     return np.ascontiguousarray(image[..., :3])
+
+
+KnownMode = Literal["spatial", "temporal"]
+KNOWN_MODES: tuple[KnownMode, ...] = ("spatial", "temporal")
+KEYFRAME_STEP = 8  # official temporal anymask: pixel frames 0, 8, 16, ... are given whole
+
+
+@dataclass(frozen=True)
+class KnownPixels:
+    """Pixels given at any frame and place (AniSora anymask): `video` F x H x W x 3 uint8 and `mask`
+    F x H x W in [0, 1] (1 = given, 0 = to generate), F the frame count of the video to generate.
+
+    `mode` adds an official anymask recipe to the mask: "temporal" (repair a video from its keyframes: pixel
+    frames 0, 8, 16, ... are given whole, and the mask reaches latent resolution by bicubic resampling, as
+    that script does) or "spatial" (regenerate a region: frame 0 is given whole; nearest). None: the mask as
+    given, nearest.
+    """
+
+    video: np.ndarray
+    mask: np.ndarray
+    mode: KnownMode | None = None
+
+    @property
+    def resample(self) -> str:
+        """How the mask reaches latent resolution (`latent_pixel_mask`)."""
+        return "bicubic" if self.mode == "temporal" else "nearest"
+
+
+def check_known(known: KnownPixels, num_frames: int) -> None:
+    """Raise InputError unless `known` fits a video of `num_frames`: cheap, for checks before loading."""
+    video, mask = np.asarray(known.video), np.asarray(known.mask)
+    if video.ndim != 4 or video.shape[3] != 3 or 0 in video.shape:
+        raise InputError(f"known-pixels video must be F x H x W x 3 RGB, got shape {video.shape}")
+    if video.dtype != np.uint8:
+        raise InputError(f"known-pixels video must be uint8 (0-255), got {video.dtype}")
+    if mask.shape != video.shape[:3]:
+        raise InputError(
+            f"known-pixels mask must be F x H x W like its video, {video.shape[:3]}, got shape {mask.shape}"
+        )
+    if len(video) != num_frames:
+        raise InputError(
+            f"known-pixels video has {len(video)} frames but the video to generate has {num_frames}: "
+            f"sample the reference video and its mask to {num_frames} frames"
+        )
+    if mask.dtype.kind not in "biuf" or (mask.dtype.kind == "f" and not np.isfinite(mask).all()):
+        raise InputError(f"known-pixels mask must hold numbers in [0, 1], got {mask.dtype} values")
+    if mask.min() < 0 or mask.max() > 1:
+        raise InputError(
+            f"known-pixels mask values must be in [0, 1] (1 = given), got {mask.min()}-{mask.max()}: "
+            "threshold a mask video first (the official scripts take pixel values > 127 as given)"
+        )
+    if known.mode not in (None, *KNOWN_MODES):
+        raise InputError(f"unknown known-pixels mode {known.mode!r}; choose one of {', '.join(KNOWN_MODES)}")
+
+
+def fit_known(known: KnownPixels, height: int, width: int, notes: list[str]) -> KnownPixels:
+    """`known` at height x width with its mode's whole frames given. Frames are fitted as guides are
+    (`fit_image`: cover, centre crop); the mask takes the same crop with nearest resampling, so it stays as
+    drawn. A crop is reported in `notes`."""
+    video, mask = np.asarray(known.video), np.asarray(known.mask, np.float32)
+    if video.shape[1:3] != (height, width):
+        fitted = [fit_image(frame, height, width) for frame in video]
+        video = np.stack([frame for frame, _ in fitted])
+        mask = np.stack([_fit_plane(plane, height, width) for plane in mask])
+        if fitted[0][1]:
+            notes.append(f"known pixels: {fitted[0][1]}")
+    else:
+        mask = mask.copy()
+    if known.mode == "temporal":
+        mask[::KEYFRAME_STEP] = 1.0
+    elif known.mode == "spatial":
+        mask[0] = 1.0
+    return KnownPixels(video, mask, known.mode)
+
+
+def condition_video(
+    num_frames: int, height: int, width: int, guides: Sequence[Guide], known: KnownPixels | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel video a Wan-style VAE encodes as one video, and its per-pixel mask, from guides and known
+    pixels already at height x width: (F, H, W, 3) float32 in [-1, 1], zero where nothing is given, and
+    (F, H, W) float32. A known pixel with mask m > 0 is written as is and m goes to the mask (binary masks:
+    video x mask, as the anymask release); a guide writes its whole frame with mask = its strength, winning
+    over known pixels at that frame."""
+    video = np.zeros((num_frames, height, width, 3), np.float32)
+    mask = np.zeros((num_frames, height, width), np.float32)
+    if known is not None:
+        given = known.mask > 0
+        video[given] = known.video[given].astype(np.float32) / 127.5 - 1.0
+        mask[:] = known.mask
+    for guide in guides:
+        video[guide.frame] = guide.image.astype(np.float32) / 127.5 - 1.0
+        mask[guide.frame] = float(guide.strength)
+    return video, mask
+
+
+def latent_pixel_mask(mask: np.ndarray, resample: str = "nearest") -> np.ndarray:
+    """(F, H, W) pixel mask -> (F, H/8, W/8), resampled as the anymask scripts do (torch `interpolate`:
+    "nearest" takes each cell's top-left pixel; "bicubic" blends across edges and may overshoot [0, 1])."""
+    height, width = mask.shape[1:]
+    planes = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[:, None]
+    size = (height // SPATIAL, width // SPATIAL)
+    return torch.nn.functional.interpolate(planes, size=size, mode=resample)[:, 0].numpy()
+
+
+def reproject_pixel_mask(mask: np.ndarray) -> np.ndarray:
+    """(F, h, w) per-pixel-frame mask -> (T, 4, h, w): `reproject_mask` for every latent cell."""
+    mask = np.asarray(mask, np.float32)
+    if (len(mask) - 1) % TEMPORAL:
+        raise InputError(f"a frame mask of length {len(mask)} is not 4k+1 frames")
+    extended = np.concatenate([np.repeat(mask[:1], TEMPORAL, axis=0), mask[1:]])
+    return extended.reshape(-1, TEMPORAL, *mask.shape[1:])
+
+
+def _fit_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A float plane resized to cover height x width (nearest) and centre-cropped: `fit_image`'s geometry."""
+    h, w = plane.shape
+    scale = max(height / h, width / w)
+    rh, rw = max(height, round(h * scale)), max(width, round(w * scale))
+    resized = np.asarray(Image.fromarray(plane).resize((rw, rh), Image.Resampling.NEAREST))
+    top, left = (rh - height) // 2, (rw - width) // 2
+    return resized[top : top + height, left : left + width]

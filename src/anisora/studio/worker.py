@@ -202,7 +202,9 @@ class Worker:
 
         panel = _image(spec.panel, "panel")
         info = self.model_info
-        height, width = shot_size(*panel.shape[:2], info.height, info.width)
+        height, width = info.height, info.width  # a learned position embedding has this size only
+        if not info.learned_positions:
+            height, width = shot_size(*panel.shape[:2], height, width)
         mask = _image(spec.mask, "mask", background=(0, 0, 0)) if spec.mask else None
         if mask is not None:
             fitted_motion_mask(mask, panel, height, width, [])  # the model's own check, before the dubbing

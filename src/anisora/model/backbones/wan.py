@@ -1,22 +1,32 @@
-"""`AnisoraWanPipeline`: diffusers' Wan image-to-video pipeline with AniSora V3's any-frame conditioning.
+"""`AnisoraWanPipeline`: diffusers' Wan image-to-video pipeline with AniSora's guides and known pixels.
 
 diffusers conditions Wan on a first (and, for Wan2.2, a last) frame: the images are written into a zero
 pixel video, which the VAE encodes as one video, and a 4-channel mask marks their frames. AniSora V3 does the
-same with guides at any frames, so only `prepare_latents` changes: every guide goes into the pixel video at
-its frame (scaled to cover the video and centre-cropped, as `conditioning.fit_image` does for every backbone),
-and the mask is `conditioning`'s re-projected per-frame mask, with each guide's strength. Everything else is
-diffusers': umT5 text, CLIP on the first listed guide (Wan2.1; Wan2.2 has no image encoder), UniPC with flow
-shift, `latents_mean`/`latents_std`, the Wan2.2 expert switch at `boundary_ratio`, one transformer call per
-step at guidance <= 1 and two above.
+same with guides at any frames, and the anymask release with known pixels at any frame and place, so only
+`prepare_latents` changes: `conditioning.condition_video` writes the guides (fitted like every backbone's, by
+`conditioning.fit_image`) and known pixels into the pixel video, and the mask is its per-pixel mask at latent
+resolution, re-projected (`conditioning.reproject_pixel_mask`). Everything else is diffusers': umT5 text, CLIP
+on the first listed guide (Wan2.1; Wan2.2 has no image encoder), UniPC with flow shift,
+`latents_mean`/`latents_std`, the Wan2.2 expert switch at `boundary_ratio`, one transformer call per step at
+guidance <= 1 and two above.
+
+Motion-region control (paper section 2.2) uses diffusers' `callback_on_step_end`: after each scheduler step
+the latent outside the motion mask is replaced by the static latent noised to the next step's flow-matching
+level, (1 - sigma) x static + sigma x noise, and by the clean static latent after the last step. The static
+latent is the VAE encoding of the first guide held still for the whole clip (one more VAE pass), not its
+one-frame latent repeated as CogVideoX's path does: Wan's causal VAE encodes pixel frame 0 alone and later
+frames four at a time, so a still clip's later latent frames are not its frame-0 latent, and only the still
+clip's encoding is the latent that decodes to a still region. Its frame 0 is the guide's one-frame latent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from diffusers import WanImageToVideoPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
@@ -26,23 +36,35 @@ from ..conditioning import (
     TEMPORAL,
     ConditionRequest,
     Guide,
+    KnownPixels,
+    check_known,
     check_request,
+    condition_video,
     conditioned_prompt,
     fit_image,
-    pixel_frame_mask,
-    reproject_mask,
+    fit_known,
+    fitted_motion_mask,
+    latent_pixel_mask,
+    latent_region,
+    reproject_pixel_mask,
 )
 from ..pipeline import AnisoraOutput
 
 
 class AnisoraWanPipeline(WanImageToVideoPipeline):
-    """Wan2.1 / Wan2.2 image-to-video components (AniSora V2, V3, V3.1, V3.2) taking guides at any frames.
+    """Wan2.1 / Wan2.2 image-to-video components (AniSora V2, V3, V3.1, V3.2, anymask) taking guides at any
+    frames and known pixels at any frame and place.
 
     `anisora_presets` (fps, num_frames, height, width, steps, guidance: the release's own settings, written by
     `anisora convert wan`) is saved in model_index.json; `anisora.model.info.ModelInfo` reads it.
     """
 
-    _guides: tuple[Guide, ...] = ()  # the call's guides, for `prepare_latents`
+    # The call's fitted inputs, for `prepare_latents`; `_region` (cells that may move, static latent, noise)
+    # is built there and read by the step-end callback.
+    _guides: tuple[Guide, ...] = ()
+    _known: KnownPixels | None = None
+    _motion_cells: np.ndarray | None = None
+    _region: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -77,6 +99,8 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         self,
         guides: Sequence[Guide] = (),
         *,
+        known: KnownPixels | None = None,
+        motion_mask: np.ndarray | None = None,
         prompt: str = "",
         negative_prompt: str = "",
         num_frames: int = 81,
@@ -90,12 +114,24 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         output_type: str = "np",
         **kwargs,
     ) -> AnisoraOutput:
+        """Generate from guides and/or known pixels (see `conditioning.KnownPixels`; a guide wins over known
+        pixels at its frame). `motion_mask` (H x W, white = may move, drawn on the first guide) keeps the rest
+        of the first guide still. CLIP sees the first listed guide, else the known pixels of frame 0 (grey
+        where unknown). Other keywords go to diffusers' `WanImageToVideoPipeline.__call__`; with a motion mask
+        a `callback_on_step_end` runs after the region is pinned and sees the pinned latents."""
         request = ConditionRequest(
-            num_frames, height, width, tuple(guides), None, prompt, motion_score, aesthetic_score
+            num_frames, height, width, tuple(guides), motion_mask, prompt, motion_score, aesthetic_score
         )
         check_request(request, frame_step=TEMPORAL)  # Wan's VAE decodes any 4k+1 frames
-        if not request.guides:
-            raise InputError("a Wan image-to-video model needs at least one guide image")
+        if known is not None:
+            check_known(known, num_frames)
+        if not request.guides and known is None:
+            raise InputError("a Wan image-to-video model needs at least one guide image or known pixels")
+        if motion_mask is not None:
+            if getattr(self.scheduler.config, "use_flow_sigmas", True) is False:
+                raise InputError("a motion mask needs a flow-matching scheduler (UniPC with use_flow_sigmas)")
+            user = kwargs.get("callback_on_step_end"), kwargs.get("callback_on_step_end_tensor_inputs")
+            kwargs.update(self._step_end_pinning(*user))
         notes, fitted = [], []
         for guide in request.guides:
             image, note = fit_image(guide.image, height, width)
@@ -103,10 +139,19 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
             if note:
                 notes.append(f"guide at frame {guide.frame}: {note}")
         self._guides = tuple(fitted)
+        self._known = None if known is None else fit_known(known, height, width, notes)
+        if motion_mask is not None:
+            region = fitted_motion_mask(motion_mask, request.guides[0].image, height, width, notes)
+            self._motion_cells = latent_region(region, height, width)
+        if fitted:
+            clip_image = fitted[0].image  # CLIP sees the first listed guide, as V3 does
+        else:
+            given = self._known.mask[0][..., None] > 0
+            clip_image = np.where(given, self._known.video[0], 128).astype(np.uint8)
         prompt = conditioned_prompt(request)
         try:
             out = super().__call__(
-                image=Image.fromarray(self._guides[0].image),  # CLIP sees the first listed guide, as V3 does
+                image=Image.fromarray(clip_image),
                 prompt=prompt,
                 negative_prompt=negative_prompt,
                 height=height,
@@ -119,7 +164,7 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
                 **kwargs,
             )
         finally:
-            self._guides = ()
+            self._guides, self._known, self._motion_cells, self._region = (), None, None, None
         frames = out.frames
         if output_type != "latent":
             frames = (np.asarray(frames[0]) * 255).round().clip(0, 255).astype(np.uint8)
@@ -139,8 +184,9 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         latents: torch.Tensor | None = None,
         last_image: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise, and [mask, condition latent] for the guides of this call at their frames."""
-        if not self._guides or last_image is not None or self.config.expand_timesteps:
+        """Noise, and [mask, condition latent] for the guides and known pixels of this call; with a motion
+        mask also the static region's latent and noise (`_region`)."""
+        if last_image is not None or self.config.expand_timesteps:
             raise InputError("AnisoraWanPipeline takes its guides through `guides`, not image / last_image")
         t_lat = (num_frames - 1) // self.vae_scale_factor_temporal + 1
         h_lat, w_lat = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
@@ -150,21 +196,55 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         else:
             latents = latents.to(device=device, dtype=dtype)
 
-        video = torch.zeros(1, 3, num_frames, height, width)
-        for guide in self._guides:
-            pixels = torch.from_numpy(guide.image.copy()).permute(2, 0, 1).float()
-            video[0, :, guide.frame] = pixels / 127.5 - 1.0
-        vae_device = self.vae.device
+        video, pixel_mask = condition_video(num_frames, height, width, self._guides, self._known)
+        condition = self._encode(video, device, dtype)
+        resample = "nearest" if self._known is None else self._known.resample
+        mask = reproject_pixel_mask(latent_pixel_mask(pixel_mask, resample))  # (T, 4, h, w)
+        mask = torch.from_numpy(mask).permute(1, 0, 2, 3)[None].to(device, dtype)  # [c, t] = mask[4t + c]
+        condition = torch.cat([mask, condition], dim=1).repeat(batch_size, 1, 1, 1, 1)
+
+        if self._motion_cells is not None:
+            still = np.broadcast_to(self._guides[0].image, (num_frames, height, width, 3))
+            static = self._encode(still.astype(np.float32) / 127.5 - 1.0, device, dtype)
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            cells = torch.from_numpy(self._motion_cells).to(device)[None, None, None]
+            self._region = (cells, static, noise)
+        return latents, condition
+
+    def _encode(self, video: np.ndarray, device, dtype) -> torch.Tensor:
+        """(F, H, W, 3) in [-1, 1] -> the normalised latent (1, C, T, h, w), encoded as one video."""
+        pixels = torch.from_numpy(np.ascontiguousarray(video)).permute(3, 0, 1, 2)[None]
         encoded = retrieve_latents(
-            self.vae.encode(video.to(vae_device, self.vae.dtype)), sample_mode="argmax"
+            self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)), sample_mode="argmax"
         )
         config = self.vae.config
-        mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1)
-        std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1)
-        condition = (encoded.to(device=device, dtype=dtype) - mean.to(device, dtype)) / std.to(device, dtype)
+        mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1).to(device, dtype)
+        std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1).to(device, dtype)
+        return (encoded.to(device=device, dtype=dtype) - mean) / std
 
-        frame_mask = pixel_frame_mask(num_frames, [(g.frame, float(g.strength)) for g in self._guides])
-        mask = torch.from_numpy(reproject_mask(frame_mask)).T  # (4, T): [c, t] = extended mask[4t + c]
-        mask = mask[None, :, :, None, None].expand(1, TEMPORAL, t_lat, h_lat, w_lat).to(device, dtype)
-        condition = torch.cat([mask, condition], dim=1).repeat(batch_size, 1, 1, 1, 1)
-        return latents, condition
+    def _step_end_pinning(self, user: Callable | None, tensor_inputs: Sequence[str] | None) -> dict:
+        """diffusers' step-end callback keywords: pin the static region, then run the caller's callback."""
+        inputs = list(tensor_inputs or ["latents"])
+        if isinstance(user, (PipelineCallback, MultiPipelineCallbacks)):
+            inputs = list(user.tensor_inputs)  # diffusers reads them off the object, which we wrap
+        if "latents" not in inputs:
+            inputs.append("latents")
+
+        def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
+            tensors = {**tensors, "latents": self._pin_static_region(tensors["latents"], step)}
+            if user is None:
+                return tensors
+            return {"latents": tensors["latents"], **user(pipe, step, timestep, tensors)}
+
+        return dict(callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=inputs)
+
+    def _pin_static_region(self, latents: torch.Tensor, step: int) -> torch.Tensor:
+        """Outside the region: the static latent at the noise level of step `step`'s output (flow matching),
+        clean after the last step."""
+        cells, static, noise = self._region
+        if step + 1 >= len(self.scheduler.timesteps):
+            target = static.expand_as(latents)
+        else:
+            sigma = float(self.scheduler.sigmas[step + 1])
+            target = (1.0 - sigma) * static + sigma * noise
+        return torch.where(cells, latents, target.to(latents.dtype))
