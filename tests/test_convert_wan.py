@@ -247,7 +247,8 @@ def test_wan21_release_converts_to_a_diffusers_directory(wan21, tmp_path, capsys
     assert index["transformer_2"] == [None, None] and index["boundary_ratio"] is None
     presets = index["anisora_presets"]
     assert (presets["fps"], presets["num_frames"], presets["height"], presets["width"]) == (16, 81, 720, 1280)
-    assert (presets["steps"], presets["guidance"], presets["flow_shift"]) == (8, 1.0, 5.0)
+    assert (presets["steps"], presets["guidance"]) == (8, 1.0)  # the shift is the scheduler's (above)
+    assert presets["prompt_suffix"] == " There is no text in the video."
     for name in ("text_encoder", "tokenizer", "image_encoder", "image_processor"):
         assert (out / name).resolve() == (base / name).resolve()
 

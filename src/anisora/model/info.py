@@ -25,6 +25,7 @@ PRESET_TYPES = {
     "guidance": float,
     "aesthetic": float,  # the aesthetic score the prompt suffix gets when only a motion score is given
     "prompt_suffix": str,  # appended to every prompt (V3's " There is no text in the video.")
+    "max_sequence_length": int,  # text tokens the release was trained with (Wan: umT5's 512)
 }
 COMMON_DEFAULTS = {"aesthetic": DEFAULT_AESTHETIC, "prompt_suffix": ""}
 COGVIDEOX_DEFAULTS = {
@@ -40,6 +41,7 @@ WAN_DEFAULTS = {
     "width": 832,
     "steps": 40,
     "guidance": 5.0,
+    "max_sequence_length": 512,
     **COMMON_DEFAULTS,
 }
 
@@ -58,6 +60,7 @@ class ModelInfo:
     guidance: float = 6.0
     aesthetic: float = DEFAULT_AESTHETIC
     prompt_suffix: str = ""
+    max_sequence_length: int | None = None  # None: the pipeline's own
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:

@@ -10,9 +10,14 @@ Two layouts:
 Every key is renamed with the mappings diffusers ships (`convert_wan_transformer_to_diffusers`,
 `convert_wan_vae_to_diffusers`), applied one key at a time: both are pure per-key renames. Names and shapes
 are checked against the diffusers model built on the meta device before anything is written; tensors are then
-read one at a time and written through `ShardWriter`, so memory stays near one shard. Wan's own T5 and CLIP
-`.pth` modules are not converted: the text encoder, tokenizer and (Wan2.1) image encoder are linked from
-`--base`, a diffusers Wan I2V folder.
+read one at a time and written through `ShardWriter`, so memory stays near one shard.
+
+Beside the DiT a pipeline needs the umT5 text encoder and tokenizer, (Wan2.1) the CLIP image encoder and
+processor, and the VAE. Each comes from Wan's official file (`models_t5_umt5-xxl-enc-bf16.pth` with
+`google/umt5-xxl/`, `models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth`, `Wan2.1_VAE.pth`), converted
+(`wan_encoders`), found in SRC first and else in `--base` when that is an official Wan checkout; a part
+neither holds is linked from `--base` as a diffusers Wan I2V folder. A release laid on top of a Wan checkout
+needs no `--base` at all.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,13 +36,26 @@ from anisora.errors import InputError
 from anisora.files import atomic_directory
 
 from .shards import DEFAULT_MAX_SHARD_BYTES, ShardWriter
+from .wan_encoders import (
+    CLIP_FILE,
+    T5_FILE,
+    clip_conversion,
+    clip_image_processor,
+    read_state_dict,
+    t5_conversion,
+    t5_tokenizer,
+)
 
 VAE_FILE = "Wan2.1_VAE.pth"
 WEIGHTS = "diffusion_pytorch_model"
 EXPERTS = {"transformer": "high_noise_model", "transformer_2": "low_noise_model"}  # diffusers <- Wan2.2
 BOUNDARY_RATIO = 0.9  # Wan2.2: the high-noise expert runs while t >= 0.9 x 1000
-WAN21_FROM_BASE = ("text_encoder", "tokenizer", "image_encoder", "image_processor")
-WAN22_FROM_BASE = ("text_encoder", "tokenizer")
+# The parts beside the DiT: the official file each is converted from, else the diffusers components linked.
+PARTS = {
+    "text": (T5_FILE, ("text_encoder", "tokenizer")),
+    "image": (CLIP_FILE, ("image_encoder", "image_processor")),  # Wan2.1 only
+    "vae": (VAE_FILE, ("vae",)),
+}
 REQUIRED_CONFIG = ("dim", "num_heads", "num_layers", "ffn_dim", "in_dim", "out_dim")
 CLIP_DIM = 1280  # Wan2.1's image branch takes CLIP ViT-H/14 tokens of this width
 TEXT_DIM = 4096  # umT5-XXL; not in Wan's config.json (an ignored config argument there)
@@ -44,7 +63,15 @@ FLOW_SHIFT = 5.0
 _BLOCK = re.compile(r"(?<=^blocks\.)\d+")  # the block number of a transformer key, in both namings
 # The official V3.x sampling settings (distilled: 8 steps, guidance 1), recorded in model_index.json under
 # "anisora_presets" for `anisora.model.info.ModelInfo` and the Wan pipeline to read back.
-PRESETS = {"fps": 16, "num_frames": 81, "height": 720, "width": 1280, "steps": 8, "guidance": 1.0}
+PRESETS = {
+    "fps": 16,
+    "num_frames": 81,
+    "height": 720,
+    "width": 1280,
+    "steps": 8,
+    "guidance": 1.0,
+    "prompt_suffix": " There is no text in the video.",  # V3's script appends it to every prompt
+}
 
 
 def convert_wan(
@@ -68,27 +95,34 @@ def convert_wan(
     experts = _find_experts(src)
     configs = {name: _read_wan_config(folder) for name, folder in experts.items()}
     image_branch = len(experts) == 1  # Wan2.1 I2V has the CLIP branch, Wan2.2 I2V has none
-    from_base = WAN21_FROM_BASE if image_branch else WAN22_FROM_BASE
-    vae_file = src / VAE_FILE
-    if not vae_file.is_file():  # a DiT-only release (V3.1, anymask) is meant to drop into a Wan checkout
-        from_base = (*from_base, "vae")
-    base_index = _check_base(base, from_base)
+    parts = [part for part in PARTS if image_branch or part != "image"]
+    homes = {part: _official_home(PARTS[part][0], src, base) for part in parts}
+    unconverted = [part for part in parts if homes[part] is None]
+    linked = tuple(name for part in unconverted for name in PARTS[part][1])
+    base_index = _check_base(base, linked, [PARTS[part][0] for part in unconverted]) if linked else {}
     transformers = {
         name: _transformer_conversion(folder, _transformer_config(configs[name], image_branch))
         for name, folder in experts.items()
     }
-    vae = _vae_conversion(vae_file) if vae_file.is_file() else None
+    official = {"text": _official_text, "image": _official_image, "vae": _official_vae}
+    converted: dict[str, tuple[list[str], Callable[[Path], None]]] = {}
+    for part, home in homes.items():
+        if home is not None:
+            converted |= official[part](home, max_shard_bytes)
     text_len = configs["transformer"].get("text_len", 512)
 
     with atomic_directory(out) as tmp:
         for name, conversion in transformers.items():
             conversion.write(tmp / name, torch.bfloat16, max_shard_bytes)
-        if vae:  # it stays float32 (254 MB), as Wan and diffusers run it
-            vae.write(tmp / "vae", torch.float32, max_shard_bytes)
+        for name, (_, write) in converted.items():
+            write(tmp / name)
         _write_scheduler(tmp / "scheduler")
-        for name in from_base:
+        for name in linked:
             (tmp / name).symlink_to(Path(base, name).resolve(), target_is_directory=True)
-        _write_model_index(tmp, base_index, from_base, two_experts=not image_branch, text_len=text_len)
+        classes = {name: base_index[name] for name in linked} | {
+            name: c for name, (c, _) in converted.items()
+        }
+        _write_model_index(tmp, classes, two_experts=not image_branch, text_len=text_len)
     return out
 
 
@@ -114,16 +148,28 @@ def _find_experts(src: Path) -> dict[str, Path]:
     )
 
 
-def _check_base(base: Path | None, names: tuple[str, ...]) -> dict:
-    """The model_index.json of the diffusers folder `base`, once it holds every component in `names`."""
+def _official_home(file: str, src: Path, base: Path | None) -> Path | None:
+    """The folder whose official `file` is converted: SRC, else `base`; None when neither holds it."""
+    for folder in (src, base):
+        if folder is not None and (Path(folder) / file).is_file():
+            return Path(folder)
+    return None
+
+
+def _check_base(base: Path | None, names: tuple[str, ...], files: list[str]) -> dict:
+    """The model_index.json of the diffusers folder `base`, once it holds every component in `names` (the
+    parts whose official `files` neither SRC nor `base` has)."""
     if base is None:
         raise InputError(
-            f"--base is required: the release's T5/CLIP .pth modules are not converted; name a diffusers Wan "
-            f"I2V folder whose {', '.join(names)} are reused"
+            f"--base is required: SRC has no {', '.join(files)}; name an official Wan checkout that has "
+            f"them, or a diffusers Wan I2V folder to link {', '.join(names)} from"
         )
     base = Path(base)
     if not (base / "model_index.json").is_file():
-        raise InputError(f"--base {base}: not a diffusers folder (no model_index.json)")
+        raise InputError(
+            f"--base {base}: neither an official Wan checkout with {', '.join(files)} "
+            f"nor a diffusers folder (no model_index.json)"
+        )
     index = _read_json(base / "model_index.json")
     for name in names:
         if not (base / name).is_dir() or not isinstance(index.get(name), list) or None in index[name]:
@@ -207,16 +253,55 @@ def _transformer_conversion(folder: Path, config: dict) -> _Conversion:
     return _Conversion(model, renames, lambda: _safetensors_tensors(files))
 
 
+def _official_text(folder: Path, max_shard_bytes: int) -> dict[str, tuple[list[str], Callable[[Path], None]]]:
+    """{component: (model_index entry, writer)} for Wan's umT5 file and tokenizer in `folder`."""
+    conversion = t5_conversion(folder / T5_FILE)
+    if conversion.config.d_model != TEXT_DIM:
+        raise InputError(
+            f"{folder / T5_FILE}: umT5 width {conversion.config.d_model}; the Wan DiT takes {TEXT_DIM}"
+        )
+    tokenizer = t5_tokenizer(folder, conversion.config.vocab_size)
+    return {
+        "text_encoder": (
+            ["transformers", "UMT5EncoderModel"],
+            partial(conversion.write, max_shard_bytes=max_shard_bytes),
+        ),
+        "tokenizer": (["transformers", type(tokenizer).__name__], tokenizer.save_pretrained),
+    }
+
+
+def _official_image(
+    folder: Path, max_shard_bytes: int
+) -> dict[str, tuple[list[str], Callable[[Path], None]]]:
+    """{component: (model_index entry, writer)} for the vision tower of Wan's CLIP file in `folder`."""
+    conversion = clip_conversion(folder / CLIP_FILE)
+    if conversion.config.hidden_size != CLIP_DIM:
+        raise InputError(
+            f"{folder / CLIP_FILE}: CLIP width {conversion.config.hidden_size}; the Wan DiT takes {CLIP_DIM}"
+        )
+    processor = clip_image_processor(conversion.config.image_size)
+    return {
+        "image_encoder": (
+            ["transformers", "CLIPVisionModel"],
+            partial(conversion.write, max_shard_bytes=max_shard_bytes),
+        ),
+        # transformers 5 loads this name as CLIPImageProcessorPil where torchvision is missing
+        "image_processor": (["transformers", "CLIPImageProcessor"], processor.save_pretrained),
+    }
+
+
+def _official_vae(folder: Path, max_shard_bytes: int) -> dict[str, tuple[list[str], Callable[[Path], None]]]:
+    conversion = _vae_conversion(folder / VAE_FILE)
+    # It stays float32 (254 MB), as Wan and diffusers run it.
+    write = partial(conversion.write, dtype=torch.float32, max_shard_bytes=max_shard_bytes)
+    return {"vae": (["diffusers", "AutoencoderKLWan"], write)}
+
+
 def _vae_conversion(path: Path) -> _Conversion:
     from diffusers import AutoencoderKLWan
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as err:  # a truncated file or not a torch archive: say which file, not a traceback
-        raise InputError(f"{path}: not a readable torch checkpoint ({err})") from None
-    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
-        raise InputError(f"{path}: not a state dict of tensors")
+    state = read_state_dict(path)
     # The width and latent channels are read from the checkpoint; the rest of the VAE is fixed by Wan.
     for key in ("encoder.conv1.weight", "conv2.weight"):
         if key not in state:
@@ -326,9 +411,7 @@ def _write_scheduler(folder: Path) -> None:
     scheduler.save_config(folder)
 
 
-def _write_model_index(
-    folder: Path, base_index: dict, from_base: tuple[str, ...], two_experts: bool, text_len: int
-) -> None:
+def _write_model_index(folder: Path, classes: dict[str, list], two_experts: bool, text_len: int) -> None:
     from diffusers import __version__
 
     index = {
@@ -342,8 +425,7 @@ def _write_model_index(
         "vae": ["diffusers", "AutoencoderKLWan"],
         "boundary_ratio": BOUNDARY_RATIO if two_experts else None,
         "expand_timesteps": False,
-        "anisora_presets": {**PRESETS, "flow_shift": FLOW_SHIFT, "max_sequence_length": text_len},
+        "anisora_presets": {**PRESETS, "max_sequence_length": text_len},
     }
-    for name in from_base:
-        index[name] = base_index[name]
+    index.update(classes)  # text_encoder, tokenizer, image_encoder, image_processor, vae
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
