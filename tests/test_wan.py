@@ -14,6 +14,7 @@ from anisora.model.conditioning import Guide, pixel_frame_mask, reproject_mask
 from anisora.model.presets import build_wan_components
 
 SIZE = dict(num_frames=9, height=32, width=48)
+SIZE_REQUEST = dict(frames=9, height=32, width=48)
 
 
 def panel(seed=0) -> np.ndarray:
@@ -125,3 +126,22 @@ def test_generate_runs_a_wan_directory_with_its_release_presets(tmp_path):
     args = ["generate", "--model", str(plain), "--image", str(tmp_path / "first.png"), "--size", "48x32"]
     assert main([*args, "--frames", "5", "--steps", "1", "--out", str(tmp_path / "plain.mp4")]) == 0
     assert main([*args, "--frames", "7", "--out", str(tmp_path / "bad.mp4")]) == 2  # Wan: 4k+1
+
+
+def test_sample_reports_progress_and_uses_the_release_suffix_and_mask():
+    """`sample` drives a Wan pipeline like a CogVideoX one: progress per step, the release's prompt suffix
+    and aesthetic default, and a motion mask."""
+    from anisora.model.request import GuideSpec, Request
+    from anisora.model.sampling import sample
+
+    presets = {"steps": 3, "guidance": 1.0, "prompt_suffix": " There is no text in the video."}
+    pipe = AnisoraWanPipeline(**build_wan_components(), anisora_presets=presets)
+    pipe.set_progress_bar_config(disable=True)
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:24, 16:32] = 255
+    calls = []
+    request = Request((GuideSpec(panel(), 0),), mask=mask, prompt="a girl", motion=3.0, **SIZE_REQUEST)
+    result = sample(pipe, request, progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert result.prompt == "a girl. aesthetic score: 5.5. motion score: 3.0. There is no text in the video."
+    assert result.frames.shape == (9, 32, 48, 3) and result.resolved["backbone"] == "wan"

@@ -43,8 +43,8 @@ class Sample:
 def prepare(request: Request, info: ModelInfo) -> Prepared:
     """Check every value of `request` against the model `info` describes and read its images."""
     request.check()
-    if info.backbone == "wan" and (request.mask is not None or request.dynamic_cfg):
-        raise InputError("motion-region masks and dynamic CFG run on CogVideoX models only, for now")
+    if info.backbone == "wan" and request.dynamic_cfg:
+        raise InputError("dynamic CFG runs on CogVideoX models only; Wan releases use their own guidance")
     fps = request.fps or info.fps
     num_frames = _frame_count(request, info, fps)
     guides = tuple(

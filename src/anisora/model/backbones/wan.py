@@ -112,16 +112,32 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         guidance_scale: float = 1.0,
         generator: torch.Generator | None = None,
         output_type: str = "np",
+        progress: Callable[[int, int], None] | None = None,
         **kwargs,
     ) -> AnisoraOutput:
         """Generate from guides and/or known pixels (see `conditioning.KnownPixels`; a guide wins over known
         pixels at its frame). `motion_mask` (H x W, white = may move, drawn on the first guide) keeps the rest
         of the first guide still. CLIP sees the first listed guide, else the known pixels of frame 0 (grey
         where unknown). Other keywords go to diffusers' `WanImageToVideoPipeline.__call__`; with a motion mask
-        a `callback_on_step_end` runs after the region is pinned and sees the pinned latents."""
+        a `callback_on_step_end` runs after the region is pinned and sees the pinned latents. `progress(step,
+        steps)` is called after every step."""
+        from ..info import ModelInfo
+
+        info = ModelInfo.of(self)  # the release's aesthetic default and prompt suffix
         request = ConditionRequest(
-            num_frames, height, width, tuple(guides), motion_mask, prompt, motion_score, aesthetic_score
+            num_frames,
+            height,
+            width,
+            tuple(guides),
+            motion_mask,
+            prompt,
+            motion_score,
+            aesthetic_score,
+            info.aesthetic,
+            info.prompt_suffix,
         )
+        if progress is not None:
+            kwargs.update(_with_progress(kwargs.get("callback_on_step_end"), progress, num_inference_steps))
         check_request(request, frame_step=TEMPORAL)  # Wan's VAE decodes any 4k+1 frames
         if known is not None:
             check_known(known, num_frames)
@@ -248,3 +264,13 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
             sigma = float(self.scheduler.sigmas[step + 1])
             target = (1.0 - sigma) * static + sigma * noise
         return torch.where(cells, latents, target.to(latents.dtype))
+
+
+def _with_progress(callback, progress: Callable[[int, int], None], steps: int) -> dict:
+    """A `callback_on_step_end` that reports `progress` after each step, then runs `callback` if given."""
+
+    def step_end(pipe, index, timestep, tensors):
+        progress(index + 1, steps)
+        return callback(pipe, index, timestep, tensors) if callback is not None else {}
+
+    return {"callback_on_step_end": step_end}
