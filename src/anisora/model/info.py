@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
-from .conditioning import DEFAULT_AESTHETIC, FRAME_STEP, TEMPORAL, Layout, layout_for
+from .conditioning import DEFAULT_AESTHETIC, FRAME_STEP, TEMPORAL, ConditionRequest, Guide, Layout, layout_for
 
 # What a directory without an fps entry plays at: CogVideoX-5B-I2V's own rate (49 frames = 6 s).
 DEFAULT_FPS = 8
@@ -115,6 +118,31 @@ class ModelInfo:
             pipe.layout,
             bool(config.use_learned_positional_embeddings),
             **read_presets(presets, COGVIDEOX_DEFAULTS),
+        )
+
+    def condition(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        guides: Sequence[Guide] = (),
+        motion_mask: np.ndarray | None = None,
+        prompt: str = "",
+        motion: float | None = None,
+        aesthetic: float | None = None,
+    ) -> ConditionRequest:
+        """A conditioning request with this model's aesthetic default and prompt suffix."""
+        return ConditionRequest(
+            num_frames,
+            height,
+            width,
+            tuple(guides),
+            motion_mask,
+            prompt,
+            motion,
+            aesthetic,
+            self.aesthetic,
+            self.prompt_suffix,
         )
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:

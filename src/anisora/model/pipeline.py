@@ -31,7 +31,6 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..errors import InputError
 from .conditioning import (
     Conditioning,
-    ConditionRequest,
     Guide,
     build_conditioning,
     latent_frame_count,
@@ -118,17 +117,8 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         width = width or config.sample_width * self.vae_scale_factor_spatial
         device, dtype = self._execution_device, self.transformer.dtype
         info = ModelInfo.of(self)
-        request = ConditionRequest(
-            num_frames,
-            height,
-            width,
-            tuple(guides),
-            motion_mask,
-            prompt,
-            motion_score,
-            aesthetic_score,
-            info.aesthetic,
-            info.prompt_suffix,
+        request = info.condition(
+            num_frames, height, width, guides, motion_mask, prompt, motion_score, aesthetic_score
         )
         info.check_size(num_frames, height, width)
         cond = build_conditioning(

@@ -52,17 +52,9 @@ def prepare(request: Request, info: ModelInfo) -> Prepared:
         for spec in request.guides
     )
     mask = _image(request.mask, background=(0, 0, 0)) if request.mask is not None else None
-    condition = ConditionRequest(
-        num_frames,
-        request.height or info.height,
-        request.width or info.width,
-        guides,
-        mask,
-        request.prompt,
-        request.motion,
-        request.aesthetic,
-        info.aesthetic,
-        info.prompt_suffix,
+    height, width = request.height or info.height, request.width or info.width
+    condition = info.condition(
+        num_frames, height, width, guides, mask, request.prompt, request.motion, request.aesthetic
     )
     check_request(condition, info.frame_step)
     info.check_size(condition.num_frames, condition.height, condition.width)

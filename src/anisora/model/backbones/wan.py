@@ -34,7 +34,6 @@ from PIL import Image
 from ...errors import InputError
 from ..conditioning import (
     TEMPORAL,
-    ConditionRequest,
     Guide,
     KnownPixels,
     check_known,
@@ -124,17 +123,8 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         from ..info import ModelInfo
 
         info = ModelInfo.of(self)  # the release's aesthetic default and prompt suffix
-        request = ConditionRequest(
-            num_frames,
-            height,
-            width,
-            tuple(guides),
-            motion_mask,
-            prompt,
-            motion_score,
-            aesthetic_score,
-            info.aesthetic,
-            info.prompt_suffix,
+        request = info.condition(
+            num_frames, height, width, guides, motion_mask, prompt, motion_score, aesthetic_score
         )
         if progress is not None:
             kwargs.update(_with_progress(kwargs.get("callback_on_step_end"), progress, num_inference_steps))
