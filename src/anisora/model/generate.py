@@ -47,10 +47,9 @@ def generate_to_file(
     """
     out = Path(out)
     check_output(out, overwrite)
-    if pipe is None:
-        validate(load, request)  # before the slow load
     started = time.perf_counter()
     if pipe is None:
+        validate(load, request)  # before the slow load
         pipe = open_pipeline(load)
     loaded = time.perf_counter()
     result = sample(pipe, request)

@@ -68,7 +68,11 @@ def sample(pipe, request: Request, progress: Callable[[int, int], None] | None =
     info = ModelInfo.of(pipe)
     prepared = prepare(request, info)
     c = prepared.condition
-    optional = {"motion_mask": c.motion_mask, "progress": progress}
+    optional = {
+        "motion_mask": c.motion_mask,
+        "progress": progress,
+        "max_sequence_length": info.max_sequence_length,  # a release's text length (Wan: umT5's 512)
+    }
     if request.dynamic_cfg:
         optional["use_dynamic_cfg"] = True
     result = pipe(

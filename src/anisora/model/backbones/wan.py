@@ -126,18 +126,16 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         request = info.condition(
             num_frames, height, width, guides, motion_mask, prompt, motion_score, aesthetic_score
         )
-        if progress is not None:
-            kwargs.update(_with_progress(kwargs.get("callback_on_step_end"), progress, num_inference_steps))
         check_request(request, frame_step=TEMPORAL)  # Wan's VAE decodes any 4k+1 frames
         if known is not None:
             check_known(known, num_frames)
         if not request.guides and known is None:
             raise InputError("a Wan image-to-video model needs at least one guide image or known pixels")
-        if motion_mask is not None:
-            if getattr(self.scheduler.config, "use_flow_sigmas", True) is False:
-                raise InputError("a motion mask needs a flow-matching scheduler (UniPC with use_flow_sigmas)")
+        if motion_mask is not None and getattr(self.scheduler.config, "use_flow_sigmas", True) is False:
+            raise InputError("a motion mask needs a flow-matching scheduler (UniPC with use_flow_sigmas)")
+        if motion_mask is not None or progress is not None:
             user = kwargs.get("callback_on_step_end"), kwargs.get("callback_on_step_end_tensor_inputs")
-            kwargs.update(self._step_end_pinning(*user))
+            kwargs.update(self._step_end(*user, progress))
         notes, fitted = [], []
         for guide in request.guides:
             image, note = fit_image(guide.image, height, width)
@@ -228,8 +226,14 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1).to(device, dtype)
         return (encoded.to(device=device, dtype=dtype) - mean) / std
 
-    def _step_end_pinning(self, user: Callable | None, tensor_inputs: Sequence[str] | None) -> dict:
-        """diffusers' step-end callback keywords: pin the static region, then run the caller's callback."""
+    def _step_end(
+        self,
+        user: Callable | None,
+        tensor_inputs: Sequence[str] | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> dict:
+        """diffusers' step-end callback keywords: pin the static region (with a motion mask), report
+        `progress`, then run the caller's callback."""
         inputs = list(tensor_inputs or ["latents"])
         if isinstance(user, (PipelineCallback, MultiPipelineCallbacks)):
             inputs = list(user.tensor_inputs)  # diffusers reads them off the object, which we wrap
@@ -237,7 +241,10 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
             inputs.append("latents")
 
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
-            tensors = {**tensors, "latents": self._pin_static_region(tensors["latents"], step)}
+            if self._region is not None:
+                tensors = {**tensors, "latents": self._pin_static_region(tensors["latents"], step)}
+            if progress is not None:
+                progress(step + 1, len(self.scheduler.timesteps))
             if user is None:
                 return tensors
             return {"latents": tensors["latents"], **user(pipe, step, timestep, tensors)}
@@ -254,13 +261,3 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
             sigma = float(self.scheduler.sigmas[step + 1])
             target = (1.0 - sigma) * static + sigma * noise
         return torch.where(cells, latents, target.to(latents.dtype))
-
-
-def _with_progress(callback, progress: Callable[[int, int], None], steps: int) -> dict:
-    """A `callback_on_step_end` that reports `progress` after each step, then runs `callback` if given."""
-
-    def step_end(pipe, index, timestep, tensors):
-        progress(index + 1, steps)
-        return callback(pipe, index, timestep, tensors) if callback is not None else {}
-
-    return {"callback_on_step_end": step_end}
