@@ -60,7 +60,7 @@ def test_official_prompt_file_lines(tmp_path):
         ("no images here", "expected PROMPT@@IMAGE"),
         ("x@@a.png,b.png", "2 image(s) but 1 time(s)"),
         ("x@@a.png&&half", "times must be numbers"),
-        ("x@@missing.png&&0", "image missing.png not found"),
+        ("x@@missing.png&&0", "missing.png not found"),
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
             parse_prompt_line(line, tmp_path)

@@ -68,7 +68,7 @@ def _from_args(cls, args: argparse.Namespace, **given):
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .model.generate import generate_batch, generate_to_file, prompt_file_requests
-    from .model.request import GuideSpec, LoadOptions, Request
+    from .model.request import GuideSpec, KnownSpec, LoadOptions, Request
     from .model.weights import demo_model_dir
 
     if (args.prompt_file is None) == (args.out is None) or (args.prompt_file is None) != (
@@ -77,18 +77,28 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise InputError("give --out OUT.mp4, or --prompt-file FILE with --out-dir DIR")
     if args.out is not None and args.out.exists() and not args.overwrite:
         raise InputError(f"{args.out} exists; pass --overwrite to replace it")
+    if args.known_mask is not None and args.known is None:
+        raise InputError("--known-mask goes with --known VIDEO")
     guides = [GuideSpec(str(args.image), 0, args.image_strength)] if args.image else []
     width, height = args.size if args.size else (None, None)
+    mask = args.known_mask and str(args.known_mask)
+    known = args.known and KnownSpec(str(args.known), mask, args.known_mode)
     load = _from_args(LoadOptions, args, model=str(args.model or demo_model_dir()))
     request = _from_args(
-        Request, args, guides=tuple(guides + args.guide + args.at), width=width, height=height
+        Request,
+        args,
+        guides=tuple(guides + args.guide + args.at),
+        known=known,
+        width=width,
+        height=height,
     )
     if args.prompt_file is not None:
-        if request.guides or args.prompt:
+        if request.guides or request.known or args.prompt:
             raise InputError(
-                "a prompt file gives each line's prompt and images: drop --prompt and the guides"
+                "a prompt file gives each line's prompt and images or video: drop --prompt, the guides "
+                "and --known"
             )
-        requests = prompt_file_requests(args.prompt_file, request)
+        requests = prompt_file_requests(args.prompt_file, request, args.known_mode)
         generate_batch(load, requests, args.out_dir, preview=args.preview, on_done=_print_made)
         return 0
     _print_made(
@@ -382,6 +392,20 @@ def build_parser() -> argparse.ArgumentParser:
         "rounded to a multiple of 8), e.g. 0.5:middle.png (repeatable)",
     )
     ge.add_argument("--mask", type=Path, help="motion-region mask over the first guide: white = may move")
+    ge.add_argument(
+        "--known",
+        type=Path,
+        metavar="VIDEO",
+        help="anymask (Wan): keep this video's pixels where its mask video (VIDEO_mask.mp4 beside it, or "
+        "--known-mask) is white and generate the rest; both sampled evenly to the clip's frames",
+    )
+    ge.add_argument("--known-mask", type=Path, metavar="MASK", help="the mask video of --known")
+    ge.add_argument(
+        "--known-mode",
+        choices=("temporal", "spatial"),
+        help="the anymask release's recipes: temporal also keeps every 8th frame whole (repair from "
+        "keyframes), spatial the first frame (regenerate a region); default: the mask as drawn",
+    )
     ge.add_argument("--motion", type=float, help="motion score for the prompt suffix (V1: 0.5-1.5)")
     ge.add_argument(
         "--aesthetic",

@@ -81,9 +81,12 @@ def check_output(out: Path, overwrite: bool) -> None:
     check_output_file(out)
 
 
-def prompt_file_requests(path: str | os.PathLike[str], template: Request | None = None) -> list[Request]:
-    """The requests of an official AniSora V3 prompt file (one `prompt@@img1,img2&&t1,t2` a line; blank
-    lines skipped), each on top of `template` (scores, length, sampling). Every line is checked here."""
+def prompt_file_requests(
+    path: str | os.PathLike[str], template: Request | None = None, known_mode: str | None = None
+) -> list[Request]:
+    """The requests of an official AniSora V3 prompt file (one `prompt@@img1,img2&&t1,t2` a line, or the
+    anymask release's `prompt@@clip.mp4` with `known_mode`; blank lines skipped), each on top of `template`
+    (scores, length, sampling). Every line is checked here."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -93,10 +96,12 @@ def prompt_file_requests(path: str | os.PathLike[str], template: Request | None 
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                parsed = parse_prompt_line(line, path.parent)
+                parsed = parse_prompt_line(line, path.parent, known_mode)
             except InputError as error:
                 raise InputError(f"{path} line {number}: {error}") from None
-            requests.append(replace(template or Request(), prompt=parsed.prompt, guides=parsed.guides))
+            requests.append(
+                replace(template or Request(), prompt=parsed.prompt, guides=parsed.guides, known=parsed.known)
+            )
     if not requests:
         raise InputError(f"{path}: no requests (one PROMPT@@IMAGES&&TIMES a line)")
     return requests
@@ -148,6 +153,8 @@ def _shareable(record: dict, folder: Path) -> dict:
             record[key] = path(record[key])
     for guide in record.get("guides", ()):
         guide["image"] = path(guide["image"])
+    if record.get("known"):
+        record["known"] |= {key: path(record["known"][key]) for key in ("video", "mask")}
     return record
 
 

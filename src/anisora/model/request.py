@@ -26,8 +26,11 @@ V3_FRAME_STEP = 8  # AniSora V3 rounds a guide's time to a multiple of 8 frames
 DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = ("ddim", "dpm")  # CogVideoX samplers; Wan keeps its release's UniPC
 OFFLOADS = ("model", "sequential", "group")  # diffusers' model / sequential CPU offload, group offload
+KNOWN_MODES = ("temporal", "spatial")  # the anymask release's two scripts (`conditioning.KnownPixels`)
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
 Image = Union[str, os.PathLike, np.ndarray]  # noqa: UP007 (runtime alias): a path or an RGB uint8 array
+Video = Union[str, os.PathLike, np.ndarray]  # noqa: UP007 (runtime alias): a path or F x H x W x 3 uint8
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,33 @@ class GuideSpec:
 
 
 @dataclass(frozen=True)
+class KnownSpec:
+    """Pixels kept from a reference video (the anymask release): where its mask video is white (red channel
+    >= 128, the official threshold) the pixels are given, elsewhere generated. Both videos are sampled
+    evenly to the clip's frame count, as the official scripts sample each window. `mode` adds an official
+    recipe: "temporal" gives every 8th frame whole (repair a video from its keyframes), "spatial" the first
+    frame (regenerate a region); None uses the mask as drawn."""
+
+    video: Video
+    mask: Video | None = None  # None: VIDEO_mask.mp4 beside the video, the official naming
+    mode: str | None = None
+
+    @property
+    def mask_video(self) -> Video:
+        if self.mask is not None:
+            return self.mask
+        if isinstance(self.video, np.ndarray):
+            raise InputError("known pixels given as an array need their mask as an array too")
+        video = Path(self.video)
+        return video.with_name(f"{video.stem}_mask{video.suffix}")
+
+    def check(self) -> None:
+        if self.mode is not None:
+            _choice("known-pixels mode", self.mode, KNOWN_MODES)
+        self.mask_video  # noqa: B018 (raises for an array without its mask)
+
+
+@dataclass(frozen=True)
 class LoadOptions:
     """Which model to load and how; every field has the default a user gets when they leave it out."""
 
@@ -120,6 +150,7 @@ class Request:
 
     guides: tuple[GuideSpec, ...] = ()
     mask: Image | None = None  # motion region drawn on the first guide: white may move
+    known: KnownSpec | None = None  # pixels kept from a reference video (anymask; Wan)
     prompt: str = ""
     negative_prompt: str = ""
     motion: float | None = None  # scores for the official prompt suffix
@@ -149,6 +180,8 @@ class Request:
         for name in ("guidance", "seconds"):  # scores and guide strengths: `conditioning.check_request`
             if getattr(self, name) is not None:
                 _finite(name, getattr(self, name))
+        if self.known is not None:
+            self.known.check()
 
 
 def parse_guide(text: str, *, timed: bool = False) -> GuideSpec:
@@ -170,9 +203,13 @@ def parse_guide(text: str, *, timed: bool = False) -> GuideSpec:
     return GuideSpec(path, frame, strength)
 
 
-def parse_prompt_line(line: str, folder: str | os.PathLike[str] = ".") -> Request:
+def parse_prompt_line(
+    line: str, folder: str | os.PathLike[str] = ".", known_mode: str | None = None
+) -> Request:
     """A request from one line of the official AniSora V3 prompt file: `prompt@@img1,img2&&t1,t2`, each image
     placed at its time t in [0, 1] by the V3 rule (`At`). Without `&&` (as V3.2 allows) one image at t = 0.
+    The anymask release's lines name one video instead (`prompt@@clip.mp4`, its mask `clip_mask.mp4`
+    beside it): its known pixels, with `known_mode`.
 
     The official scripts open image paths from the folder they run in; a relative path is looked up beside
     the prompt file first (`folder`), then there.
@@ -186,6 +223,10 @@ def parse_prompt_line(line: str, folder: str | os.PathLike[str] = ".") -> Reques
         times = [float(t) for t in times_text.split(",")] if sep else [0.0]
     except ValueError:
         raise InputError(f"times must be numbers in [0, 1], got {times_text.strip()!r}") from None
+    if len(paths) == 1 and not sep and paths[0].lower().endswith(VIDEO_SUFFIXES):
+        known = KnownSpec(_beside(paths[0], Path(folder)), mode=known_mode)
+        known.check()
+        return Request(known=known, prompt=prompt.strip())
     if len(paths) != len(times) or "" in paths:
         raise InputError(f"{len(paths)} image(s) but {len(times)} time(s): give one time per image")
     guides = tuple(
@@ -200,7 +241,7 @@ def _beside(path: str, folder: Path) -> str:
         if candidate.is_file():
             return str(candidate)
     tried = " or ".join(str(c) for c in candidates)
-    raise InputError(f"image {path} not found (looked for {tried})")
+    raise InputError(f"{path} not found (looked for {tried})")
 
 
 def _choice(name: str, value, allowed: tuple[str, ...]) -> None:

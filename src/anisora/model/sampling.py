@@ -15,10 +15,21 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..media import load_image
-from .conditioning import ConditionRequest, Guide, check_frame_count, check_request, frames_for_seconds
+from ..media import load_image, probe, read_frames
+from .conditioning import (
+    ConditionRequest,
+    Guide,
+    KnownPixels,
+    check_frame_count,
+    check_known,
+    check_request,
+    frames_for_seconds,
+)
 from .info import ModelInfo
-from .request import Image, Request, resolve_frame
+from .request import Image, KnownSpec, Request, Video, resolve_frame
+
+# A mask video's red channel from here up marks a given pixel: the official "> 0" after scaling to [-1, 1].
+KNOWN_THRESHOLD = 128
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class Prepared:
     fps: int
     steps: int
     guidance: float
+    known: KnownPixels | None = None
 
 
 @dataclass
@@ -45,6 +57,8 @@ def prepare(request: Request, info: ModelInfo) -> Prepared:
     request.check()
     if info.backbone == "wan" and request.dynamic_cfg:
         raise InputError("dynamic CFG runs on CogVideoX models only; Wan releases use their own guidance")
+    if info.backbone != "wan" and request.known is not None:
+        raise InputError("known pixels (the anymask release) run on Wan models only")
     fps = request.fps or info.fps
     num_frames = _frame_count(request, info, fps)
     guides = tuple(
@@ -58,8 +72,10 @@ def prepare(request: Request, info: ModelInfo) -> Prepared:
     )
     check_request(condition, info.frame_step)
     info.check_size(condition.num_frames, condition.height, condition.width)
+    known = None if request.known is None else known_pixels(request.known, condition.num_frames)
     steps = info.steps if request.steps is None else request.steps
-    return Prepared(condition, fps, steps, info.guidance if request.guidance is None else request.guidance)
+    guidance = info.guidance if request.guidance is None else request.guidance
+    return Prepared(condition, fps, steps, guidance, known)
 
 
 def sample(pipe, request: Request, progress: Callable[[int, int], None] | None = None) -> Sample:
@@ -70,6 +86,7 @@ def sample(pipe, request: Request, progress: Callable[[int, int], None] | None =
     c = prepared.condition
     optional = {
         "motion_mask": c.motion_mask,
+        "known": prepared.known,
         "progress": progress,
         "max_sequence_length": info.max_sequence_length,  # a release's text length (Wan: umT5's 512)
     }
@@ -107,6 +124,33 @@ def sample(pipe, request: Request, progress: Callable[[int, int], None] | None =
 
 def _image(image: Image, **options) -> np.ndarray:
     return image if isinstance(image, np.ndarray) else load_image(image, **options)
+
+
+def known_pixels(spec: KnownSpec, num_frames: int) -> KnownPixels:
+    """The known pixels `spec` names, its video and mask video sampled to `num_frames`, checked."""
+    video = _video_frames(spec.video, num_frames, "known-pixels video")
+    mask = _video_frames(spec.mask_video, num_frames, "known-pixels mask")
+    if mask.shape[1:3] != video.shape[1:3]:
+        raise InputError(
+            f"the known-pixels mask is {mask.shape[2]}x{mask.shape[1]} but its video is "
+            f"{video.shape[2]}x{video.shape[1]}: draw the mask at the video's size"
+        )
+    known = KnownPixels(video, (mask[..., 0] >= KNOWN_THRESHOLD).astype(np.float32), spec.mode)
+    check_known(known, num_frames)
+    return known
+
+
+def _video_frames(video: Video, num_frames: int, what: str) -> np.ndarray:
+    """`num_frames` frames spread evenly over `video` (a path or an F x H x W x 3 array), as the official
+    anymask scripts sample a window: frame floor(i x length / num_frames)."""
+    if isinstance(video, np.ndarray):
+        if video.ndim != 4 or video.shape[3] != 3 or video.dtype != np.uint8 or not len(video):
+            raise InputError(f"{what} must be an F x H x W x 3 uint8 array, got {video.dtype} {video.shape}")
+        length = len(video)
+    else:
+        length = probe(video).frame_count
+    picks = np.floor(np.arange(num_frames) * (length / num_frames)).astype(int)
+    return video[picks] if isinstance(video, np.ndarray) else read_frames(video, picks)
 
 
 def _frame_count(request: Request, info: ModelInfo, fps: int) -> int:
