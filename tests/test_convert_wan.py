@@ -253,6 +253,19 @@ def test_wan21_release_converts_to_a_diffusers_directory(wan21, tmp_path, capsys
         assert (out / name).resolve() == (base / name).resolve()
 
 
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [("v2", (16, 49, 544, 960, 40, 5.0, " The video has no subtitles.")),
+     ("anymask", (16, 65, 720, 1280, 8, 1.0, " There is no text in the video."))],
+)  # fmt: skip
+def test_the_release_names_its_presets(wan21, tmp_path, release, expected):
+    src, base, _, _ = wan21
+    assert convert(src, tmp_path / "out", base, "--release", release) == 0
+    presets = json.loads((tmp_path / "out" / "model_index.json").read_text())["anisora_presets"]
+    names = ("fps", "num_frames", "height", "width", "steps", "guidance", "prompt_suffix")
+    assert tuple(presets[name] for name in names) == expected
+
+
 def test_per_key_renaming_matches_the_whole_dict_converters(wan21):
     from diffusers.loaders.single_file_utils import (
         convert_wan_transformer_to_diffusers,

@@ -17,8 +17,8 @@ def _sat_v1(args: argparse.Namespace) -> int:
 def _wan(args: argparse.Namespace) -> int:
     from .wan import convert_wan
 
-    out = convert_wan(args.src, args.out, base=args.base, overwrite=args.overwrite)
-    print(f"{out}: a diffusers Wan directory")
+    out = convert_wan(args.src, args.out, base=args.base, overwrite=args.overwrite, release=args.release)
+    print(f"{out}: a diffusers Wan directory with AniSora {args.release}'s presets")
     return 0
 
 
@@ -41,8 +41,15 @@ def add_convert_parser(sub) -> None:
     wan.add_argument(
         "--base",
         type=Path,
-        help="required: a diffusers Wan I2V folder (Wan2.1-I2V-14B-720P-Diffusers; Wan2.2-I2V-A14B-Diffusers "
+        help="a diffusers Wan I2V folder (Wan2.1-I2V-14B-720P-Diffusers; Wan2.2-I2V-A14B-Diffusers "
         "for V3.2) whose text/image encoders and tokenizers, and VAE when SRC has none, are linked",
+    )
+    wan.add_argument(
+        "--release",
+        choices=("v3", "v2", "anymask"),
+        default="v3",
+        help="whose sampling presets to record: v3 (V3, V3.1, V3.2: 720p, 81 frames, 8 steps, guidance 1; "
+        "the default), v2 (960x544, 49 frames, 40 steps, CFG 5), anymask (V3's, in 65-frame windows)",
     )
     wan.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     wan.set_defaults(func=_wan)

@@ -61,17 +61,24 @@ CLIP_DIM = 1280  # Wan2.1's image branch takes CLIP ViT-H/14 tokens of this widt
 TEXT_DIM = 4096  # umT5-XXL; not in Wan's config.json (an ignored config argument there)
 FLOW_SHIFT = 5.0
 _BLOCK = re.compile(r"(?<=^blocks\.)\d+")  # the block number of a transformer key, in both namings
-# The official V3.x sampling settings (distilled: 8 steps, guidance 1), recorded in model_index.json under
-# "anisora_presets" for `anisora.model.info.ModelInfo` and the Wan pipeline to read back.
-PRESETS = {
+# Each release's official sampling settings, recorded in model_index.json under "anisora_presets" for
+# `anisora.model.info.ModelInfo` and the Wan pipeline to read back.
+V3_PRESETS = {
     "fps": 16,
     "num_frames": 81,
     "height": 720,
     "width": 1280,
-    "steps": 8,
+    "steps": 8,  # distilled: 8 steps at guidance 1
     "guidance": 1.0,
     "prompt_suffix": " There is no text in the video.",  # V3's script appends it to every prompt
 }
+RELEASE_PRESETS = {
+    "v3": V3_PRESETS,  # V3, V3.1, V3.2
+    "anymask": V3_PRESETS | {"num_frames": 65},  # its scripts work in 4 s windows of 16 x 4 + 1 frames
+    # V2's README: 960x544, 49 frames, Wan's 40 steps and CFG 5; its prompts end with this sentence
+    "v2": {"fps": 16, "num_frames": 49, "height": 544, "width": 960, "steps": 40, "guidance": 5.0,
+           "prompt_suffix": " The video has no subtitles."},
+}  # fmt: skip
 
 
 def convert_wan(
@@ -80,13 +87,17 @@ def convert_wan(
     base: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    release: str = "v3",
 ) -> Path:
-    """Write the diffusers directory `out` from the AniSora Wan release `src`; return `out`.
+    """Write the diffusers directory `out` from the AniSora Wan release `src` (`release` names its sampling
+    presets, one of RELEASE_PRESETS); return `out`.
 
     Everything is checked (layout, configs, every key name and shape, the `base` components) before the
     first byte is written, and `out` appears only when complete.
     """
     src, out = Path(src), Path(out)
+    if release not in RELEASE_PRESETS:
+        raise InputError(f"release must be one of {', '.join(RELEASE_PRESETS)}, got {release!r}")
     if not src.is_dir():
         raise InputError(f"{src}: no such folder")
     if out.exists() and not overwrite:
@@ -122,7 +133,8 @@ def convert_wan(
         classes = {name: base_index[name] for name in linked} | {
             name: c for name, (c, _) in converted.items()
         }
-        _write_model_index(tmp, classes, two_experts=not image_branch, text_len=text_len)
+        presets = RELEASE_PRESETS[release] | {"max_sequence_length": text_len}
+        _write_model_index(tmp, classes, two_experts=not image_branch, presets=presets)
     return out
 
 
@@ -411,7 +423,7 @@ def _write_scheduler(folder: Path) -> None:
     scheduler.save_config(folder)
 
 
-def _write_model_index(folder: Path, classes: dict[str, list], two_experts: bool, text_len: int) -> None:
+def _write_model_index(folder: Path, classes: dict[str, list], two_experts: bool, presets: dict) -> None:
     from diffusers import __version__
 
     index = {
@@ -425,7 +437,7 @@ def _write_model_index(folder: Path, classes: dict[str, list], two_experts: bool
         "vae": ["diffusers", "AutoencoderKLWan"],
         "boundary_ratio": BOUNDARY_RATIO if two_experts else None,
         "expand_timesteps": False,
-        "anisora_presets": {**PRESETS, "max_sequence_length": text_len},
+        "anisora_presets": presets,
     }
     index.update(classes)  # text_encoder, tokenizer, image_encoder, image_processor, vae
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
