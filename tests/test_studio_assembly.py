@@ -97,6 +97,18 @@ def test_fixed_duration_is_snapped_and_dialogue_beyond_it_continues():
         plan_parts(5.0, [], FPS, 9.0, 8)
 
 
+def test_a_learned_position_embedding_bounds_every_part():
+    """AniSora V1 makes at most 49 frames (6.1 s at 8 fps): long dialogue takes more, shorter parts."""
+    long = timeline_of(5.0, 5.0, 5.0)
+    parts = plan_parts(long.seconds, long.pauses, 8.0, None, 8, max_frames=49)
+    assert max(p.frames for p in parts) == 49 and sum(p.seconds for p in parts) >= long.seconds
+    assert [p.frames for p in plan_parts(3.0, [], 8.0, 6.0, 8, max_frames=49)] == [49]
+    with pytest.raises(InputError, match=r"at most 49 frames \(6.12 s at 8 fps\)"):
+        plan_parts(3.0, [], 8.0, 8.0, 8, max_frames=49)
+    with pytest.raises(InputError, match="of at most 9 frames lasts 2 s"):
+        plan_parts(3.0, [], 16.0, None, 8, max_frames=9)
+
+
 def test_part_audio_is_padded_to_the_picture():
     timeline = timeline_of(0.4)
     part = Part(0.0, timeline.seconds, 17, FPS)

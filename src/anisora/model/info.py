@@ -145,6 +145,11 @@ class ModelInfo:
             self.prompt_suffix,
         )
 
+    @property
+    def max_frames(self) -> int | None:
+        """The most frames one call makes: a learned position embedding's rows; None when unbounded."""
+        return self.sample_frames if self.learned_positions else None
+
     def check_size(self, num_frames: int, height: int, width: int) -> None:
         """A learned position embedding has rows for one size and up to `sample_frames` frames: shorter clips
         use its first rows (as the official code does); other sizes are refused."""

@@ -69,7 +69,7 @@ def _load_wan(path: Path, layout, dtype: str, lora, lora_scale: float):
     if layout not in (None, "anisora"):
         raise InputError(f"a Wan image-to-video model has the 'anisora' layout, not {layout!r}")
     try:
-        pipe = AnisoraWanPipeline.from_pretrained(path, torch_dtype=DTYPES[dtype], local_files_only=True)
+        pipe = AnisoraWanPipeline.from_pretrained(path, dtype=DTYPES[dtype], local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"cannot load the model in {path}: {error}") from None
     if lora is not None:

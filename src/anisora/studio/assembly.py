@@ -87,19 +87,24 @@ def dialogue_timeline(lines: Sequence[Line]) -> Timeline:
     return Timeline(np.concatenate(pieces), cues, pauses)
 
 
-def frames_at_least(seconds: float, fps: float, step: int, max_s: float = MAX_S) -> int:
+def frames_at_least(
+    seconds: float, fps: float, step: int, max_s: float = MAX_S, max_frames: int | None = None
+) -> int:
     """The fewest `step`k+1 frames lasting >= max(seconds, MIN_S) at `fps`, capped at the most that fit
-    `max_s`."""
-    most = _longest(fps, step, max_s)
+    `max_s` (and `max_frames`)."""
+    most = _longest(fps, step, max_s, max_frames)
     need = max(seconds, MIN_S) * fps
     frames = 1 + step * max(1, math.ceil((need - 1) / step - 1e-9))
     return min(frames, most)
 
 
-def _longest(fps: float, step: int, max_s: float) -> int:
+def _longest(fps: float, step: int, max_s: float, max_frames: int | None = None) -> int:
     frames = 1 + step * math.floor((max_s * fps - 1) / step + 1e-9)
+    if max_frames is not None:
+        frames = min(frames, 1 + step * ((max_frames - 1) // step))
     if frames / fps < MIN_S:
-        raise InputError(f"no {step}k+1 frame count lasts {MIN_S:g}-{max_s:g} s at {fps:g} fps")
+        most = f"{max_s:g} s" if max_frames is None else f"{frames} frames"
+        raise InputError(f"no {step}k+1 frame count of at most {most} lasts {MIN_S:g} s at {fps:g} fps")
     return frames
 
 
@@ -110,20 +115,32 @@ def _nearest(seconds: float, fps: float, step: int) -> int:
 
 
 def plan_parts(
-    timeline_seconds: float, pauses: Sequence[float], fps: float, seconds: float | None, step: int
+    timeline_seconds: float,
+    pauses: Sequence[float],
+    fps: float,
+    seconds: float | None,
+    step: int,
+    max_frames: int | None = None,
 ) -> list[Part]:
     """Cut the timeline into parts of `step`k+1 frames. `seconds`: the user's fixed shot length (None: fit
-    to the dialogue). A cut goes in the last pause between lines in the second half of a part (the part's
-    picture then runs on in silence to its last frame), else at the part's full length, mid-line."""
+    to the dialogue); `max_frames`: the most a model makes at once (a learned position embedding's rows). A
+    cut goes in the last pause between lines in the second half of a part (the part's picture then runs on
+    in silence to its last frame), else at the part's full length, mid-line."""
     if seconds is not None and not (MIN_S <= seconds <= MAX_S):
         raise InputError(f"shot duration must be {MIN_S:g}-{MAX_S:g} s, got {seconds}")
-    window = _longest(fps, step, MAX_S) if seconds is None else _nearest(seconds, fps, step)
+    most = _longest(fps, step, MAX_S, max_frames)
+    window = most if seconds is None else _nearest(seconds, fps, step)
+    if max_frames is not None and window > most:
+        raise InputError(
+            f"this model makes at most {most} frames ({most / fps:.2f} s at {fps:g} fps) a part; "
+            f"choose a shorter shot length than {seconds:g} s"
+        )
     longest = window / fps
     parts, start = [], 0.0
     while True:
         remaining = timeline_seconds - start
         if remaining <= longest + 1e-9:
-            frames = window if seconds is not None else frames_at_least(remaining, fps, step)
+            frames = window if seconds is not None else frames_at_least(remaining, fps, step, max_frames=most)
             parts.append(Part(start, timeline_seconds, frames, fps))
             return parts
         late = [p for p in pauses if start + 0.5 * longest < p <= start + longest]

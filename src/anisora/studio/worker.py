@@ -242,7 +242,9 @@ class Worker:
         timeline, dubbing = self._dub(job_id, spec)
         info = self.model_info
         fps = float(info.fps)
-        parts = plan_parts(timeline.seconds, timeline.pauses, fps, spec.seconds, info.frame_step)
+        parts = plan_parts(
+            timeline.seconds, timeline.pauses, fps, spec.seconds, info.frame_step, info.max_frames
+        )
         check_keyframes_fit((at for at, _ in images.keyframes), sum(p.seconds for p in parts))
         out = self.data / "results" / f"shot{spec.shot_id}" / f"job{job_id}"
         shutil.rmtree(out, ignore_errors=True)  # a retried or re-queued job starts clean
