@@ -82,7 +82,8 @@ def test_generate_keeps_the_known_pixels_of_a_video(wan_dir, reference, tmp_path
     args = ["generate", "--model", str(wan_dir), "--known", str(reference), "--known-mode", "spatial"]
     assert main([*args, "--prompt", "a girl turns", "--out", str(out)]) == 0
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["request"]["known"] == {"video": "clip.mp4", "mask": None, "mode": "spatial"}
+    known = {"video": "clip.mp4", "mask": None, "mode": "spatial", "window": None, "start": 0.0, "end": None}
+    assert sidecar["request"]["known"] == known
     assert sidecar["resolved"]["num_frames"] == 9
 
 
@@ -106,3 +107,34 @@ def test_the_official_anymask_prompt_file(wan_dir, reference, tmp_path):
     assert main([*args, "--known-mode", "temporal"]) == 0
     request = json.loads((out_dir / "0.json").read_text())["request"]
     assert request["known"]["mode"] == "temporal" and request["known"]["video"].endswith("clip.mp4")
+
+
+def test_windows_are_cut_and_joined_as_the_anymask_scripts_do(wan_dir, tmp_path):
+    """A 2.75 s reference in 1 s windows: 1 + 1 + 0.5 s (the rest rounded down to half seconds), each as
+    long as its window at the model's 16 fps (17, 17, 9 frames), joined without each window's last frame."""
+    write_video(tmp_path / "long.mp4", clip(22), 8)
+    write_video(tmp_path / "long_mask.mp4", mask_video(22), 8)
+    pipe = AnisoraWanPipeline.from_pretrained(wan_dir)
+    pipe.set_progress_bar_config(disable=True)
+    calls = []
+    request = Request(known=KnownSpec(str(tmp_path / "long.mp4"), window=1.0), steps=1)
+    result = sample(pipe, request, progress=lambda i, n: calls.append((i, n)))
+    assert result.resolved["windows"] == [[0.0, 1.0, 17], [1.0, 2.0, 17], [2.0, 2.75, 9]]
+    assert result.frames.shape == (16 + 16 + 8, H, W, 3) and result.resolved["num_frames"] == 40
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize(
+    ("known", "extra", "message"),
+    [
+        (dict(window=1.0), dict(frames=9), "windows set each clip's length"),
+        (dict(start=5.0), {}, "has no frames from 5 s"),
+        (dict(window=1.0, start=5.0), {}, "span starts at 5 s; .* lasts 1.06 s"),
+        (dict(window=0.25), {}, "windows last at least 0.5 s"),
+        (dict(start=2.0, end=1.0), {}, "0 <= start < end"),
+    ],
+)
+def test_bad_spans_and_windows_are_one_line(reference, known, extra, message):
+    pipe = AnisoraWanPipeline(**build_wan_components())
+    with pytest.raises(InputError, match=message):
+        sample(pipe, Request(known=KnownSpec(str(reference), **known), height=H, width=W, **extra))

@@ -82,7 +82,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     guides = [GuideSpec(str(args.image), 0, args.image_strength)] if args.image else []
     width, height = args.size if args.size else (None, None)
     mask = args.known_mask and str(args.known_mask)
-    known = args.known and KnownSpec(str(args.known), mask, args.known_mode)
+    known = args.known and KnownSpec(str(args.known), mask, args.known_mode, args.known_window)
     load = _from_args(LoadOptions, args, model=str(args.model or demo_model_dir()))
     request = _from_args(
         Request,
@@ -98,7 +98,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 "a prompt file gives each line's prompt and images or video: drop --prompt, the guides "
                 "and --known"
             )
-        requests = prompt_file_requests(args.prompt_file, request, args.known_mode)
+        requests = prompt_file_requests(args.prompt_file, request, args.known_mode, args.known_window)
         generate_batch(load, requests, args.out_dir, preview=args.preview, on_done=_print_made)
         return 0
     _print_made(
@@ -405,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("temporal", "spatial"),
         help="the anymask release's recipes: temporal also keeps every 8th frame whole (repair from "
         "keyframes), spatial the first frame (regenerate a region); default: the mask as drawn",
+    )
+    ge.add_argument(
+        "--known-window",
+        type=float,
+        metavar="SECONDS",
+        help="cut --known into windows this long (the official scripts: 4), make each as one clip at the "
+        "model's fps and join them; default: the whole video in one clip",
     )
     ge.add_argument("--motion", type=float, help="motion score for the prompt suffix (V1: 0.5-1.5)")
     ge.add_argument(

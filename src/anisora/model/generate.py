@@ -82,11 +82,14 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 
 def prompt_file_requests(
-    path: str | os.PathLike[str], template: Request | None = None, known_mode: str | None = None
+    path: str | os.PathLike[str],
+    template: Request | None = None,
+    known_mode: str | None = None,
+    known_window: float | None = None,
 ) -> list[Request]:
     """The requests of an official AniSora V3 prompt file (one `prompt@@img1,img2&&t1,t2` a line, or the
-    anymask release's `prompt@@clip.mp4` with `known_mode`; blank lines skipped), each on top of `template`
-    (scores, length, sampling). Every line is checked here."""
+    anymask release's `prompt@@clip.mp4` with `known_mode` and `known_window`; blank lines skipped), each on
+    top of `template` (scores, length, sampling). Every line is checked here."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -96,7 +99,7 @@ def prompt_file_requests(
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                parsed = parse_prompt_line(line, path.parent, known_mode)
+                parsed = parse_prompt_line(line, path.parent, known_mode, known_window)
             except InputError as error:
                 raise InputError(f"{path} line {number}: {error}") from None
             requests.append(

@@ -28,6 +28,7 @@ SCHEDULERS = ("ddim", "dpm")  # CogVideoX samplers; Wan keeps its release's UniP
 OFFLOADS = ("model", "sequential", "group")  # diffusers' model / sequential CPU offload, group offload
 KNOWN_MODES = ("temporal", "spatial")  # the anymask release's two scripts (`conditioning.KnownPixels`)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+MIN_WINDOW_S = 0.5  # the anymask scripts round a window down to half seconds
 MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
 Image = Union[str, os.PathLike, np.ndarray]  # noqa: UP007 (runtime alias): a path or an RGB uint8 array
 Video = Union[str, os.PathLike, np.ndarray]  # noqa: UP007 (runtime alias): a path or F x H x W x 3 uint8
@@ -93,14 +94,19 @@ class GuideSpec:
 @dataclass(frozen=True)
 class KnownSpec:
     """Pixels kept from a reference video (the anymask release): where its mask video is white (red channel
-    >= 128, the official threshold) the pixels are given, elsewhere generated. Both videos are sampled
-    evenly to the clip's frame count, as the official scripts sample each window. `mode` adds an official
-    recipe: "temporal" gives every 8th frame whole (repair a video from its keyframes), "spatial" the first
-    frame (regenerate a region); None uses the mask as drawn."""
+    >= 128, the official threshold) the pixels are given, elsewhere generated. The span `start`-`end`
+    (seconds; default the whole video) of both videos is sampled evenly to the clip's frame count, as the
+    official scripts sample a window; with `window` the span is cut into windows of that many seconds (the
+    scripts' 4), each made as one clip, and the clips joined. `mode` adds an official recipe: "temporal"
+    gives every 8th frame whole (repair a video from its keyframes), "spatial" the first frame (regenerate
+    a region); None uses the mask as drawn."""
 
     video: Video
     mask: Video | None = None  # None: VIDEO_mask.mp4 beside the video, the official naming
     mode: str | None = None
+    window: float | None = None
+    start: float = 0.0
+    end: float | None = None  # None: the video's end
 
     @property
     def mask_video(self) -> Video:
@@ -115,6 +121,15 @@ class KnownSpec:
         if self.mode is not None:
             _choice("known-pixels mode", self.mode, KNOWN_MODES)
         self.mask_video  # noqa: B018 (raises for an array without its mask)
+        for name in ("window", "start", "end"):
+            if getattr(self, name) is not None:
+                _finite(f"known-pixels {name}", getattr(self, name))
+        if self.window is not None and self.window < MIN_WINDOW_S:
+            raise InputError(f"known-pixels windows last at least {MIN_WINDOW_S} s, got {self.window}")
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
+            raise InputError(f"the known-pixels span must have 0 <= start < end, got {self.start}-{self.end}")
+        if isinstance(self.video, np.ndarray) and (self.window, self.start, self.end) != (None, 0.0, None):
+            raise InputError("known pixels given as arrays have no times: spans and windows need video files")
 
 
 @dataclass(frozen=True)
@@ -182,6 +197,10 @@ class Request:
                 _finite(name, getattr(self, name))
         if self.known is not None:
             self.known.check()
+            if self.known.window is not None and (self.frames, self.seconds) != (None, None):
+                raise InputError(
+                    "known-pixels windows set each clip's length: drop the frame count or duration"
+                )
 
 
 def parse_guide(text: str, *, timed: bool = False) -> GuideSpec:
@@ -204,12 +223,15 @@ def parse_guide(text: str, *, timed: bool = False) -> GuideSpec:
 
 
 def parse_prompt_line(
-    line: str, folder: str | os.PathLike[str] = ".", known_mode: str | None = None
+    line: str,
+    folder: str | os.PathLike[str] = ".",
+    known_mode: str | None = None,
+    known_window: float | None = None,
 ) -> Request:
     """A request from one line of the official AniSora V3 prompt file: `prompt@@img1,img2&&t1,t2`, each image
     placed at its time t in [0, 1] by the V3 rule (`At`). Without `&&` (as V3.2 allows) one image at t = 0.
     The anymask release's lines name one video instead (`prompt@@clip.mp4`, its mask `clip_mask.mp4`
-    beside it): its known pixels, with `known_mode`.
+    beside it): its known pixels, with `known_mode` and `known_window` (see `KnownSpec`).
 
     The official scripts open image paths from the folder they run in; a relative path is looked up beside
     the prompt file first (`folder`), then there.
@@ -224,7 +246,7 @@ def parse_prompt_line(
     except ValueError:
         raise InputError(f"times must be numbers in [0, 1], got {times_text.strip()!r}") from None
     if len(paths) == 1 and not sep and paths[0].lower().endswith(VIDEO_SUFFIXES):
-        known = KnownSpec(_beside(paths[0], Path(folder)), mode=known_mode)
+        known = KnownSpec(_beside(paths[0], Path(folder)), mode=known_mode, window=known_window)
         known.check()
         return Request(known=known, prompt=prompt.strip())
     if len(paths) != len(times) or "" in paths:

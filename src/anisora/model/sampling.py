@@ -2,14 +2,16 @@
 
 `prepare` resolves what the request leaves to the model (frame count, size, fps, steps, guidance, the
 aesthetic default and prompt suffix, from `ModelInfo`), places the guides (`resolve_frame`), reads the images
-and checks everything with the backbone's rules. It reads no weights: `prepare(request, ModelInfo.read(dir))`
-reports every mistake before a model loads.
+and videos and checks everything with the backbone's rules, giving one `Prepared` clip (or one per window of
+a windowed known-pixels video). It reads no weights: `prepare(request, ModelInfo.read(dir))` reports every
+mistake before a model loads.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ from .conditioning import (
     frames_for_seconds,
 )
 from .info import ModelInfo
-from .request import Image, KnownSpec, Request, Video, resolve_frame
+from .request import MIN_WINDOW_S, Image, KnownSpec, Request, Video, resolve_frame
 
 # A mask video's red channel from here up marks a given pixel: the official "> 0" after scaling to [-1, 1].
 KNOWN_THRESHOLD = 128
@@ -41,6 +43,7 @@ class Prepared:
     steps: int
     guidance: float
     known: KnownPixels | None = None
+    known_span: tuple[float, float | None] | None = None  # seconds of the known-pixels video it samples
 
 
 @dataclass
@@ -52,13 +55,41 @@ class Sample:
     resolved: dict = field(default_factory=dict)  # the values used where the request left them to the model
 
 
-def prepare(request: Request, info: ModelInfo) -> Prepared:
-    """Check every value of `request` against the model `info` describes and read its images."""
+def prepare(request: Request, info: ModelInfo) -> list[Prepared]:
+    """Check every value of `request` against the model `info` describes and read its images and videos:
+    the clips to make, one unless the request has known-pixels windows."""
     request.check()
     if info.backbone == "wan" and request.dynamic_cfg:
         raise InputError("dynamic CFG runs on CogVideoX models only; Wan releases use their own guidance")
     if info.backbone != "wan" and request.known is not None:
         raise InputError("known pixels (the anymask release) run on Wan models only")
+    return [_prepare_clip(clip, info) for clip in _windows(request, info)]
+
+
+def sample(pipe, request: Request, progress: Callable[[int, int], None] | None = None) -> Sample:
+    """Run `request` on a loaded `AnisoraPipeline` or `AnisoraWanPipeline`; `progress(step, steps)` is
+    called after every sampling step. Known-pixels windows are made one by one and joined without each
+    window's last frame, as the anymask scripts join them."""
+    info = ModelInfo.of(pipe)
+    clips = prepare(request, info)
+    samples = []
+    for k, clip in enumerate(clips):
+        report = progress and (lambda i, n, k=k: progress(k * n + i, len(clips) * n))
+        samples.append(_sample_clip(pipe, request, clip, info, report))
+    if request.known is None or request.known.window is None:
+        return samples[0]
+    first = samples[0]
+    frames = np.concatenate([s.frames[:-1] for s in samples])
+    notes = list(dict.fromkeys(note for s in samples for note in s.notes))
+    resolved = first.resolved | {
+        "num_frames": len(frames),
+        "seconds": round(len(frames) / first.fps, 3),
+        "windows": [[c.known_span[0], c.known_span[1], c.condition.num_frames] for c in clips],
+    }
+    return Sample(frames, first.fps, first.prompt, notes, resolved)
+
+
+def _prepare_clip(request: Request, info: ModelInfo) -> Prepared:
     fps = request.fps or info.fps
     num_frames = _frame_count(request, info, fps)
     guides = tuple(
@@ -75,14 +106,11 @@ def prepare(request: Request, info: ModelInfo) -> Prepared:
     known = None if request.known is None else known_pixels(request.known, condition.num_frames)
     steps = info.steps if request.steps is None else request.steps
     guidance = info.guidance if request.guidance is None else request.guidance
-    return Prepared(condition, fps, steps, guidance, known)
+    span = None if request.known is None else (request.known.start, request.known.end)
+    return Prepared(condition, fps, steps, guidance, known, span)
 
 
-def sample(pipe, request: Request, progress: Callable[[int, int], None] | None = None) -> Sample:
-    """Run `request` on a loaded `AnisoraPipeline` or `AnisoraWanPipeline`; `progress(step, steps)` is
-    called after every sampling step."""
-    info = ModelInfo.of(pipe)
-    prepared = prepare(request, info)
+def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, progress) -> Sample:
     c = prepared.condition
     optional = {
         "motion_mask": c.motion_mask,
@@ -122,14 +150,43 @@ def sample(pipe, request: Request, progress: Callable[[int, int], None] | None =
     return Sample(result.frames, prepared.fps, result.prompt, result.notes, resolved)
 
 
+def _windows(request: Request, info: ModelInfo) -> list[Request]:
+    """`request` as the clips to make: itself, or for a known-pixels video with `window` seconds one request
+    per window of its span, cut as the anymask scripts cut (the last window rounded down to half seconds,
+    a rest shorter than that dropped) and each as long as its window at the clip's fps."""
+    known = request.known
+    if known is None or known.window is None:
+        return [request]
+    video = probe(known.video)
+    length = video.frame_count / video.fps
+    end = length if known.end is None else min(known.end, length)
+    if known.start >= end:
+        raise InputError(
+            f"the known-pixels span starts at {known.start:g} s; {known.video} lasts {length:.2f} s"
+        )
+    fps, step, clips, start = request.fps or info.fps, info.frame_step, [], known.start
+    while start < end - 1e-9:
+        stop = min(start + known.window, end)
+        seconds = math.floor((stop - start) / MIN_WINDOW_S + 1e-9) * MIN_WINDOW_S
+        if seconds > 0:
+            frames = step * max(1, round(seconds * fps / step)) + 1
+            clips.append(
+                replace(request, known=replace(known, window=None, start=start, end=stop), frames=frames)
+            )
+        start = stop
+    if not clips:
+        raise InputError(f"the known-pixels span of {known.video} is shorter than {MIN_WINDOW_S:g} s")
+    return clips
+
+
 def _image(image: Image, **options) -> np.ndarray:
     return image if isinstance(image, np.ndarray) else load_image(image, **options)
 
 
 def known_pixels(spec: KnownSpec, num_frames: int) -> KnownPixels:
-    """The known pixels `spec` names, its video and mask video sampled to `num_frames`, checked."""
-    video = _video_frames(spec.video, num_frames, "known-pixels video")
-    mask = _video_frames(spec.mask_video, num_frames, "known-pixels mask")
+    """The known pixels `spec` names: the span of its video and mask sampled to `num_frames`, checked."""
+    video = _video_frames(spec.video, spec, num_frames, "known-pixels video")
+    mask = _video_frames(spec.mask_video, spec, num_frames, "known-pixels mask")
     if mask.shape[1:3] != video.shape[1:3]:
         raise InputError(
             f"the known-pixels mask is {mask.shape[2]}x{mask.shape[1]} but its video is "
@@ -140,16 +197,22 @@ def known_pixels(spec: KnownSpec, num_frames: int) -> KnownPixels:
     return known
 
 
-def _video_frames(video: Video, num_frames: int, what: str) -> np.ndarray:
-    """`num_frames` frames spread evenly over `video` (a path or an F x H x W x 3 array), as the official
-    anymask scripts sample a window: frame floor(i x length / num_frames)."""
+def _video_frames(video: Video, spec: KnownSpec, num_frames: int, what: str) -> np.ndarray:
+    """`num_frames` frames spread evenly over the span of `video` (a path or an F x H x W x 3 array) that
+    `spec` names, as the official anymask scripts sample a window: first + floor(i x span / num_frames)."""
     if isinstance(video, np.ndarray):
         if video.ndim != 4 or video.shape[3] != 3 or video.dtype != np.uint8 or not len(video):
             raise InputError(f"{what} must be an F x H x W x 3 uint8 array, got {video.dtype} {video.shape}")
-        length = len(video)
+        first, last = 0, len(video)
     else:
-        length = probe(video).frame_count
-    picks = np.floor(np.arange(num_frames) * (length / num_frames)).astype(int)
+        info = probe(video)
+        first = round(spec.start * info.fps)
+        last = info.frame_count if spec.end is None else min(info.frame_count, round(spec.end * info.fps))
+        if first >= last:
+            raise InputError(
+                f"{what} {video} has no frames from {spec.start:g} s ({info.frame_count} frames)"
+            )
+    picks = first + np.floor(np.arange(num_frames) * ((last - first) / num_frames)).astype(int)
     return video[picks] if isinstance(video, np.ndarray) else read_frames(video, picks)
 
 
