@@ -72,3 +72,41 @@ def test_train_vae_cli_writes_the_vae_and_its_history(tmp_path, capsys):
     assert len(history["loss"]) == 1 and history["settings"]["crop"] == [16, 16]
     assert "1 steps" in capsys.readouterr().out
     assert AutoencoderKLCogVideoX.from_pretrained(out).config.latent_channels == 16
+
+
+def small_run(out, steps=8, **changes):
+    settings = dict(steps=steps, batch_size=1, seed=0, lr=2e-3, config=TINY, num_frames=9, crop=(16, 16))
+    settings |= dict(eval_every=0, eval_clips=1, scale_clips=1, checkpoint_every=4, progress=False)
+    return train_vae(out, **(settings | changes))
+
+
+def test_a_killed_run_continues_exactly(tmp_path, monkeypatch):
+    whole = small_run(tmp_path / "whole")
+
+    import anisora.train.vae as vae_module
+
+    real_loss, calls = vae_module._loss, []
+
+    def dies_at_step_7(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(vae_module, "_loss", dies_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        small_run(tmp_path / "killed")
+    assert not (tmp_path / "killed").exists() and (tmp_path / "killed.resume.pt").is_file()
+    monkeypatch.setattr(vae_module, "_loss", real_loss)
+    resumed = small_run(tmp_path / "killed")  # steps 5-8 only
+    np.testing.assert_allclose(resumed["loss"], whole["loss"], rtol=1e-5)
+    assert resumed["scaling_factor"] == pytest.approx(whole["scaling_factor"], rel=1e-5)
+
+
+def test_a_finished_run_trains_further_and_a_changed_one_is_refused(tmp_path):
+    small_run(tmp_path / "vae", steps=4)
+    with pytest.raises(InputError, match="already trained 4 steps"):
+        small_run(tmp_path / "vae", steps=4)
+    with pytest.raises(InputError, match=r"other settings \(lr\)"):
+        small_run(tmp_path / "vae", steps=6, lr=1e-3)
+    assert len(small_run(tmp_path / "vae", steps=6)["loss"]) == 6

@@ -21,7 +21,7 @@ from diffusers import AutoencoderKLCogVideoX
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..files import atomic_directory
+from ..files import atomic_directory, atomic_output
 from ..model.conditioning import FRAME_STEP
 from ..model.presets import vae_config
 from ..toonworld.shot import ShotRenderer
@@ -56,8 +56,14 @@ def train_vae(
     device: str = "cpu",
     bf16: bool = False,
     progress: bool = True,
+    checkpoint_every: int = 200,
 ) -> dict[str, Any]:
-    """Train from scratch, set `scaling_factor` from the data and save to `out_dir` (safetensors).
+    """Train, set `scaling_factor` from the data and save to `out_dir` (safetensors).
+
+    Every `checkpoint_every` steps the weights, optimizer, random states, data position, history and
+    training time are saved beside `out_dir` (`<out_dir>.resume.pt`, atomically); the same call continues
+    from there exactly (a killed run loses at most `checkpoint_every` steps), and a call with a larger `steps`
+    or `time_limit` trains a finished run further. Other settings must match the checkpoint's.
 
     `crop` (height, width), multiples of 8, trains on random crops of the 160x96 frames: the VAE is
     convolutional, so smaller crops buy more steps per second. One step in `one_frame_share` is a batch of
@@ -69,9 +75,12 @@ def train_vae(
     they are also saved in the VAE directory as training.json.
     """
     _check_training_args(steps, batch_size, num_frames, crop, one_frame_share)
+    if checkpoint_every < 1:
+        raise InputError(f"checkpoint interval must be at least 1 step, got {checkpoint_every}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    vae = AutoencoderKLCogVideoX(**(config or demo_vae_config())).to(device)
+    config = config or demo_vae_config()
+    vae = AutoencoderKLCogVideoX(**config).to(device)
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     settings = dict(steps=steps, time_limit=time_limit, batch_size=batch_size, lr=lr, seed=seed)
@@ -79,9 +88,28 @@ def train_vae(
         num_frames=num_frames, crop=crop, one_frame_share=one_frame_share, device=device, bf16=bf16
     )
     history: dict[str, Any] = {"settings": settings, "loss": [], "evals": []}
-    next_index, eval_seconds = 0, 0.0
-    started = time.perf_counter()
-    for step in tqdm(range(1, steps + 1), desc="vae", unit="step", disable=not progress):
+    next_index, trained_seconds, first = 0, 0.0, 1
+    resume = resume_path(out_dir)
+    if resume.is_file():
+        state = torch.load(resume, map_location=device, weights_only=False)
+        _check_same_run(state, settings, config, mse_weight, kl_weight, resume)
+        vae.load_state_dict(state["vae"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        history = state["history"] | {"settings": settings}
+        next_index, trained_seconds, first = state["next_index"], state["seconds"], state["step"] + 1
+    if first > steps or (time_limit is not None and trained_seconds > time_limit):
+        raise InputError(
+            f"{resume} has already trained {first - 1} steps ({trained_seconds / 60:.1f} min): give more "
+            "steps or minutes to train further"
+        )
+    fixed = {"config": config, "mse_weight": mse_weight, "kl_weight": kl_weight}
+    eval_seconds = 0.0
+    started = time.perf_counter() - trained_seconds
+    for step in tqdm(
+        range(first, steps + 1), desc="vae", unit="step", disable=not progress, initial=first - 1, total=steps
+    ):
         one_frame = rng.random() < one_frame_share
         # single frames cost ~1/num_frames of a clip, so their batches are larger
         count = batch_size * 4 if one_frame else batch_size
@@ -92,9 +120,9 @@ def train_vae(
         with torch.autocast(vae.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = _loss(vae, _to_tensor(clips, vae.device), mse_weight, kl_weight)
         elapsed = time.perf_counter() - started - eval_seconds
-        progress = max(step / steps, elapsed / time_limit if time_limit else 0.0)
+        done = max(step / steps, elapsed / time_limit if time_limit else 0.0)
         for group in optimizer.param_groups:
-            group["lr"] = lr * (0.55 + 0.45 * math.cos(math.pi * min(1.0, progress)))
+            group["lr"] = lr * (0.55 + 0.45 * math.cos(math.pi * min(1.0, done)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -106,14 +134,58 @@ def train_vae(
             history["evals"].append({"step": step, **evaluate_vae(vae, num_clips=eval_clips)})
             eval_seconds += time.perf_counter() - eval_started
             vae.train()
+        if step % checkpoint_every == 0 and not out_of_time and step != steps:
+            seconds = time.perf_counter() - started - eval_seconds
+            _save_resume(resume, vae, optimizer, rng, step, next_index, seconds, history, settings, fixed)
         if out_of_time:
             break
     history["seconds"] = time.perf_counter() - started - eval_seconds  # training only
     history["steps_per_second"] = len(history["loss"]) / history["seconds"]
+    _save_resume(resume, vae, optimizer, rng, step, next_index, history["seconds"], history, settings, fixed)
     vae.eval()
     history["scaling_factor"] = set_scaling_factor(vae, scale_clips)
     save_atomically(vae, out_dir, history)
     return history
+
+
+def resume_path(out_dir: str | Path) -> Path:
+    """Where `train_vae` keeps the state it continues from."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".resume.pt")
+
+
+# What may change between a run and its continuation: how long it trains, where, and at what precision.
+RESUMABLE_CHANGES = ("steps", "time_limit", "device", "bf16")
+
+
+def _save_resume(path, vae, optimizer, rng, step, next_index, seconds, history, settings, fixed) -> None:
+    state = {
+        "vae": vae.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+        "next_index": next_index,
+        "seconds": seconds,
+        "history": history,
+        "settings": settings,
+        **fixed,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _check_same_run(state: dict, settings: dict, config: dict, mse_weight, kl_weight, path: Path) -> None:
+    given = {"config": config, "mse_weight": mse_weight, "kl_weight": kl_weight}
+    given |= {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES}
+    saved = {"config": state["config"], "mse_weight": state["mse_weight"], "kl_weight": state["kl_weight"]}
+    saved |= {k: v for k, v in state["settings"].items() if k not in RESUMABLE_CHANGES}
+    changed = [k for k in given if given[k] != saved.get(k)]
+    if changed:
+        raise InputError(
+            f"{path} continues a run with other settings ({', '.join(changed)}): use the same ones, or "
+            "delete it to start over"
+        )
 
 
 @torch.no_grad()
