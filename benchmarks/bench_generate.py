@@ -102,7 +102,7 @@ def wall_time() -> None:
     print(f"   ratio ours / diffusers (bests) {ratio:.3f} (goal <= 1.05)")
 
 
-def _rss_mib() -> tuple[float, float]:
+def rss_mib() -> tuple[float, float]:
     """(resident, peak resident) of this process in MiB, from /proc (Linux).
 
     Not `ru_maxrss`: a spawned child inherits in it the RSS of the parent it was forked from (the kernel
@@ -122,12 +122,12 @@ def _memory_child(which: str, queue) -> None:
     if cuda:
         pipe.to("cuda")
         torch.cuda.reset_peak_memory_stats()
-    resident, built_peak = _rss_mib()
+    resident, built_peak = rss_mib()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the peak RSS to the current RSS, so the next peak is the call's
     fn(pipe, image)
     gpu = torch.cuda.max_memory_allocated() / MIB if cuda else None
-    queue.put((built_peak, resident, _rss_mib()[1], gpu))
+    queue.put((built_peak, resident, rss_mib()[1], gpu))
 
 
 def peak_memory(repeats: int = 3) -> None:
