@@ -103,6 +103,23 @@ def test_motion_region_pins_the_static_area_to_the_guide_latent(pipe):
     assert (latents[1:, :, :, :3] - guide[None, :, :, :3]).abs().max() > 0.1  # the free half does move
 
 
+def test_a_full_strength_first_frame_guide_comes_back_as_its_vae_round_trip(pipe):
+    """Latent frame 0 is pinned to the guide's latent, so frame 0 decodes as the guide's round trip (up to the
+    VAE decoder's group norms, which see the whole clip); weaker guides and guides at other frames stay
+    conditioning only."""
+    pixels = torch.from_numpy(panel()).permute(2, 0, 1)[None, :, None] / 127.5 - 1
+    guide = pipe._encode_guides(pixels)[0, :, 0]
+    latents = run(pipe, output_type="latent").frames[0]
+    torch.testing.assert_close(latents[0], guide, rtol=0, atol=1e-6)
+    round_trip = pipe.decode_latents(guide[None, None])[0, :, 0]
+    expected = ((round_trip.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pinned = np.abs(run(pipe).frames[0].astype(int) - expected).mean()
+    free = np.abs(run(pipe, guides=[Guide(panel(), 0, 0.99)]).frames[0].astype(int) - expected).mean()
+    assert pinned < 0.5 * free
+    late = run(pipe, guides=[Guide(panel(), 8)], output_type="latent").frames[0]
+    assert (late[2] - guide).abs().max() > 0.1
+
+
 def assert_same_up_to_float32_rounding(a: torch.Tensor, b: torch.Tensor) -> None:
     """The widened input convolution sums the same products plus zeros, in a blocking that depends on its
     channel count and on the thread count; float32 rounding (about 1e-7 relative per operation) then grows

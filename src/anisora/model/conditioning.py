@@ -23,6 +23,11 @@ Motion region (paper section 2.2). An optional spatial mask (white = may move) d
 reduced to latent resolution by max-pooling (a latent cell may move when any of its 8x8 pixels may), so at
 inference the latent outside it can be pinned to the first guide's latent.
 
+Pinned guides. A full-strength guide at frame 0 is pinned too: the causal VAE encodes pixel frame 0 alone
+into latent frame 0 and decodes it alone, so a guide's one-frame latent is exactly that frame's latent in any
+clip, and pinning it gives the guide back as its VAE round trip. At other frames a one-frame latent is not
+the latent of a 4-frame group, so those guides stay conditioning only (`Conditioning.pinned_latents`).
+
 Known pixels (the `anisora_anymask` release, Wan). `KnownPixels` gives pixels at any frame and place: a
 pixel video and a per-pixel mask (1 = given). The condition video holds the given pixels and zero (mid grey)
 elsewhere, VAE-encoded as one video; the mask channels are the per-pixel-frame mask at latent height x width,
@@ -134,6 +139,23 @@ class Conditioning:
     region: torch.Tensor | None = None  # (1, 1, 1, h, w): 1 where the first guide's content may move
     region_latent: torch.Tensor | None = None  # (1, 1, C, h, w): the first guide's latent (region control)
     notes: list[str] = field(default_factory=list)  # what was adjusted (cropping), for the user
+    pinned_frames: tuple[int, ...] = ()  # latent frames sampling pins to their guide's latent
+
+    def pinned_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(keep, reference) for sampling, or None when nothing is pinned: after each step the latent is
+        keep x latent + (1 - keep) x the reference noised to the next step. Outside the motion region the
+        reference is the first guide's latent; at a pinned frame, its guide's latent."""
+        if self.region is None and not self.pinned_frames:
+            return None
+        keep = torch.ones_like(self.guide_latents[:, :, :1])
+        reference = torch.zeros_like(self.guide_latents)
+        if self.region is not None:
+            keep = keep * self.region
+            reference = self.region_latent.expand_as(reference).clone()
+        for frame in self.pinned_frames:
+            keep[:, frame] = 0
+            reference[:, frame] = self.guide_latents[:, frame]
+        return keep, reference
 
     def model_input(self, noisy: torch.Tensor, layout: Layout) -> torch.Tensor:
         """The DiT input for `noisy` (B, T, C, h, w); the conditioning repeats over the batch."""
@@ -273,8 +295,16 @@ def build_conditioning(
     mask = torch.from_numpy(reproject_mask(frame_mask)).to(device=device, dtype=dtype)
     mask = mask[None, :, :, None, None].expand(1, t_lat, TEMPORAL, h_lat, w_lat).contiguous()
 
+    pinned = tuple(sorted({0 for g in request.guides if g.frame == 0 and g.strength >= 1}))
     return Conditioning(
-        guide_latents, mask, conditioned_prompt(request), request.motion_score, region, region_latent, notes
+        guide_latents,
+        mask,
+        conditioned_prompt(request),
+        request.motion_score,
+        region,
+        region_latent,
+        notes,
+        pinned,
     )
 
 

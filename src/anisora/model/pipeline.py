@@ -10,8 +10,9 @@ whose denoising loop reads top to bottom:
    mask and drops only the text (official behaviour);
 3. each step feeds [noisy latent, (mask,) guides] to the transformer, which predicts v (zero-terminal-SNR
    schedule), and steps diffusers' CogVideoX DDIM or DPM scheduler;
-4. with a motion mask, the latent outside it is replaced by the first guide's latent noised to the next step
-   (paper section 2.2), and by the clean latent after the last step;
+4. pinned latents (`Conditioning.pinned_latents`: outside a motion mask, the first guide's latent, paper
+   section 2.2; at frame 0, a full-strength guide's latent) are replaced by their reference noised to the next
+   step, and by the clean reference after the last step;
 5. the VAE decodes; frames come back as uint8 (F, H, W, 3).
 """
 
@@ -146,7 +147,8 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         shape = (1, t_lat, config.out_channels, height // 8, width // 8)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         latents = latents * self.scheduler.init_noise_sigma
-        region_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        pin_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        pins = cond.pinned_latents()
         rotary = self.rotary_embeddings(height, width, t_lat, device)
         ofs = self._motion_condition(cond, latents)
         step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
@@ -188,9 +190,9 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
                 else:
                     latents = self.scheduler.step(velocity, t, latents, **step_kwargs, return_dict=False)[0]
                 latents = latents.to(dtype)
-                if cond.region is not None:
+                if pins is not None:
                     following = timesteps[i + 1] if i + 1 < len(timesteps) else None
-                    latents = self._pin_static_region(latents, cond, region_noise, following)
+                    latents = self._pin(latents, *pins, pin_noise, following)
                 bar.update()
                 if progress is not None:
                     progress(i + 1, len(timesteps))
@@ -280,10 +282,15 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         score = DEFAULT_MOTION if cond.motion_score is None else cond.motion_score
         return latents.new_full((1,), score * MOTION_EMBED_SCALE)
 
-    def _pin_static_region(
-        self, latents: torch.Tensor, cond: Conditioning, noise: torch.Tensor, timestep: torch.Tensor | None
+    def _pin(
+        self,
+        latents: torch.Tensor,
+        keep: torch.Tensor,
+        reference: torch.Tensor,
+        noise: torch.Tensor,
+        timestep: torch.Tensor | None,
     ) -> torch.Tensor:
-        reference = cond.region_latent.to(latents.dtype).expand_as(latents)
+        reference = reference.to(latents.dtype)
         if timestep is not None:
             reference = self.scheduler.add_noise(reference, noise, timestep.reshape(1))
-        return cond.region * latents + (1 - cond.region) * reference
+        return keep * latents + (1 - keep) * reference
