@@ -18,15 +18,13 @@ import cv2
 from threadpoolctl import threadpool_limits
 
 from anisora.evaluate.metrics import offline_metrics
-from anisora.train.data import EVAL_SEED, Bucket, ToonWorldSource
-from anisora.train.quality import motion_region
+from anisora.toonworld.held_out import EVAL_SEED, motion_region, render_clean_shot
 
 SIDE, FRAMES, VIDEOS, REPEATS = 256, 33, 3, 3
 
 
 def shots() -> list:
-    source, bucket = ToonWorldSource(EVAL_SEED, 8.0), Bucket(SIDE, SIDE, FRAMES)
-    return [source.sample(index, bucket) for index in range(VIDEOS)]
+    return [render_clean_shot(EVAL_SEED, index, FRAMES, 8.0, SIDE, SIDE) for index in range(VIDEOS)]
 
 
 def case_inputs(shot) -> dict:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # its CLIP processor notice, in every process
 
 import multiprocessing as mp
 import statistics

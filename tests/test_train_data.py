@@ -16,8 +16,8 @@ from anisora.curate.config import load_config
 from anisora.curate.pipeline import run_curate
 from anisora.errors import InputError
 from anisora.toonworld import ShotRenderer, plan_episode, write_episode
+from anisora.toonworld.held_out import EVAL_SEED
 from anisora.train.data import (
-    EVAL_SEED,
     TRAIN_INDICES,
     Bucket,
     BucketSpec,

@@ -6,12 +6,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from anisora.errors import InputError
+from anisora.toonworld.held_out import held_out_shots
 from anisora.train.foreground import MotionForeground, OnnxSegmenter, foreground_detector
-from anisora.train.quality import QualitySettings, held_out_shots
 
 
 def test_motion_foreground_finds_walkers_and_nothing_else():
-    shots = held_out_shots(QualitySettings(shots=8), 17, still_camera=True)
+    shots = held_out_shots(8, 17, 8.0, 160, 96, still_camera=True)
     walkers = [s for s in shots if s.label == "walking"]
     assert walkers
     detector = MotionForeground()

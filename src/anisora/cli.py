@@ -158,9 +158,9 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_card(args: argparse.Namespace) -> int:
+    from .evaluate.model_card import compute_description, stage_summary, vae_summary, write_model_card
+    from .evaluate.model_quality import QualitySettings, measure_quality
     from .model.weights import load_pipeline
-    from .train.card import compute_description, stage_summary, vae_summary, write_model_card
-    from .train.quality import QualitySettings, measure_quality
 
     stages = [stage_summary(run) for run in args.stage]
     vae = vae_summary(args.vae_run)
@@ -178,11 +178,10 @@ def _cmd_toonworld_keyframes(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .media import save_image, write_video
-    from .train.quality import QualitySettings, held_out_shots, motion_region
+    from .toonworld.held_out import held_out_shots, motion_region
 
     width, height = args.size
-    settings = QualitySettings(shots=args.index + 1, width=width, height=height, fps=args.fps)
-    shot = held_out_shots(settings, args.frames, still_camera=True)[-1]
+    shot = held_out_shots(args.index + 1, args.frames, args.fps, width, height, still_camera=True)[-1]
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     save_image(out / "first.png", shot.frames[0])

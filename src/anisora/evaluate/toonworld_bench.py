@@ -21,7 +21,6 @@ from .cases import write_bench
 
 LABELS = ("idle", "talking", "waving", "walking", "running", "jumping")
 BENCH_TASKS = ("i2v", "interpolation", "region")
-MAX_SHOTS_SCANNED = 20_000
 
 
 def build_toonworld_bench(
@@ -35,21 +34,31 @@ def build_toonworld_bench(
 ) -> Path:
     """Write `out/bench.yaml` and `out/cases/<id>/` (guide images, mask, truth.mp4); returns the bench path.
     An existing bench file is replaced; case folders are rewritten."""
-    from ..train.data import EVAL_SEED, Bucket, ToonWorldSource
-    from ..train.quality import motion_region
+    from ..curate.scorers.motion import frames_motion_score
+    from ..model.conditioning import check_frame_count
+    from ..toonworld.held_out import (
+        EVAL_SEED,
+        MAX_SHOTS_SCANNED,
+        motion_region,
+        plan_clean_shot,
+        render_clean_shot,
+    )
 
     if per_cell < 1:
         raise InputError(f"per_cell must be >= 1, got {per_cell}")
+    check_frame_count(frames)
+    if width % 16 or height % 16 or width < 16 or height < 16:
+        raise InputError(f"the bench size must be positive multiples of 16, got {width}x{height}")
     unknown = sorted(set(labels) - set(LABELS))
     if unknown:
         raise InputError(f"unknown ToonWorld label(s) {', '.join(unknown)}; known: {', '.join(LABELS)}")
     out = Path(out)
-    source, bucket = ToonWorldSource(EVAL_SEED, float(fps)), Bucket(width, height, frames)
+    size = (frames, float(fps), width, height)
     cells = {(task, label): [] for label in labels for task in BENCH_TASKS}
     for index in range(MAX_SHOTS_SCANNED):
         if all(len(shots) == per_cell for shots in cells.values()):
             break
-        plan = source.plan(index, bucket)
+        plan = plan_clean_shot(EVAL_SEED, index, *size)
         if plan.static or plan.label not in labels:
             continue
         open_cells = [
@@ -68,16 +77,17 @@ def build_toonworld_bench(
     for (task, label), indices in cells.items():
         for number, index in enumerate(indices, 1):
             case_id = f"{task}-{label}-{number:02d}"
-            shot = source.sample(index, bucket)
+            shot = render_clean_shot(EVAL_SEED, index, *size)
             mask = motion_region(shot.foreground) if task == "region" else None
-            cases.append(_write_case(out, case_id, task, label, shot, mask))
+            motion = frames_motion_score(shot.frames, shot.fps)
+            cases.append(_write_case(out, case_id, task, label, shot, mask, motion))
     defaults = {"frames": frames, "fps": fps, "width": width, "height": height, "dim": "2D"}
     path = out / "bench.yaml"
     write_bench(path, f"toonworld-{width}x{height}-{frames}f-{fps}fps", cases, defaults)
     return path
 
 
-def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask) -> dict:
+def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask, motion: float) -> dict:
     """One case's files under out/cases/<id>/ and its bench entry (paths relative to `out`)."""
     rel = Path("cases") / case_id
     (out / rel).mkdir(parents=True, exist_ok=True)
@@ -92,5 +102,5 @@ def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask) -> d
         case["mask"] = str(rel / "mask.png")
     write_video(out / rel / "truth.mp4", shot.frames, shot.fps)
     case["reference"] = str(rel / "truth.mp4")
-    case["motion"] = round(float(shot.motion_score), 2)
+    case["motion"] = round(float(motion), 2)
     return case

@@ -5,6 +5,7 @@ Every unusable file raises `anisora.errors.MediaError`; bad argument values rais
 """
 
 from .audio import mux_audio
+from .compare import psnr
 from .decode import Frame, RawFrame, iter_frames, iter_raw_frames, read_frames
 from .encode import VideoWriter, write_video
 from .images import load_image, save_image
@@ -22,6 +23,7 @@ __all__ = [
     "load_image",
     "mux_audio",
     "probe",
+    "psnr",
     "read_frames",
     "save_image",
     "write_video",

@@ -28,7 +28,7 @@ class InitConfig:
 @dataclass(frozen=True)
 class DataConfig:
     source: str = "toonworld"  # "toonworld" or a curation folder (anisora curate --out)
-    seed: int = 0  # ToonWorld seed; evaluation uses anisora.train.data.EVAL_SEED, never trained on
+    seed: int = 0  # ToonWorld seed; evaluation uses anisora.toonworld.held_out.EVAL_SEED, never trained on
     resolutions: list = field(default_factory=lambda: [[160, 96]])  # [width, height] buckets
     fps: float = 8.0
     min_seconds: float = 2.0

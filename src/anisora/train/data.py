@@ -5,12 +5,11 @@ data set's size), so a run resumed at step N sees exactly the data it would have
 batch shares one `Bucket` (width, height, frame count); a share of the batches are one-frame image samples.
 
 Hold-out: ToonWorld training draws sample indices in [0, TRAIN_INDICES) of its seed; evaluation renders
-from `EVAL_SEED`, a seed training must never use, so no evaluation shot is ever trained on.
+from `EVAL_SEED` (`anisora.toonworld.held_out`), a seed training must never use.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -37,9 +36,9 @@ from ..model.conditioning import (
     frames_for_seconds,
 )
 from ..prompts import training_prompt
-from ..toonworld.shot import ShotPlan, ShotRenderer, plan_shot
+from ..toonworld.held_out import plan_clean_shot, render_shot
+from ..toonworld.shot import ShotPlan, plan_shot
 
-EVAL_SEED = 10_000  # ToonWorld seed reserved for evaluation
 TRAIN_INDICES = 10**9  # ToonWorld training sample indices are drawn from [0, TRAIN_INDICES)
 # ToonWorld has no aesthetic model: every shot gets this score (below the official 5.5 the released models
 # ask for); a model trained on it records it as its default (`data_presets`).
@@ -118,21 +117,14 @@ class ToonWorldSource:
         self.seed, self.fps, self.clean = seed, fps, clean
 
     def plan(self, index: int, bucket: Bucket) -> ShotPlan:
-        rng = np.random.default_rng([self.seed, index])
-        plan = plan_shot(index, 0, bucket.num_frames, self.fps, bucket.width, bucket.height, rng, "en")
+        size = (bucket.num_frames, self.fps, bucket.width, bucket.height)
         if self.clean:
-            # Cleared after planning rather than re-planned: these fields are drawn last and only touch
-            # post-processing, so characters, camera and action stay exactly as drawn.
-            plan = dataclasses.replace(
-                plan, letterbox=None, degrade=None, subtitles=[], fade_in=0, fade_out=0
-            )
-        return plan
+            return plan_clean_shot(self.seed, index, *size)
+        return plan_shot(index, 0, *size, np.random.default_rng([self.seed, index]), "en")
 
     def sample(self, index: int, bucket: Bucket) -> Sample:
         plan = self.plan(index, bucket)
-        renderer = ShotRenderer(plan)
-        rendered = [renderer.render(j)[:2] for j in range(plan.num_frames)]
-        frames = np.stack([image for image, _ in rendered])
+        frames, foreground = render_shot(plan)
         motion = frames_motion_score(frames, self.fps)
         caption = plan.caption()
         return Sample(
@@ -141,7 +133,7 @@ class ToonWorldSource:
             caption=caption,
             motion_score=motion,
             aesthetic_score=TOONWORLD_AESTHETIC,
-            foreground=np.stack([mask > 0 for _, mask in rendered]),
+            foreground=foreground,
             fps=self.fps,
             key=f"toonworld:s{self.seed}:i{index}",
             label=plan.label,

@@ -22,10 +22,12 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..files import atomic_directory, atomic_output
+from ..media import psnr
 from ..model.conditioning import FRAME_STEP
 from ..model.presets import vae_config
+from ..model.vae import reconstruct, video_tensor
+from ..toonworld.held_out import EVAL_SEED, plan_clean_shot
 from ..toonworld.shot import ShotRenderer
-from .data import EVAL_SEED, Bucket, ToonWorldSource
 
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_FPS, DEMO_FRAMES = 160, 96, 8, 17
 TRAIN_SEED = 0
@@ -118,7 +120,7 @@ def train_vae(
         ]
         next_index += count
         with torch.autocast(vae.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = _loss(vae, _to_tensor(clips, vae.device), mse_weight, kl_weight)
+            loss = _loss(vae, video_tensor(clips, vae.device), mse_weight, kl_weight)
         elapsed = time.perf_counter() - started - eval_seconds
         done = max(step / steps, elapsed / time_limit if time_limit else 0.0)
         for group in optimizer.param_groups:
@@ -212,7 +214,7 @@ def set_scaling_factor(vae: AutoencoderKLCogVideoX, num_clips: int = 8, seed: in
     latents by this factor before diffusion and divides by it before decoding.
     """
     clips = [render_clean_clip(seed, index, DEMO_FRAMES) for index in range(num_clips)]
-    latents = [vae.encode(_to_tensor([clip], vae.device)).latent_dist.mode() for clip in clips]
+    latents = [vae.encode(video_tensor([clip], vae.device)).latent_dist.mode() for clip in clips]
     factor = 1.0 / torch.cat([z.flatten() for z in latents]).std().item()
     vae.register_to_config(scaling_factor=factor)
     return factor
@@ -244,7 +246,7 @@ def render_clean_clip(
     in a one-frame and a whole-clip render; it is the shot `anisora.train.data.ToonWorldSource` trains on.
     """
     length = FRAME_STEP * math.ceil((max(DEMO_FRAMES, first + num_frames) - 1) / FRAME_STEP) + 1
-    renderer = ShotRenderer(ToonWorldSource(seed, fps).plan(index, Bucket(width, height, length)))
+    renderer = ShotRenderer(plan_clean_shot(seed, index, length, fps, width, height))
     return np.stack([renderer.render(j)[0] for j in range(first, first + num_frames)])
 
 
@@ -268,28 +270,6 @@ def _loss(
     # per-element KL to N(0, 1); a small weight only keeps the posterior from drifting
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
     return F.l1_loss(recon, video) + mse_weight * F.mse_loss(recon, video) + kl_weight * kl
-
-
-@torch.no_grad()
-def reconstruct(vae: AutoencoderKLCogVideoX, clip: np.ndarray) -> np.ndarray:
-    """`clip` (F, H, W, 3) uint8 encoded (posterior mode) and decoded: the VAE's round trip."""
-    video = _to_tensor([clip], vae.device).to(vae.dtype)
-    recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].float()
-    return ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
-
-
-def _to_tensor(clips: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
-    """(F, H, W, 3) uint8 clips -> (B, 3, F, H, W) float in [-1, 1] on `device`."""
-    video = torch.from_numpy(np.stack(clips)).to(device).permute(0, 4, 1, 2, 3).float()
-    return video / 127.5 - 1.0
-
-
-def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR in dB of uint8 arrays of the same shape (capped at 100 dB for identical inputs)."""
-    if reference.shape != test.shape:
-        raise ValueError(f"shapes differ: {reference.shape} vs {test.shape}")
-    mse = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
-    return float(min(100.0, 10 * math.log10(255.0**2 / max(mse, 1e-12))))
 
 
 def _check_training_args(steps, batch_size, num_frames, crop, one_frame_share) -> None:

@@ -1,7 +1,7 @@
 """Fidelity to ground truth: PSNR and SSIM per frame, and at the guide frames.
 
-PSNR = 10 log10(255^2 / MSE) over all pixels and channels (cv2.PSNR), capped at `cap` dB (100 by default):
-identical frames give exactly the cap instead of infinity.
+PSNR = 10 log10(255^2 / MSE) over all pixels and channels (`anisora.media.psnr`), capped at `cap` dB (100 by
+default): identical frames give exactly the cap instead of infinity.
 
 SSIM (Wang et al. 2004) on luma Y = 0.299 R + 0.587 G + 0.114 B (float, not rounded), 11x11 Gaussian window
 with sigma 1.5 (cv2.GaussianBlur), C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2, population (co)variances; the
@@ -14,15 +14,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ...media import psnr
 from .base import Metric, Result
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 _LUMA = np.array([[0.299, 0.587, 0.114]], np.float64)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, cap: float = 100.0) -> float:
-    """PSNR in dB of two uint8 images of one shape, at most `cap`."""
-    return min(float(cv2.PSNR(a, b)), cap)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,12 +7,12 @@ import pytest
 
 from anisora.cli import main
 from anisora.errors import InputError
-from anisora.media import load_image, probe
+from anisora.evaluate import model_quality as quality
+from anisora.evaluate.model_card import stage_summary, write_model_card
+from anisora.media import load_image, probe, psnr
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
-from anisora.train import quality
-from anisora.train.card import stage_summary, write_model_card
-from anisora.train.data import EVAL_SEED, Bucket, ToonWorldSource
+from anisora.toonworld.held_out import EVAL_SEED, plan_clean_shot
 
 SMALL = quality.QualitySettings(shots=1, steps=1, width=64, height=48, frames=9, long_frames=17)
 
@@ -20,13 +20,13 @@ SMALL = quality.QualitySettings(shots=1, steps=1, width=64, height=48, frames=9,
 def test_psnr_and_crossfade():
     a = np.zeros((4, 4, 3), np.uint8)
     b = np.full((4, 4, 3), 255, np.uint8)
-    assert quality.psnr(a, a) == 100.0
-    assert quality.psnr(a, b) == pytest.approx(0.0)
+    assert psnr(a, a) == 100.0
+    assert psnr(a, b) == pytest.approx(0.0)
     fade = quality.crossfade(a, b, 5)
     assert fade.shape == (5, 4, 4, 3) and fade.dtype == np.uint8
     assert (fade[0] == 0).all() and (fade[-1] == 255).all() and (fade[2] == 128).all()
     with pytest.raises(ValueError):
-        quality.psnr(a, b[:2])
+        psnr(a, b[:2])
 
 
 def test_mask_precision_is_one_when_nothing_moves_and_low_outside():
@@ -62,11 +62,9 @@ def test_held_out_shots_move_and_come_from_the_evaluation_seed():
     settings = quality.QualitySettings(shots=3, width=64, height=48)
     shots = quality.held_out_shots(settings, 9, still_camera=True)
     assert len(shots) == 3 and all(s.label != "static" for s in shots)
-    assert all(s.key.startswith(f"toonworld:s{EVAL_SEED}:") for s in shots)
-    source = ToonWorldSource(EVAL_SEED, settings.fps)
     for shot in shots:
-        index = int(shot.key.rsplit(":i", 1)[1])
-        assert source.plan(index, Bucket(64, 48, 9)).camera == "still"
+        assert shot.camera == "still" and shot.frames.shape == (9, 48, 64, 3)
+        assert plan_clean_shot(EVAL_SEED, shot.index, 9, settings.fps, 64, 48).caption() == shot.caption
 
 
 @pytest.fixture(scope="module")

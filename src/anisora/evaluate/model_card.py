@@ -1,7 +1,7 @@
 """The model card of a model trained by `anisora train`: data, stages, compute, wall time, quality, limits.
 
 Everything in it is read from the training runs (each stage's config.json and log.jsonl, the VAE's
-training.json) or measured by `anisora.train.quality` when the card is written; nothing is typed in.
+training.json) or measured by `anisora.evaluate.model_quality` when the card is written; nothing is typed in.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def _card(stages, vae, quality, compute, command, lora) -> str:
             f"{settings['width']}x{settings['height']} at {settings['fps']:g} fps, "
             f"{settings['frames']} frames (4 s clips: {settings['long_frames']}), "
             f"{settings['steps']} DPM steps, guidance {settings['guidance']:g}, seed {settings['seed']}. "
-            "Definitions: `anisora.train.quality`; per-shot values: `quality.json`.",
+            "Definitions: `anisora.evaluate.model_quality`; per-shot values: `quality.json`.",
             "",
             *figures,
             "",

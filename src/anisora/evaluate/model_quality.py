@@ -1,4 +1,4 @@
-"""The demo model's quality figures, measured on held-out ToonWorld shots (seed `EVAL_SEED`, never trained).
+"""A model's quality figures for its card, on held-out ToonWorld shots (`anisora.toonworld.held_out`).
 
 Each figure compares generated frames with ToonWorld's ground truth (frames, character masks, labels):
 
@@ -30,14 +30,15 @@ import numpy as np
 import torch
 
 from ..curate.scorers.motion import frames_motion_score
-from ..evaluate.metrics.motion import MotionMaskPrecision
+from ..media import psnr
 from ..model.conditioning import Guide
 from ..model.pipeline import AnisoraPipeline
-from .data import EVAL_SEED, Bucket, Sample, ToonWorldSource
-from .vae import psnr, reconstruct
+from ..model.vae import reconstruct
+from ..toonworld import held_out
+from ..toonworld.held_out import HeldOutShot, motion_region
+from .metrics.motion import MotionMaskPrecision
 
 FREEZE_LEVEL = 0.5  # mean absolute inter-frame change (grey levels) at or below which a clip is frozen
-MASK_DILATION = 5  # pixels added around the characters' union mask
 MOTION_LEVELS = (2.0, 8.0, 24.0)  # requested motion scores (curation units: ToonWorld runs score ~7-55)
 
 
@@ -54,17 +55,12 @@ class QualitySettings:
     seed: int = 0
 
 
-def held_out_shots(settings: QualitySettings, num_frames: int, still_camera: bool = False) -> list[Sample]:
-    """The first `settings.shots` moving shots of the evaluation seed (with a still camera if asked)."""
-    source = ToonWorldSource(EVAL_SEED, settings.fps)
-    bucket = Bucket(settings.width, settings.height, num_frames)
-    shots, index = [], 0
-    while len(shots) < settings.shots:
-        plan = source.plan(index, bucket)
-        if not plan.static and (plan.camera == "still" or not still_camera):
-            shots.append(source.sample(index, bucket))
-        index += 1
-    return shots
+def held_out_shots(
+    settings: QualitySettings, num_frames: int, still_camera: bool = False
+) -> list[HeldOutShot]:
+    """The first `settings.shots` moving held-out shots at the settings' size (still camera if asked)."""
+    size = (num_frames, settings.fps, settings.width, settings.height)
+    return held_out.held_out_shots(settings.shots, *size, still_camera=still_camera)
 
 
 def measure_quality(
@@ -73,7 +69,7 @@ def measure_quality(
     """Every figure of the module docstring, with the per-shot values behind each mean."""
     say = progress or (lambda _text: None)
 
-    def generate(shot: Sample, guides: list[Guide], num_frames: int, **extra) -> np.ndarray:
+    def generate(shot: HeldOutShot, guides: list[Guide], num_frames: int, **extra) -> np.ndarray:
         return pipe(
             guides,
             prompt=shot.caption,
@@ -83,7 +79,7 @@ def measure_quality(
             num_inference_steps=settings.steps,
             guidance_scale=settings.guidance,
             generator=torch.Generator("cpu").manual_seed(settings.seed),
-            **{"motion_score": shot.motion_score, **extra},
+            **{"motion_score": frames_motion_score(shot.frames, shot.fps), **extra},
         ).frames
 
     shots = held_out_shots(settings, settings.frames)
@@ -165,13 +161,6 @@ def crossfade(first: np.ndarray, last: np.ndarray, num_frames: int) -> np.ndarra
     weights = np.linspace(0.0, 1.0, num_frames)[:, None, None, None]
     blend = (1 - weights) * first.astype(np.float64) + weights * last.astype(np.float64)
     return np.round(blend).astype(np.uint8)
-
-
-def motion_region(foreground: np.ndarray, dilation: int = MASK_DILATION) -> np.ndarray:
-    """Union over the clip of the (F, H, W) character masks, dilated: (H, W) uint8, 255 = may move."""
-    union = foreground.any(axis=0).astype(np.uint8) * 255
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
-    return cv2.dilate(union, kernel)
 
 
 def mask_precision(video: np.ndarray, mask: np.ndarray) -> float:
