@@ -2,8 +2,8 @@
 
 `prepare` resolves what the request leaves to the model (frame count, size, fps, steps, guidance, the
 aesthetic default and prompt suffix, from `ModelInfo`), places the guides (`resolve_frame`), reads the images
-and videos and checks everything with the backbone's rules, giving one `Prepared` clip (or one per window of
-a windowed known-pixels video). It reads no weights: `prepare(request, ModelInfo.read(dir))` reports every
+and videos and checks everything with the backbone's rules, clip by clip (a windowed known-pixels video is
+one clip per window). It reads no weights: `prepare(request, ModelInfo.read(dir))` reports every
 mistake before a model loads.
 """
 
@@ -43,7 +43,6 @@ class Prepared:
     steps: int
     guidance: float
     known: KnownPixels | None = None
-    known_span: tuple[float, float | None] | None = None  # seconds of the known-pixels video it samples
 
 
 @dataclass
@@ -55,15 +54,18 @@ class Sample:
     resolved: dict = field(default_factory=dict)  # the values used where the request left them to the model
 
 
-def prepare(request: Request, info: ModelInfo) -> list[Prepared]:
-    """Check every value of `request` against the model `info` describes and read its images and videos:
-    the clips to make, one unless the request has known-pixels windows."""
+def prepare(request: Request, info: ModelInfo) -> list[Request]:
+    """Check every value of `request` against the model `info` describes, reading its images and videos one
+    clip at a time; returns the clips to make: the request itself, or one request per known-pixels window."""
     request.check()
     if info.backbone == "wan" and request.dynamic_cfg:
         raise InputError("dynamic CFG runs on CogVideoX models only; Wan releases use their own guidance")
     if info.backbone != "wan" and request.known is not None:
         raise InputError("known pixels (the anymask release) run on Wan models only")
-    return [_prepare_clip(clip, info) for clip in _windows(request, info)]
+    clips = _windows(request, info)
+    for clip in clips:
+        _prepare_clip(clip, info)
+    return clips
 
 
 def sample(pipe, request: Request, progress: Callable[[int, int], None] | None = None) -> Sample:
@@ -75,7 +77,8 @@ def sample(pipe, request: Request, progress: Callable[[int, int], None] | None =
     samples = []
     for k, clip in enumerate(clips):
         report = progress and (lambda i, n, k=k: progress(k * n + i, len(clips) * n))
-        samples.append(_sample_clip(pipe, request, clip, info, report))
+        # read again here, so that one window's pixels are in memory at a time
+        samples.append(_sample_clip(pipe, request, _prepare_clip(clip, info), info, report))
     if request.known is None or request.known.window is None:
         return samples[0]
     first = samples[0]
@@ -84,7 +87,7 @@ def sample(pipe, request: Request, progress: Callable[[int, int], None] | None =
     resolved = first.resolved | {
         "num_frames": len(frames),
         "seconds": round(len(frames) / first.fps, 3),
-        "windows": [[c.known_span[0], c.known_span[1], c.condition.num_frames] for c in clips],
+        "windows": [[c.known.start, c.known.end, c.frames] for c in clips],
     }
     return Sample(frames, first.fps, first.prompt, notes, resolved)
 
@@ -106,8 +109,7 @@ def _prepare_clip(request: Request, info: ModelInfo) -> Prepared:
     known = None if request.known is None else known_pixels(request.known, condition.num_frames)
     steps = info.steps if request.steps is None else request.steps
     guidance = info.guidance if request.guidance is None else request.guidance
-    span = None if request.known is None else (request.known.start, request.known.end)
-    return Prepared(condition, fps, steps, guidance, known, span)
+    return Prepared(condition, fps, steps, guidance, known)
 
 
 def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, progress) -> Sample:
