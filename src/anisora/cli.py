@@ -439,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="classifier-free guidance scale (default: the model's; 6 for CogVideoX, 1 for AniSora V3.x: "
         "no unconditional pass)",
     )
+    ge.add_argument(
+        "--guide-fit-steps",
+        type=int,
+        help="decoder steps that fit guides at frames other than 0 to the output (default: the model's; "
+        "10 for the demo model, 0 for released models); 0 turns fitting off",
+    )
     ge.add_argument("--dynamic-cfg", action="store_true", help="cosine-ramped guidance scale")
     ge.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="default dpm (DPM++2M)")
     ge.add_argument("--seed", type=int, default=0)

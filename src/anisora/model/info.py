@@ -29,8 +29,9 @@ PRESET_TYPES = {
     "aesthetic": float,  # the aesthetic score the prompt suffix gets when only a motion score is given
     "prompt_suffix": str,  # appended to every prompt (V3's " There is no text in the video.")
     "max_sequence_length": int,  # text tokens the release was trained with (Wan: umT5's 512)
+    "guide_fit_steps": int,  # decoder steps fitting guides at frames other than 0 (`anisora.model.guide_fit`)
 }
-COMMON_DEFAULTS = {"aesthetic": DEFAULT_AESTHETIC, "prompt_suffix": ""}
+COMMON_DEFAULTS = {"aesthetic": DEFAULT_AESTHETIC, "prompt_suffix": "", "guide_fit_steps": 0}
 COGVIDEOX_DEFAULTS = {
     "steps": 50,
     "guidance": 6.0,
@@ -64,6 +65,7 @@ class ModelInfo:
     aesthetic: float = DEFAULT_AESTHETIC
     prompt_suffix: str = ""
     max_sequence_length: int | None = None  # None: the pipeline's own
+    guide_fit_steps: int = 0
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:

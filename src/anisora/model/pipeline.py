@@ -13,7 +13,8 @@ whose denoising loop reads top to bottom:
 4. pinned latents (`Conditioning.pinned_latents`: outside a motion mask, the first guide's latent, paper
    section 2.2; at frame 0, a full-strength guide's latent) are replaced by their reference noised to the next
    step, and by the clean reference after the last step;
-5. the VAE decodes; frames come back as uint8 (F, H, W, 3).
+5. guides at other frames are fitted through the decoder (`guide_fit`, `guide_fit_steps` steps);
+6. the VAE decodes; frames come back as uint8 (F, H, W, 3).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from .conditioning import (
     latent_frame_count,
     layout_for,
 )
+from .guide_fit import fit_guides, fit_targets
 from .info import DEFAULT_FPS, ModelInfo
+from .vae import cpu_autocast
 
 MOTION_EMBED_SCALE = 100.0  # motion score x 100 feeds the sinusoidal embedding, like a timestep
 DEFAULT_MOTION = 1.0  # for models with a motion embedding when no score is asked for (V1 range 0.5-1.5)
@@ -100,6 +103,7 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         aesthetic_score: float | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
+        guide_fit_steps: int = 0,
         use_dynamic_cfg: bool = False,
         generator: torch.Generator | None = None,
         max_sequence_length: int | None = None,
@@ -201,6 +205,10 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         if output_type == "latent":
             frames = latents
         else:
+            targets = fit_targets(request.guides, height, width, pinned=cond.pinned_frames)
+            latents = fit_guides(
+                latents, self.decode_latents, targets, guide_fit_steps, time_dim=1, movable=cond.region
+            )
             video = self.decode_latents(latents)  # (1, 3, F, H, W) in [-1, 1]
             video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             frames = video.permute(1, 2, 3, 0).cpu().numpy()
@@ -269,9 +277,15 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
             )
         self.layout  # noqa: B018 - raises when the channel count fits no layout
 
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """diffusers' decoding, at the CPU precision of `vae.cpu_autocast`, in float32 out."""
+        with cpu_autocast(self.vae):
+            return super().decode_latents(latents).float()
+
     def _encode_guides(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, 1, H, W) in [-1, 1] -> scaled latents: the posterior mode, so guides carry no noise."""
-        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.mode()
+        with cpu_autocast(self.vae):
+            latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.mode().float()
         if self.vae.config.invert_scale_latents:
             return latents / self.vae_scaling_factor_image
         return latents * self.vae_scaling_factor_image

@@ -177,12 +177,14 @@ class Request:
     height: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    guide_fit_steps: int | None = None  # see `anisora.model.guide_fit`; 0 turns fitting off
     dynamic_cfg: bool = False
     seed: int = 0
 
     def check(self) -> None:
         """Raise InputError for values no model accepts; the model's own rules come in `sampling.prepare`."""
-        for name, low in (("steps", 1), ("fps", 1), ("width", 1), ("height", 1), ("seed", 0), ("frames", 1)):
+        integers = (("steps", 1), ("fps", 1), ("width", 1), ("height", 1), ("seed", 0), ("frames", 1))
+        for name, low in (*integers, ("guide_fit_steps", 0)):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise InputError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -42,6 +42,7 @@ class Prepared:
     fps: int
     steps: int
     guidance: float
+    guide_fit_steps: int
     known: KnownPixels | None = None
 
 
@@ -109,7 +110,8 @@ def _prepare_clip(request: Request, info: ModelInfo) -> Prepared:
     known = None if request.known is None else known_pixels(request.known, condition.num_frames)
     steps = info.steps if request.steps is None else request.steps
     guidance = info.guidance if request.guidance is None else request.guidance
-    return Prepared(condition, fps, steps, guidance, known)
+    fit = info.guide_fit_steps if request.guide_fit_steps is None else request.guide_fit_steps
+    return Prepared(condition, fps, steps, guidance, fit, known)
 
 
 def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, progress) -> Sample:
@@ -133,6 +135,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         aesthetic_score=c.aesthetic_score,
         num_inference_steps=prepared.steps,
         guidance_scale=prepared.guidance,
+        guide_fit_steps=prepared.guide_fit_steps,
         generator=torch.Generator("cpu").manual_seed(request.seed),
         **{key: value for key, value in optional.items() if value is not None},
     )
@@ -145,6 +148,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         "guide_frames": [g.frame for g in c.guides],
         "steps": prepared.steps,
         "guidance": prepared.guidance,
+        "guide_fit_steps": prepared.guide_fit_steps,
         "backbone": info.backbone,
         "layout": info.layout,
         "motion_embedding": bool(getattr(pipe.config, "motion_embedding", False)),

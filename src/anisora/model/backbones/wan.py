@@ -17,6 +17,10 @@ latent is the VAE encoding of the first guide held still for the whole clip (one
 one-frame latent repeated as CogVideoX's path does: Wan's causal VAE encodes pixel frame 0 alone and later
 frames four at a time, so a still clip's later latent frames are not its frame-0 latent, and only the still
 clip's encoding is the latent that decodes to a still region. Its frame 0 is the guide's one-frame latent.
+
+With `guide_fit_steps` the denoised latent comes back from diffusers undecoded, full-strength guides are
+fitted through the decoder (`anisora.model.guide_fit`; Wan pins no frame, so frame 0 is fitted too) and the
+video is decoded here as diffusers decodes it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from ..conditioning import (
     latent_region,
     reproject_pixel_mask,
 )
+from ..guide_fit import fit_guides, fit_targets
 from ..pipeline import AnisoraOutput
 
 
@@ -109,6 +114,7 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         aesthetic_score: float | None = None,
         num_inference_steps: int = 8,
         guidance_scale: float = 1.0,
+        guide_fit_steps: int = 0,
         generator: torch.Generator | None = None,
         output_type: str = "np",
         progress: Callable[[int, int], None] | None = None,
@@ -153,6 +159,11 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
             given = self._known.mask[0][..., None] > 0
             clip_image = np.where(given, self._known.video[0], 128).astype(np.uint8)
         prompt = conditioned_prompt(request)
+        targets = fit_targets(self._guides, height, width) if output_type != "latent" else {}
+        fitting = bool(targets) and guide_fit_steps > 0
+        movable = None
+        if fitting and self._motion_cells is not None:
+            movable = torch.from_numpy(self._motion_cells)[None, None, None]
         try:
             out = super().__call__(
                 image=Image.fromarray(clip_image),
@@ -164,13 +175,17 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
                 num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale,
                 generator=generator,
-                output_type="latent" if output_type == "latent" else "np",
+                output_type="latent" if output_type == "latent" or fitting else "np",
                 **kwargs,
             )
         finally:
             self._guides, self._known, self._motion_cells, self._region = (), None, None, None
         frames = out.frames
-        if output_type != "latent":
+        if fitting:
+            latents = fit_guides(frames, self._decode, targets, guide_fit_steps, time_dim=2, movable=movable)
+            video = self._decode(latents)[0].float().clamp(-1, 1)
+            frames = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+        elif output_type != "latent":
             frames = (np.asarray(frames[0]) * 255).round().clip(0, 255).astype(np.uint8)
         return AnisoraOutput(frames, prompt, notes)
 
@@ -214,6 +229,15 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
             cells = torch.from_numpy(self._motion_cells).to(device)[None, None, None]
             self._region = (cells, static, noise)
         return latents, condition
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """The normalised latent (1, C, T, h, w) -> the video (1, 3, F, H, W) in [-1, 1], as diffusers'
+        pipeline decodes it (differentiably, for guide fitting)."""
+        config = self.vae.config
+        mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1)
+        std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1)
+        latents = latents.to(self.vae.device, self.vae.dtype)
+        return self.vae.decode(latents * std.to(latents) + mean.to(latents), return_dict=False)[0]
 
     def _encode(self, video: np.ndarray, device, dtype) -> torch.Tensor:
         """(F, H, W, 3) in [-1, 1] -> the normalised latent (1, C, T, h, w), encoded as one video."""
