@@ -102,6 +102,23 @@ def test_toonworld_is_deterministic_per_seed_index_and_bucket(toon):
     assert not np.array_equal(a.frames, ToonWorldSource(seed=4, fps=FPS).sample(11, BUCKET).frames)
 
 
+def test_playback_speeds_give_each_shot_slower_and_faster_motion():
+    """Index i is shot i // 3 at speeds[i % 3]: the same shot drawn at fps / speed, its motion measured at
+    the played fps, so faster playback scores more motion (summed over moving shots: one can pause)."""
+    source = ToonWorldSource(seed=3, fps=FPS, speeds=[0.5, 1, 2])
+    assert source.shot_and_speed(7) == (2, 1.0) and source.shot_and_speed(8) == (2, 2.0)
+    assert source.sample(7, BUCKET).key == "toonworld:s3:i2"
+    assert source.sample(8, BUCKET).key == "toonworld:s3:i2@x2"
+    plain = ToonWorldSource(seed=3, fps=FPS).sample(2, BUCKET)
+    np.testing.assert_array_equal(source.sample(7, BUCKET).frames, plain.frames)  # speed 1: the shot itself
+    moving = [i for i in range(12) if not source.plan(3 * i + 1, BUCKET).static][:6]
+    totals = [sum(source.sample(3 * i + k, BUCKET).motion_score for i in moving) for k in range(3)]
+    assert totals[0] < totals[1] < totals[2]
+    for bad in ([], [0], [1, "fast"]):
+        with pytest.raises(InputError, match=r"speeds must be numbers within 0\.1-10"):
+            ToonWorldSource(seed=3, fps=FPS, speeds=bad)
+
+
 def test_running_scores_more_motion_than_static(toon):
     bucket = Bucket(160, 96, 33)
     running = toon.sample(first_index(toon, lambda p: p.label == "running", bucket), bucket)

@@ -38,6 +38,7 @@ class DataConfig:
     num_shots: int | None = (
         None  # ToonWorld: train on shots [0, num_shots) only (None: a new shot per sample)
     )
+    speeds: list = field(default_factory=lambda: [1.0])  # ToonWorld playback speeds, each shot at each one
     cache: str | None = None  # folder for VAE latents and text features, computed once (frozen encoders)
     foreground: str | None = (
         None  # curated clips' masks for region LoRA: "motion" (MOG2) or a .onnx segmenter

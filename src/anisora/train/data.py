@@ -109,24 +109,39 @@ class Source(Protocol):
 
 
 class ToonWorldSource:
-    """One procedural shot per (seed, index), rendered at the bucket's size and frame count at `fps`."""
+    """One procedural shot per (seed, shot), rendered at the bucket's size and frame count, played at `fps`.
 
-    def __init__(self, seed: int, fps: float, clean: bool = True):
+    With several `speeds`, sample index i is shot i // len(speeds) played at speeds[i % len(speeds)]: drawn
+    at fps / speed, so the same kind of action comes slower and faster, each with the motion score measured
+    on its frames at `fps` (what motion control is trained on; speed 1 is the shot as planned).
+    """
+
+    def __init__(self, seed: int, fps: float, clean: bool = True, speeds: Sequence[float] = (1.0,)):
         if not (math.isfinite(fps) and fps > 0):
             raise InputError(f"fps must be positive, got {fps!r}")
-        self.seed, self.fps, self.clean = seed, fps, clean
+        if not speeds or not all(isinstance(s, (int, float)) and 0.1 <= s <= 10 for s in speeds):
+            raise InputError(f"speeds must be numbers within 0.1-10, got {list(speeds)!r}")
+        self.seed, self.fps, self.clean, self.speeds = seed, fps, clean, tuple(float(s) for s in speeds)
+        self._motion: dict[tuple[int, Bucket], float] = {}  # a shot's motion score, measured once
+
+    def shot_and_speed(self, index: int) -> tuple[int, float]:
+        return index // len(self.speeds), self.speeds[index % len(self.speeds)]
 
     def plan(self, index: int, bucket: Bucket) -> ShotPlan:
-        size = (bucket.num_frames, self.fps, bucket.width, bucket.height)
+        shot, speed = self.shot_and_speed(index)
+        size = (bucket.num_frames, self.fps / speed, bucket.width, bucket.height)
         if self.clean:
-            return plan_clean_shot(self.seed, index, *size)
-        return plan_shot(index, 0, *size, np.random.default_rng([self.seed, index]), "en")
+            return plan_clean_shot(self.seed, shot, *size)
+        return plan_shot(shot, 0, *size, np.random.default_rng([self.seed, shot]), "en")
 
     def sample(self, index: int, bucket: Bucket) -> Sample:
         plan = self.plan(index, bucket)
         frames, foreground = render_shot(plan)
-        motion = frames_motion_score(frames, self.fps)
+        if (index, bucket) not in self._motion:
+            self._motion[index, bucket] = frames_motion_score(frames, self.fps)
+        motion = self._motion[index, bucket]
         caption = plan.caption()
+        shot, speed = self.shot_and_speed(index)
         return Sample(
             frames=frames,
             prompt=training_prompt(caption, TOONWORLD_AESTHETIC, motion),
@@ -135,7 +150,7 @@ class ToonWorldSource:
             aesthetic_score=TOONWORLD_AESTHETIC,
             foreground=foreground,
             fps=self.fps,
-            key=f"toonworld:s{self.seed}:i{index}",
+            key=f"toonworld:s{self.seed}:i{shot}" + (f"@x{speed:g}" if speed != 1 else ""),
             label=plan.label,
         )
 

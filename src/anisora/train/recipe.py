@@ -125,8 +125,8 @@ class TrainingData:
         self.spec = BucketSpec(resolutions, d.fps, d.min_seconds, d.max_seconds, d.image_share, d.batch_size)
         self.seed, self.cache, self.num_samples = d.seed, cache, None
         if d.source == "toonworld":
-            self.source, self.clip_seconds = ToonWorldSource(d.seed, d.fps), None
-            self.num_samples = d.num_shots
+            self.source, self.clip_seconds = ToonWorldSource(d.seed, d.fps, speeds=d.speeds), None
+            self.num_samples = None if d.num_shots is None else d.num_shots * len(d.speeds)
         else:
             self.source = ManifestSource(d.source, d.fps, foreground_detector(d.foreground))
             self.clip_seconds = self.source.clip_seconds
