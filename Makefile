@@ -50,7 +50,7 @@ demo-model: install $(RUNS)/demo-vae/training.json
 		$(foreach s,stage1 stage2 stage3,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
 
-# The demo model on the ToonWorld benchmark (108 cases, 25 steps), without and with its region LoRA, next to
+# The demo model on the ToonWorld benchmark (216 cases, 25 steps), without and with its region LoRA, next to
 # three model-free baselines (still first frame, cross-fade, the true clip): full HTML reports in
 # runs/eval/*/report.html; the comparison and the result tables in docs/demo-model-benchmark/.
 EVAL := runs/eval

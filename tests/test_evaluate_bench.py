@@ -16,13 +16,14 @@ import anisora.model.generate as generate_module
 import anisora.model.loading as loading_module
 from anisora.cli import main
 from anisora.errors import InputError
-from anisora.evaluate import runner
+from anisora.evaluate import report, runner
 from anisora.evaluate.baselines import run_baseline
 from anisora.evaluate.cases import load_bench, write_bench
 from anisora.evaluate.compare import compare_runs
+from anisora.evaluate.results import motion_control, summarize
 from anisora.evaluate.runner import GenerationSettings, run_benchmark, score_videos
 from anisora.evaluate.scoring import build_metrics, case_inputs, score_file
-from anisora.evaluate.toonworld_bench import LABELS, build_toonworld_bench
+from anisora.evaluate.toonworld_bench import LABELS, MOTION_LEVELS, build_toonworld_bench
 from anisora.media import load_image, probe, read_frames, save_image, write_video
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
@@ -278,11 +279,15 @@ def test_jsonl_case_errors_name_the_file_line(bench_dir):
 def test_toonworld_bench_cases_and_files(toonworld):
     bench = load_bench(toonworld)
     assert bench.name == "toonworld-64x48-9f-8fps"
-    assert len(bench.cases) == 18
+    assert len(bench.cases) == 36  # 3 tasks x 6 labels, and the motion sweep: 6 labels x 3 levels
     cells = {(c.task, c.label) for c in bench.cases}
-    assert cells == {(t, label) for t in ("i2v", "interpolation", "region") for label in LABELS}
+    assert cells == {(t, label) for t in ("i2v", "interpolation", "region", "motion") for label in LABELS}
     for case in bench.cases:
-        assert case.id == f"{case.task}-{case.label}-01"
+        shot = f"{case.task}-{case.label}-01"
+        if case.task == "motion":
+            assert case.id == f"{shot}-at{case.request.motion:g}"
+        else:
+            assert case.id == shot
         assert (case.request.frames, case.request.fps, case.request.width, case.request.height, case.dim) == (
             FRAMES,
             FPS,
@@ -296,7 +301,7 @@ def test_toonworld_bench_cases_and_files(toonworld):
             + [case.reference]
             + ([case.request.mask] if case.request.mask else [])
         )
-        assert all(p.is_file() and p.is_relative_to(toonworld.parent / "cases" / case.id) for p in files)
+        assert all(p.is_file() and p.is_relative_to(toonworld.parent / "cases" / shot) for p in files)
         info = probe(case.reference)
         assert (info.frame_count, info.width, info.height, info.fps) == (FRAMES, W, H, FPS)
         truth = read_frames(case.reference, range(FRAMES)).astype(float)
@@ -315,6 +320,42 @@ def test_toonworld_bench_cases_and_files(toonworld):
             assert white.shape == (H, W) and 0 < white.sum() < H * W
             change = np.abs(truth - truth[0]).max(axis=3)  # still camera: only the masked area moves
             assert change[:, ~white].mean() < 1.0 < change[:, white].mean()
+
+
+def test_the_motion_sweep_asks_each_shot_at_every_level(toonworld):
+    sweep = [c for c in load_bench(toonworld).cases if c.task == "motion"]
+    by_shot = {}
+    for case in sweep:
+        by_shot.setdefault(case.reference, []).append(case.request.motion)
+    assert len(by_shot) == len(LABELS) and all(v == list(MOTION_LEVELS) for v in by_shot.values())
+
+
+def test_motion_control_ranks_asked_against_measured():
+    def record(shot, asked, measured):
+        scores = {"motion_score": measured}
+        return {
+            "case": f"{shot}-{asked}",
+            "task": "motion",
+            "motion": asked,
+            "reference": shot,
+            "scores": scores,
+        }
+
+    rising = [record("a", 1, 2.0), record("a", 8, 5.0), record("a", 30, 9.0)]
+    flat = [record("b", 1, 4.0), record("b", 8, 3.0), record("b", 30, 6.0)]
+    control = motion_control([*rising, *flat, {"case": "x", "task": "i2v", "scores": {"motion_score": 1.0}}])
+    assert control["cases"] == 6 and control["shots"] == 2 and control["rising_shots"] == 1
+    assert control["rising_share"] == 0.5 and control["levels"] == [1.0, 8.0, 30.0]
+    assert control["measured_mean"] == [3.0, 4.0, 7.5]
+    assert 0.8 < control["spearman"] < 1.0
+    assert summarize(rising)["motion_control"]["spearman"] == pytest.approx(1.0)
+    same = [record("c", level, 3.0) for level in (1, 8, 30)]
+    assert motion_control(same)["spearman"] is None and motion_control(same)["rising_share"] == 0.0
+    assert motion_control(rising[:1] + flat[:0])["rising_share"] is None
+    assert motion_control([]) is None and "motion_control" not in summarize(flat[:0])
+    shown = report._overall_html(summarize([*rising, *flat]))
+    assert "Spearman rank correlation of asked and measured motion_score 0.84" in shown
+    assert "rises with the asked score in 1 of 2 shots; asked 1 / 8 / 30 gives 3.00 / 4.00 / 7.50" in shown
 
 
 def test_toonworld_bench_unknown_label_and_bad_count(tmp_path):

@@ -172,7 +172,17 @@ def test_results_csv_columns_and_values(runs):
         rows = list(csv.DictReader(f))
         header = list(rows[0])
     metrics = sorted({m for r in RECORDS_A for m in r["scores"]})
-    assert header == ["case", "task", "label", "dim", "prompt", *metrics, "seconds_generate", "seconds_score"]
+    assert header == [
+        "case",
+        "task",
+        "label",
+        "dim",
+        "prompt",
+        "motion",
+        *metrics,
+        "seconds_generate",
+        "seconds_score",
+    ]
     by_case = {r["case"]: r for r in rows}
     assert float(by_case["i2v-walk-01"]["motion_smoothness"]) == 0.9
     assert by_case["i2v-walk-02"]["motion_score"] == ""  # NaN

@@ -10,16 +10,17 @@ line). Each case:
       - {frame: last, image: cases/interpolation-walking-03/last.png, strength: 1.0}
     mask: cases/interpolation-walking-03/mask.png    # optional motion-region mask (white = may move)
     reference: cases/interpolation-walking-03/truth.mp4   # optional ground-truth video
-    task: interpolation               # i2v | interpolation | region | t2v; inferred when left out
+    task: interpolation               # i2v | interpolation | region | motion | t2v; inferred when left out
     label: walking                    # action label
     dim: 2D                           # 2D | 3D
-    motion: 9.5                       # optional motion score for the prompt
+    motion: 9.5                       # optional motion score to ask for (required by a motion case)
     seed: 0
     frames: 17                        # optional; also fps, width, height (else `defaults:`, else the model's)
 
 Relative paths are relative to the bench file's folder. The task, when left out, is "region" with a mask,
-"interpolation" with a guide anywhere but frame 0, "i2v" with a guide at frame 0 only, else "t2v". A case
-holds the generation `Request` it makes.
+"interpolation" with a guide anywhere but frame 0, "i2v" with a guide at frame 0 only, else "t2v"; "motion"
+(image to video at a requested motion score: the motion-control sweep, `results.motion_control`) is never
+inferred. A case holds the generation `Request` it makes.
 """
 
 from __future__ import annotations
@@ -39,13 +40,7 @@ from ..errors import InputError
 from ..files import atomic_output
 from ..model.request import At, GuideSpec, Request
 
-TASKS = ("i2v", "interpolation", "region", "t2v")
-TASK_TITLES = {
-    "i2v": "Image to video",
-    "interpolation": "Keyframe interpolation",
-    "region": "Motion-region control",
-    "t2v": "Text to video",
-}
+TASKS = ("i2v", "interpolation", "region", "motion", "t2v")
 DIMS = ("2D", "3D")
 CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SIZE_KEYS = ("frames", "fps", "width", "height")
@@ -81,6 +76,7 @@ class Case:
             "label": self.label,
             "dim": self.dim,
             "prompt": self.request.prompt,
+            "motion": self.request.motion,
             "reference": str(self.reference) if self.reference else None,
         }
 
@@ -183,7 +179,7 @@ def parse_case(item: Any, root: Path, defaults: dict, where: str) -> Case:
         raise InputError(f"{where}: task must be one of {', '.join(TASKS)}, got {task!r}")
     if task == "region" and mask is None:
         raise InputError(f"{where}: a region case needs a mask")
-    if task in ("i2v", "interpolation", "region") and not guides:
+    if task in ("i2v", "interpolation", "region", "motion") and not guides:
         raise InputError(f"{where}: a {task} case needs guide images")
     dim = values.get("dim")
     if dim is not None and dim not in DIMS:
@@ -194,6 +190,8 @@ def parse_case(item: Any, root: Path, defaults: dict, where: str) -> Case:
     motion = values.get("motion")
     if motion is not None and not (_number(motion) and math.isfinite(motion) and motion >= 0):
         raise InputError(f"{where}: motion must be a number >= 0, got {motion!r}")
+    if task == "motion" and motion is None:
+        raise InputError(f"{where}: a motion case needs the motion score to ask for")
     sizes = {key: _positive_int(values.get(key), f"{where} {key}") for key in SIZE_KEYS}
     seed = values.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:

@@ -38,6 +38,7 @@ TASKS: tuple[tuple[str | None, str], ...] = (
     ("i2v", "Image to video"),
     ("interpolation", "Keyframe interpolation"),
     ("region", "Motion-region control"),
+    ("motion", "Motion control"),
     ("t2v", "Text to video"),
     (None, "Videos"),
 )
@@ -224,7 +225,21 @@ def _overall_html(summary: dict) -> str:
     return (
         '<table class="overall"><thead><tr><th>metric</th><th class="num">mean ± std</th>'
         '<th class="num">n</th><th>what it measures</th><th>direction</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table>{_motion_control_html(summary.get('motion_control'))}"
+    )
+
+
+def _motion_control_html(control: dict | None) -> str:
+    if not control:
+        return ""
+    rho = "–" if control["spearman"] is None else f"{control['spearman']:.2f}"
+    asked = " / ".join(f"{level:g}" for level in control["levels"])
+    measured = " / ".join(f"{value:.2f}" for value in control["measured_mean"])
+    return (
+        f'<p class="motion-control"><b>Motion control</b> over {control["cases"]} motion cases: Spearman '
+        f"rank correlation of asked and measured motion_score {rho}; the measured motion rises with the "
+        f"asked score in {control['rising_shots']} of {control['shots']} shots; asked {_esc(asked)} gives "
+        f"{_esc(measured)} on average.</p>"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import numbers
@@ -205,10 +206,47 @@ def _groups(records: Sequence[dict], key) -> dict[str, list[dict]]:
     return dict(sorted(groups.items()))
 
 
+def motion_control(records: Sequence[dict]) -> dict | None:
+    """How the measured motion (the `motion_score` metric) follows the asked one over the "motion" cases, or
+    None without any: Spearman's rank correlation over every case, the share of shots (cases sharing a
+    reference video) whose measured motion rises strictly with the asked score, and the mean measured
+    motion at each asked score."""
+    points = [
+        (number(r.get("motion")), record_values(r).get("motion_score"), r.get("reference"))
+        for r in records
+        if r.get("task") == "motion"
+    ]
+    points = [(asked, measured, shot) for asked, measured, shot in points if None not in (asked, measured)]
+    if not points:
+        return None
+    from scipy.stats import spearmanr
+
+    asked, measured = (np.array([p[k] for p in points], np.float64) for k in (0, 1))
+    shots: dict[str, list[tuple[float, float]]] = {}
+    for a, m, shot in points:
+        if shot is not None:
+            shots.setdefault(shot, []).append((a, m))
+    swept = [sorted(values) for values in shots.values() if len({a for a, _ in values}) > 1]
+    rising = sum(all(m1 < m2 for (_, m1), (_, m2) in itertools.pairwise(s)) for s in swept)
+    levels = sorted(set(asked.tolist()))
+    varied = len(levels) > 1 and np.ptp(measured) > 0
+    return {
+        "cases": len(points),
+        "spearman": float(spearmanr(asked, measured).statistic) if varied else None,
+        "shots": len(swept),
+        "rising_shots": int(rising),
+        "rising_share": rising / len(swept) if swept else None,
+        "levels": levels,
+        "measured_mean": [float(measured[asked == level].mean()) for level in levels],
+    }
+
+
 def summarize(records: Sequence[dict]) -> dict:
     """Mean, population std and n of every metric (and pseudo-metric): overall, by task, by action label,
     by "task/label". NaN and missing values are left out (n counts the values used; a metric with no value
-    has mean and std None). Records without a task or label count only in the groups that need neither."""
+    has mean and std None). Records without a task or label count only in the groups that need neither.
+    With "motion" cases, `motion_control` too."""
+    control = motion_control(records)
     return {
         "cases": len(records),
         "overall": _stats(records),
@@ -220,13 +258,14 @@ def summarize(records: Sequence[dict]) -> dict:
                 records, lambda r: f"{r['task']}/{r['label']}" if r.get("task") and r.get("label") else None
             ).items()
         },
+        **({"motion_control": control} if control else {}),
     }
 
 
 # ------------------------------------------------------------------------------------------ results
 
 
-CSV_HEAD = ("case", "task", "label", "dim", "prompt")
+CSV_HEAD = ("case", "task", "label", "dim", "prompt", "motion")
 CSV_TAIL = ("seconds_generate", "seconds_score")
 
 

@@ -5,8 +5,10 @@ Each (task, label) cell gets `per_cell` distinct shots, drawn in index order fro
 - i2v: the true first frame as the guide at frame 0;
 - interpolation: the true first and last frames;
 - region: the true first frame and a motion mask (the characters' masks over the shot, dilated); shots with a
-  still camera only, so that everything outside the characters truly stays put.
-Every case keeps the true clip as its reference video and the true clip's motion score as its `motion`.
+  still camera only, so that everything outside the characters truly stays put;
+- motion: the true first frame, asked for at each of `MOTION_LEVELS` (one case per level, sharing the shot's
+  files): the motion-control sweep (`results.motion_control`).
+Every case keeps the true clip as its reference video; the other tasks ask for the true clip's motion score.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ..media import save_image, write_video
 from .cases import write_bench
 
 LABELS = ("idle", "talking", "waving", "walking", "running", "jumping")
-BENCH_TASKS = ("i2v", "interpolation", "region")
+BENCH_TASKS = ("i2v", "interpolation", "region", "motion")
+MOTION_LEVELS = (1.0, 8.0, 30.0)  # curation motion scores asked for (ToonWorld shots at 8 fps: median 8.4)
 
 
 def build_toonworld_bench(
@@ -79,16 +82,20 @@ def build_toonworld_bench(
             case_id = f"{task}-{label}-{number:02d}"
             shot = render_clean_shot(EVAL_SEED, index, *size)
             mask = motion_region(shot.foreground) if task == "region" else None
-            motion = frames_motion_score(shot.frames, shot.fps)
-            cases.append(_write_case(out, case_id, task, label, shot, mask, motion))
+            case = _write_case(out, case_id, task, label, shot, mask)
+            if task != "motion":
+                cases.append({**case, "motion": round(frames_motion_score(shot.frames, shot.fps), 2)})
+                continue
+            cases += [{**case, "id": f"{case_id}-at{level:g}", "motion": level} for level in MOTION_LEVELS]
     defaults = {"frames": frames, "fps": fps, "width": width, "height": height, "dim": "2D"}
     path = out / "bench.yaml"
     write_bench(path, f"toonworld-{width}x{height}-{frames}f-{fps}fps", cases, defaults)
     return path
 
 
-def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask, motion: float) -> dict:
-    """One case's files under out/cases/<id>/ and its bench entry (paths relative to `out`)."""
+def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask) -> dict:
+    """One case's files under out/cases/<id>/ and its bench entry (paths relative to `out`), without the
+    motion score to ask for."""
     rel = Path("cases") / case_id
     (out / rel).mkdir(parents=True, exist_ok=True)
     save_image(out / rel / "first.png", shot.frames[0])
@@ -102,5 +109,4 @@ def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask, moti
         case["mask"] = str(rel / "mask.png")
     write_video(out / rel / "truth.mp4", shot.frames, shot.fps)
     case["reference"] = str(rel / "truth.mp4")
-    case["motion"] = round(float(motion), 2)
     return case
