@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from diffusers import AutoencoderKLCogVideoX
 
 import anisora.model.generate as generate_module
 import anisora.model.loading as loading_module
@@ -27,6 +28,7 @@ from anisora.evaluate.toonworld_bench import LABELS, MOTION_LEVELS, build_toonwo
 from anisora.media import load_image, probe, read_frames, save_image, write_video
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
+from anisora.model.vae import reconstruct
 
 W, H, FRAMES, FPS = 64, 48, 9, 8
 RUN_CASES = ("i2v-idle-01", "interpolation-idle-01", "region-idle-01")
@@ -897,3 +899,20 @@ def test_baselines_answer_a_bench_without_a_model(bench3, tmp_path):
     assert json.loads((tmp_path / "fade" / "run.json").read_text())["name"] == "crossfade"
     with pytest.raises(InputError, match="baseline must be one of"):
         run_baseline(bench3, "oracle", tmp_path / "x", progress=False)
+
+
+def test_the_round_trip_baseline_is_the_truth_through_the_model_vae(bench3, model, tmp_path):
+    trip = run_baseline(bench3, "round-trip", tmp_path / "trip", progress=False, model=model)
+    assert trip["failures"] == {}
+    case = load_bench(bench3).cases[0]
+    truth = read_frames(case.reference, range(9))
+    vae = AutoencoderKLCogVideoX.from_pretrained(model / "vae")
+    written = read_frames(tmp_path / "trip" / "videos" / f"{case.id}.mp4", range(9))
+    # the round trip as written (an 8-bit video file: within a few grey levels of the decoded frames)
+    assert np.abs(written.astype(int) - reconstruct(vae, truth)).mean() < 3.0
+    assert 0 < trip["summary"]["overall"]["psnr"]["mean"] < 100.0  # a tiny random VAE loses the picture
+    for kind, extra in (("round-trip", {}), ("still", {"model": model})):
+        with pytest.raises(
+            InputError, match="the round-trip baseline needs --model DIR, and only it takes one"
+        ):
+            run_baseline(bench3, kind, tmp_path / "x", progress=False, **extra)

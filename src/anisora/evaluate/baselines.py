@@ -2,7 +2,9 @@
 
 - `truth`: the case's reference video itself (the ceiling of every ground-truth metric);
 - `still`: the first guide image held for the whole clip (no motion at all);
-- `crossfade`: a linear blend from the first guide to the last one (for cases with one guide: `still`).
+- `crossfade`: a linear blend from the first guide to the last one (for cases with one guide: `still`);
+- `round-trip`: the reference video encoded and decoded by a model's VAE (`--model`): what that model could
+  give back at best, so its PSNRs are the ceiling every figure of the model sits under.
 Videos are written as `<out>/videos/<case>.mp4` and scored like any outside videos (`score_videos`).
 """
 
@@ -13,15 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import InputError
-from ..media import load_image, write_video
+from ..media import load_image, probe, read_frames, write_video
 from ..model.request import resolve_frame
+from ..model.vae import reconstruct
 from .cases import Case, load_bench
 from .runner import score_videos
 from .scoring import MetricOptions
 
-BASELINES = ("truth", "still", "crossfade")
+BASELINES = ("truth", "still", "crossfade", "round-trip")
 
 
 def run_baseline(
@@ -31,26 +35,47 @@ def run_baseline(
     options: MetricOptions | None = None,
     progress: bool = True,
     name: str | None = None,
+    model: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Answer every case of the bench as `kind` does, then score the videos; `model` (a model directory)
+    is the round trip's and only its."""
     if kind not in BASELINES:
         raise InputError(f"baseline must be one of {', '.join(BASELINES)}, got {kind!r}")
+    if (kind == "round-trip") != (model is not None):
+        raise InputError("the round-trip baseline needs --model DIR, and only it takes one")
     bench = load_bench(bench_path)
+    vae = _model_vae(Path(model)) if model is not None else None
     out = Path(out)
     videos = []
     for case in bench.cases:
         path = out / "videos" / f"{case.id}.mp4"
         if not path.is_file():
-            _write(case, kind, path)
+            _write(case, kind, path, vae)
         videos.append(path)
     return score_videos(videos, out, options, bench.path, name or kind, progress)
 
 
-def _write(case: Case, kind: str, path: Path) -> None:
+def _model_vae(model: Path):
+    """The VAE of the model directory `model` (CogVideoX or Wan), float32 on the CPU."""
+    from ..model.info import ModelInfo
+
+    if ModelInfo.read(model).backbone == "wan":
+        from diffusers import AutoencoderKLWan as kind
+    else:
+        from diffusers import AutoencoderKLCogVideoX as kind
+    return kind.from_pretrained(model / "vae", torch_dtype=torch.float32).eval()
+
+
+def _write(case: Case, kind: str, path: Path, vae) -> None:
+    if kind in ("truth", "round-trip") and case.reference is None:
+        raise InputError(f"{case.id}: the {kind} baseline needs a reference video in every case")
     if kind == "truth":
-        if case.reference is None:
-            raise InputError(f"{case.id}: the truth baseline needs a reference video in every case")
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(case.reference, path)
+        return
+    if kind == "round-trip":
+        info = probe(case.reference)
+        write_video(path, reconstruct(vae, read_frames(case.reference, range(info.frame_count))), info.fps)
         return
     from ..model.conditioning import fit_image
 

@@ -69,7 +69,9 @@ def _score(args: argparse.Namespace) -> int:
 def _baseline(args: argparse.Namespace) -> int:
     from .baselines import run_baseline
 
-    outcome = run_baseline(args.bench, args.kind, args.out, _options(args), not args.quiet, args.name)
+    outcome = run_baseline(
+        args.bench, args.kind, args.out, _options(args), not args.quiet, args.name, args.model
+    )
     return _say(outcome, args.out)
 
 
@@ -150,10 +152,14 @@ def add_evaluate_parser(sub: argparse._SubParsersAction, size_type) -> None:
     sc.set_defaults(func=_score)
 
     bl = evs.add_parser(
-        "baseline", help="answer a bench without a model (truth, still first frame, cross-fade) and score it"
+        "baseline",
+        help="answer a bench without generating (truth, still first frame, cross-fade, a model's VAE round "
+        "trip of the truth) and score it",
     )
     bl.add_argument("--bench", type=Path, required=True, help="bench file (YAML or JSONL)")
-    bl.add_argument("--kind", choices=("truth", "still", "crossfade"), required=True)
+    # baselines.BASELINES, spelled out here so that building the parser imports no torch
+    bl.add_argument("--kind", choices=("truth", "still", "crossfade", "round-trip"), required=True)
+    bl.add_argument("--model", type=Path, help="model directory whose VAE the round-trip baseline uses")
     bl.add_argument("--out", type=Path, required=True, help="run folder")
     _metric_flags(bl)
     bl.set_defaults(func=_baseline)

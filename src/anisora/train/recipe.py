@@ -36,6 +36,7 @@ from ..errors import InputError
 from ..files import atomic_directory, atomic_output
 from ..model.conditioning import ConditionRequest, Guide, build_conditioning, stack_conditionings
 from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
+from ..model.vae import cpu_autocast
 from .components import build_pipeline, save_pipeline
 from .config import OptimConfig, TrainConfig
 from .data import (
@@ -203,17 +204,20 @@ def lr_factor(optim: OptimConfig, step: int) -> float:
 
 
 def _clip_moments(pipe, video: torch.Tensor, samples: list[Sample], bucket: Bucket, cache) -> torch.Tensor:
-    """The VAE posterior's (mean, logvar) of each clip; with a cache, each clip is encoded alone, once."""
+    """The VAE posterior's (mean, logvar) of each clip, at sampling's CPU precision (`cpu_autocast`: a
+    one-clip float32 encode runs on PyTorch's slow reference kernel); with a cache, each clip is encoded
+    alone, once."""
+
+    def encode(clips: torch.Tensor) -> torch.Tensor:
+        with cpu_autocast(pipe.vae):
+            return pipe.vae.encode(clips.to(pipe.vae.dtype)).latent_dist.parameters.float()
+
     if cache is None:
-        return pipe.vae.encode(video.to(pipe.vae.dtype)).latent_dist.parameters
+        return encode(video)
     shape = f"{bucket.width}x{bucket.height}x{bucket.num_frames}@{samples[0].fps:g}"
     return torch.cat(
         [
-            cache.fetch(
-                "clip",
-                f"{sample.key}|{shape}",
-                lambda i=i: pipe.vae.encode(video[i : i + 1].to(pipe.vae.dtype)).latent_dist.parameters,
-            )
+            cache.fetch("clip", f"{sample.key}|{shape}", lambda i=i: encode(video[i : i + 1]))
             for i, sample in enumerate(samples)
         ]
     ).to(video.device)
