@@ -189,3 +189,9 @@ def test_lr_factor_warms_up_then_is_constant_or_cosine():
     assert all(a > b for a, b in itertools.pairwise(after)) and after[-1] == pytest.approx(0.1)
     with pytest.raises(InputError, match="schedule"):
         load_train_config(overrides={"optim": {"schedule": "linear"}})
+
+
+def test_speeds_replay_toonworld_only(tmp_path):
+    assert load_train_config(overrides={"data": {"speeds": [0.5, 2]}}).data.speeds == [0.5, 2]
+    with pytest.raises(InputError, match=r"data\.speeds replays ToonWorld shots only"):
+        load_train_config(overrides={"data": {"source": str(tmp_path), "speeds": [2]}})

@@ -89,6 +89,8 @@ class TrainConfig:
             raise InputError("checkpoint_every, keep_checkpoints and optim.steps must be at least 1")
         if self.optim.schedule not in ("constant", "cosine"):
             raise InputError(f"optim.schedule must be constant or cosine, got {self.optim.schedule!r}")
+        if self.data.source != "toonworld" and list(self.data.speeds) != [1.0]:
+            raise InputError("data.speeds replays ToonWorld shots only; curated clips play as they were cut")
         if not 0.0 <= self.text_dropout <= 1.0:
             raise InputError(f"text_dropout must be in [0, 1], got {self.text_dropout!r}")
 
