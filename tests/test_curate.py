@@ -3,6 +3,7 @@ bad inputs and resuming after kill -9."""
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import os
@@ -197,6 +198,41 @@ def test_export_subsets(curated):
     assert first["text_subtitle_band"] in ("bottom", "top")
     lines = (cropped / "train.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["prompt"] for line in lines] == [r["prompt"] for r in table]
+
+
+def test_export_tables_load_in_the_training_tools(curated):
+    """datasets' video folder (through the export's dataset card), Open-Sora's CSV and finetrainers'
+    prompt/video lists describe the same clips, with paths relative to the export folder."""
+    from datasets import Video, load_dataset
+
+    root, out, _, _ = curated
+    tables = root / "tables"
+    assert main(["curate", "export", str(out), "--out", str(tables), "--top-motion", "0.5"]) == 0
+    rows = pq.read_table(tables / "train.parquet").to_pylist()
+    assert rows
+    # train.parquet here would make datasets' name-based split inference find no videos: the card decides
+    # (its own cache: datasets keys a local folder's cache by names and patterns, not by where it is)
+    loaded = load_dataset(str(tables), split="train", cache_dir=str(root / "datasets-cache"))
+    loaded = loaded.cast_column("video", Video(decode=False))
+    by_path = {Path(r["video"]["path"]).resolve(): r["text"] for r in loaded}
+    assert by_path == {(tables / r["clip_path"]).resolve(): r["prompt"] for r in rows}
+    with open(tables / "opensora.csv", newline="", encoding="utf-8") as f:
+        sora = list(csv.DictReader(f))
+    assert list(sora[0]) == ["path", "text", "num_frames", "height", "width", "fps", "aes", "flow", "ocr"]
+    for line, row in zip(sora, rows, strict=True):
+        clip = probe(tables / line["path"])
+        assert not Path(line["path"]).is_absolute() and line["text"] == row["prompt"]
+        assert (int(line["num_frames"]), int(line["height"]), int(line["width"])) == (
+            clip.frame_count,
+            clip.height,
+            clip.width,
+        )
+        assert float(line["flow"]) == pytest.approx(row["motion_score"])
+        assert float(line["ocr"]) == pytest.approx(row["text_area"])
+    prompts = (tables / "prompt.txt").read_text(encoding="utf-8").splitlines()
+    videos = (tables / "videos.txt").read_text(encoding="utf-8").splitlines()
+    assert prompts == [r["prompt"] for r in rows] and videos == [r["clip_path"] for r in rows]
+    assert all((tables / v).is_file() for v in videos)
 
 
 def _wav(path: Path, seconds: float = 1.0) -> None:

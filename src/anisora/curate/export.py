@@ -1,5 +1,6 @@
 """Training sets from a curation manifest: clip files for kept rows, a stricter final-stage subset,
-a subtitle-free subset (drop or crop the subtitle band) and rebalancing by label or motion bucket."""
+a subtitle-free subset (drop or crop the subtitle band) and rebalancing by label or motion bucket; the set is
+described in the tables training tools read (`formats`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ..errors import InputError
 from ..files import atomic_output
 from .clips import clip_crop, write_clip
 from .config import OutputConfig
+from .formats import write_training_tables
 from .paths import absolute_source, output_folder, relative_source
 
 
@@ -178,11 +180,7 @@ def export(
     if out is not None:
         with atomic_output(out / "train.parquet") as tmp:
             pq.write_table(pa.Table.from_pylist(records) if records else pa.table({}), tmp)
-        with atomic_output(out / "train.jsonl") as tmp:
-            tmp.write_text(
-                "".join(json.dumps({"video": r["clip_path"], "prompt": r["prompt"]}) + "\n" for r in records),
-                encoding="utf-8",
-            )
+        write_training_tables(out, records)
         with atomic_output(out / "summary.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
