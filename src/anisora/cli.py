@@ -412,7 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="cut --known into windows this long (the official scripts: 4), make each as one clip at the "
         "model's fps and join them; default: the whole video in one clip",
     )
-    ge.add_argument("--motion", type=float, help="motion score for the prompt suffix (V1: 0.5-1.5)")
+    ge.add_argument(
+        "--motion",
+        type=float,
+        help="motion score to ask for (prompt suffix, and the motion embedding of models that have one): V1 "
+        "0.5-1.5; models trained by `anisora train`: the curation motion score (ToonWorld clips at 8 fps: "
+        "about 0-30, median 8)",
+    )
     ge.add_argument(
         "--aesthetic",
         type=float,
