@@ -1,6 +1,7 @@
 """A model's quality figures for its card, on held-out ToonWorld shots (`anisora.toonworld.held_out`).
 
-Each figure compares generated frames with ToonWorld's ground truth (frames, character masks, labels):
+Each figure compares generated frames with ToonWorld's ground truth (frames, character masks, labels);
+clips are generated with the model's guide-fit preset, as `anisora generate` makes them:
 
 - first-frame fidelity: PSNR of generated frame 0 against the guide (image-to-video);
 - keyframe interpolation: PSNR of the in-between frames against the true ones, with the first and last frames
@@ -32,6 +33,7 @@ import torch
 from ..curate.scorers.motion import frames_motion_score
 from ..media import psnr
 from ..model.conditioning import Guide
+from ..model.info import ModelInfo
 from ..model.pipeline import AnisoraPipeline
 from ..model.vae import reconstruct
 from ..toonworld import held_out
@@ -68,6 +70,7 @@ def measure_quality(
 ) -> dict:
     """Every figure of the module docstring, with the per-shot values behind each mean."""
     say = progress or (lambda _text: None)
+    fit_steps = ModelInfo.of(pipe).guide_fit_steps  # what `anisora generate` uses with this model
 
     def generate(shot: HeldOutShot, guides: list[Guide], num_frames: int, **extra) -> np.ndarray:
         return pipe(
@@ -78,6 +81,7 @@ def measure_quality(
             width=settings.width,
             num_inference_steps=settings.steps,
             guidance_scale=settings.guidance,
+            guide_fit_steps=fit_steps,
             generator=torch.Generator("cpu").manual_seed(settings.seed),
             **{"motion_score": frames_motion_score(shot.frames, shot.fps), **extra},
         ).frames
