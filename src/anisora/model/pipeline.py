@@ -40,7 +40,7 @@ from .conditioning import (
 )
 from .guide_fit import fit_guides, fit_targets
 from .info import DEFAULT_FPS, ModelInfo
-from .vae import cpu_autocast
+from .vae import cpu_autocast, video_frames
 
 MOTION_EMBED_SCALE = 100.0  # motion score x 100 feeds the sinusoidal embedding, like a timestep
 DEFAULT_MOTION = 1.0  # for models with a motion embedding when no score is asked for (V1 range 0.5-1.5)
@@ -205,13 +205,12 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         if output_type == "latent":
             frames = latents
         else:
-            targets = fit_targets(request.guides, height, width, pinned=cond.pinned_frames)
-            latents = fit_guides(
-                latents, self.decode_latents, targets, guide_fit_steps, time_dim=1, movable=cond.region
-            )
-            video = self.decode_latents(latents)  # (1, 3, F, H, W) in [-1, 1]
-            video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            frames = video.permute(1, 2, 3, 0).cpu().numpy()
+            if guide_fit_steps:
+                targets = fit_targets(request.guides, height, width, pinned=cond.pinned_frames)
+                latents = fit_guides(
+                    latents, self.decode_latents, targets, guide_fit_steps, time_dim=1, movable=cond.region
+                )
+            frames = video_frames(self.decode_latents(latents)[0])
         self.maybe_free_model_hooks()
         notes = list(cond.notes)
         if ofs is not None and motion_score is None:

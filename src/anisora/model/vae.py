@@ -35,5 +35,11 @@ def reconstruct(vae, clip: np.ndarray) -> np.ndarray:
     precision sampling uses (`cpu_autocast`)."""
     video = video_tensor([clip], vae.device).to(vae.dtype)
     with cpu_autocast(vae):
-        recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].float()
-    return ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+        recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0]
+    return video_frames(recon)
+
+
+def video_frames(video: torch.Tensor) -> np.ndarray:
+    """A decoded video (3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8: `video_tensor`'s inverse."""
+    video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return video.permute(1, 2, 3, 0).cpu().numpy()

@@ -53,6 +53,7 @@ from ..conditioning import (
 )
 from ..guide_fit import fit_guides, fit_targets
 from ..pipeline import AnisoraOutput
+from ..vae import video_frames
 
 
 class AnisoraWanPipeline(WanImageToVideoPipeline):
@@ -159,8 +160,9 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
             given = self._known.mask[0][..., None] > 0
             clip_image = np.where(given, self._known.video[0], 128).astype(np.uint8)
         prompt = conditioned_prompt(request)
-        targets = fit_targets(self._guides, height, width) if output_type != "latent" else {}
-        fitting = bool(targets) and guide_fit_steps > 0
+        fitting_asked = guide_fit_steps > 0 and output_type != "latent"
+        targets = fit_targets(self._guides, height, width) if fitting_asked else {}
+        fitting = bool(targets)
         movable = None
         if fitting and self._motion_cells is not None:
             movable = torch.from_numpy(self._motion_cells)[None, None, None]
@@ -183,8 +185,7 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         frames = out.frames
         if fitting:
             latents = fit_guides(frames, self._decode, targets, guide_fit_steps, time_dim=2, movable=movable)
-            video = self._decode(latents)[0].float().clamp(-1, 1)
-            frames = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+            frames = video_frames(self._decode(latents)[0])
         elif output_type != "latent":
             frames = (np.asarray(frames[0]) * 255).round().clip(0, 255).astype(np.uint8)
         return AnisoraOutput(frames, prompt, notes)
@@ -233,11 +234,9 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """The normalised latent (1, C, T, h, w) -> the video (1, 3, F, H, W) in [-1, 1], as diffusers'
         pipeline decodes it (differentiably, for guide fitting)."""
-        config = self.vae.config
-        mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1)
-        std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1)
         latents = latents.to(self.vae.device, self.vae.dtype)
-        return self.vae.decode(latents * std.to(latents) + mean.to(latents), return_dict=False)[0]
+        mean, std = self._latent_stats(latents.device, latents.dtype)
+        return self.vae.decode(latents * std + mean, return_dict=False)[0]
 
     def _encode(self, video: np.ndarray, device, dtype) -> torch.Tensor:
         """(F, H, W, 3) in [-1, 1] -> the normalised latent (1, C, T, h, w), encoded as one video."""
@@ -245,10 +244,15 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         encoded = retrieve_latents(
             self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)), sample_mode="argmax"
         )
-        config = self.vae.config
-        mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1).to(device, dtype)
-        std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1).to(device, dtype)
+        mean, std = self._latent_stats(device, dtype)
         return (encoded.to(device=device, dtype=dtype) - mean) / std
+
+    def _latent_stats(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VAE's per-channel latent mean and std, (1, C, 1, 1, 1): latents are normalised by them."""
+        config = self.vae.config
+        mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1)
+        std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1)
+        return mean.to(device, dtype), std.to(device, dtype)
 
     def _step_end(
         self,
