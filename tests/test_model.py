@@ -10,8 +10,9 @@ from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline, CogV
 
 from anisora.errors import InputError
 from anisora.model.conditioning import Guide
+from anisora.model.info import ModelInfo
 from anisora.model.pipeline import AnisoraPipeline
-from anisora.model.presets import build_components, transformer_config
+from anisora.model.presets import build_components, transformer_config, vae_config
 from anisora.model.weights import load_lora, load_pipeline, widen_to_anisora
 
 SIZE = dict(num_frames=9, height=32, width=48)
@@ -118,6 +119,35 @@ def test_a_full_strength_first_frame_guide_comes_back_as_its_vae_round_trip(pipe
     assert pinned < 0.5 * free
     late = run(pipe, guides=[Guide(panel(), 8)], output_type="latent").frames[0]
     assert (late[2] - guide).abs().max() > 0.1
+
+
+def test_a_4x_vae_with_4x4_patches_sizes_latents_regions_and_checks_from_its_configs():
+    """The demo model's geometry: three VAE blocks (4x spatial) and 4x4 patches, so a token still covers
+    16x16 pixels; latent shapes, the motion region's cells and the size rule follow the model's configs."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    components = build_components("tiny")
+    three = dict(block_out_channels=(8, 8, 8), down_block_types=("CogVideoXDownBlock3D",) * 3)
+    components["vae"] = AutoencoderKLCogVideoX(
+        **{**vae_config("tiny"), **three, "up_block_types": ("CogVideoXUpBlock3D",) * 3}
+    ).eval()
+    args = {**transformer_config("tiny"), "patch_size": 4, "sample_width": 16, "sample_height": 16}
+    components["transformer"] = CogVideoXTransformer3DModel(**args).eval()
+    pipe = AnisoraPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    info = ModelInfo.of(pipe)
+    assert (info.spatial, info.patch, info.height, info.width) == (4, 4, 64, 64)
+    mask = np.zeros((32, 48), np.uint8)
+    mask[:, :24] = 255  # the left half may move: latent columns 0-5 of 12
+    latents = run(pipe, motion_mask=mask, output_type="latent").frames[0]
+    assert latents.shape == (3, 4, 8, 12)
+    pixels = torch.from_numpy(panel()).permute(2, 0, 1)[None, :, None] / 127.5 - 1
+    guide = pipe._encode_guides(pixels)[0, :, 0]
+    torch.testing.assert_close(latents[:, :, :, 6:], guide[None, :, :, 6:].expand(3, -1, -1, -1))
+    assert (latents[1:, :, :, :6] - guide[None, :, :, :6]).abs().max() > 0.1
+    assert run(pipe).frames.shape == (9, 32, 48, 3)
+    with pytest.raises(InputError, match="multiple of 16 \\(4x VAE, 4x4 patches\\)"):
+        run(pipe, width=40)
 
 
 def assert_same_up_to_float32_rounding(a: torch.Tensor, b: torch.Tensor) -> None:

@@ -158,6 +158,15 @@ def test_stages_must_chain(parts, tmp_path):
     check_stage_order([first, chained])
 
 
+def test_a_vae_of_another_spatial_factor_than_the_architecture_is_refused(parts, tmp_path):
+    """The "demo" architecture's 4x4 patches are sized for a 4x VAE: a "tiny" (8x) VAE would make 32x32-pixel
+    tokens, so it is refused before training starts."""
+    config = load_train_config(stage(parts, tmp_path / "run", init={"architecture": "demo"}))
+    with pytest.raises(InputError, match="compresses 8x spatially; the 'demo' architecture's patches"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_feature_cache_gives_the_same_run_without_encoding_again(parts, tmp_path, monkeypatch):
     """A finite ToonWorld set with a cache: the second run reads every latent and text feature from disk."""
     data = {"num_shots": 3, "cache": str(tmp_path / "features"), "image_share": 0.0}

@@ -71,7 +71,8 @@ def test_train_vae_cli_writes_the_vae_and_its_history(tmp_path, capsys):
     history = json.loads((out / "training.json").read_text())
     assert len(history["loss"]) == 1 and history["settings"]["crop"] == [16, 16]
     assert "1 steps" in capsys.readouterr().out
-    assert AutoencoderKLCogVideoX.from_pretrained(out).config.latent_channels == 64
+    config = AutoencoderKLCogVideoX.from_pretrained(out).config
+    assert config.latent_channels == 16 and len(config.block_out_channels) == 3  # the demo preset: 4x spatial
 
 
 def small_run(out, steps=8, **changes):

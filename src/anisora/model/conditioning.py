@@ -20,7 +20,7 @@ Layouts. The DiT input is the channel concatenation [noisy latent, mask, guides]
 channels for CogVideoX's 16-channel VAE) or [noisy latent, guides] (official V1, "v1": 32 channels).
 
 Motion region (paper section 2.2). An optional spatial mask (white = may move) drawn on the first guide; it is
-reduced to latent resolution by max-pooling (a latent cell may move when any of its 8x8 pixels may), so at
+reduced to latent resolution by max-pooling (a latent cell may move when any of its pixels may), so at
 inference the latent outside it can be pinned to the first guide's latent.
 
 Pinned guides. A full-strength guide at frame 0 is pinned too: the causal VAE encodes pixel frame 0 alone
@@ -53,7 +53,8 @@ from ..errors import InputError
 from ..prompts import training_prompt
 
 TEMPORAL = 4  # pixel frames per latent frame (after the first), and mask channels per latent frame
-SPATIAL = 8  # pixels per latent cell along each side
+SPATIAL = 8  # pixels per latent cell along each side: every released VAE's (the demo model's own is 4)
+PATCH = 2  # latent cells per transformer token along each side (the demo model's: 4)
 FRAME_STEP = 2 * TEMPORAL  # video lengths are 8k+1: see check_frame_count
 DEFAULT_AESTHETIC = 5.5  # the official models' aesthetic score, for the suffix when only motion is given
 Layout = Literal["anisora", "v1"]
@@ -126,6 +127,8 @@ class ConditionRequest:
     aesthetic_score: float | None = None
     default_aesthetic: float = DEFAULT_AESTHETIC  # the model's, for a suffix asked with a motion score alone
     prompt_suffix: str = ""  # the model's text after every prompt (AniSora V3: " There is no text ...")
+    spatial: int = SPATIAL  # the model's VAE: pixels per latent cell along each side
+    patch: int = PATCH  # the model's transformer: latent cells per token along each side
 
 
 @dataclass
@@ -241,10 +244,11 @@ def reproject_mask(frame_mask: np.ndarray) -> np.ndarray:
     return extended.reshape(-1, TEMPORAL)
 
 
-def latent_region(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A pixel mask already at height x width (bool) -> latent cells that may move (max-pool over 8 x 8)."""
-    h, w = height // SPATIAL, width // SPATIAL
-    return mask[: h * SPATIAL, : w * SPATIAL].reshape(h, SPATIAL, w, SPATIAL).any(axis=(1, 3))
+def latent_region(mask: np.ndarray, height: int, width: int, spatial: int = SPATIAL) -> np.ndarray:
+    """A pixel mask already at height x width (bool) -> latent cells that may move (max-pool over each cell of
+    `spatial` x `spatial` pixels)."""
+    h, w = height // spatial, width // spatial
+    return mask[: h * spatial, : w * spatial].reshape(h, spatial, w, spatial).any(axis=(1, 3))
 
 
 def build_conditioning(
@@ -257,13 +261,15 @@ def build_conditioning(
 ) -> Conditioning:
     """Validate `request` and build its conditioning.
 
-    `encode` maps guide images (N, 3, 1, H, W) in [-1, 1] to scaled latents (N, C, 1, H/8, W/8): the pipeline
-    passes its VAE, training may pass cached latents. All guides are encoded in one call.
+    `encode` maps guide images (N, 3, 1, H, W) in [-1, 1] to scaled latents (N, C, 1, H/s, W/s), s being
+    `request.spatial`: the pipeline passes its VAE, training may pass cached latents. All guides are encoded
+    in one call.
     """
     dtype = dtype or torch.float32
     check_request(request)
     num_frames, height, width = request.num_frames, request.height, request.width
-    t_lat, h_lat, w_lat = latent_frame_count(num_frames), height // SPATIAL, width // SPATIAL
+    spatial = request.spatial
+    t_lat, h_lat, w_lat = latent_frame_count(num_frames), height // spatial, width // spatial
 
     notes: list[str] = []
     pixels = []
@@ -287,7 +293,7 @@ def build_conditioning(
             guide_latents[0, latent_index(guide.frame)] = float(guide.strength) * latent[0]
         if request.motion_mask is not None:
             mask = fitted_motion_mask(request.motion_mask, request.guides[0].image, height, width, notes)
-            cells = torch.from_numpy(latent_region(mask, height, width).astype(np.float32))
+            cells = torch.from_numpy(latent_region(mask, height, width, spatial).astype(np.float32))
             region = cells.to(device=device, dtype=dtype)[None, None, None]
             region_latent = latents[:1]
 
@@ -324,8 +330,12 @@ def check_request(request: ConditionRequest, frame_step: int = FRAME_STEP) -> No
     check_frame_count(request.num_frames, frame_step)
     for name in ("height", "width"):
         value = getattr(request, name)
-        if not isinstance(value, (int, np.integer)) or value < 2 * SPATIAL or value % (2 * SPATIAL):
-            raise InputError(f"{name} must be a positive multiple of 16 (8x VAE, 2x2 patches), got {value!r}")
+        cell = request.spatial * request.patch
+        if not isinstance(value, (int, np.integer)) or value < cell or value % cell:
+            raise InputError(
+                f"{name} must be a positive multiple of {cell} ({request.spatial}x VAE, "
+                f"{request.patch}x{request.patch} patches), got {value!r}"
+            )
     used: dict[int, int] = {}
     for guide in request.guides:
         if not isinstance(guide.frame, (int, np.integer)) or not 0 <= guide.frame < request.num_frames:

@@ -12,7 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .conditioning import DEFAULT_AESTHETIC, FRAME_STEP, TEMPORAL, ConditionRequest, Guide, Layout, layout_for
+from .conditioning import (
+    DEFAULT_AESTHETIC,
+    FRAME_STEP,
+    PATCH,
+    SPATIAL,
+    TEMPORAL,
+    ConditionRequest,
+    Guide,
+    Layout,
+    layout_for,
+)
 
 # What a directory without an fps entry plays at: CogVideoX-5B-I2V's own rate (49 frames = 6 s).
 DEFAULT_FPS = 8
@@ -66,6 +76,8 @@ class ModelInfo:
     prompt_suffix: str = ""
     max_sequence_length: int | None = None  # None: the pipeline's own
     guide_fit_steps: int = 0
+    spatial: int = SPATIAL  # the VAE's pixels per latent cell (diffusers' vae_scale_factor_spatial)
+    patch: int = PATCH  # the transformer's latent cells per token
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
@@ -79,6 +91,8 @@ class ModelInfo:
         try:
             scale = 2 ** (len(vae["block_out_channels"]) - 1)  # diffusers' vae_scale_factor_spatial
             return cls(
+                spatial=scale,
+                patch=int(transformer.get("patch_size", PATCH)),
                 fps=int(index.get("fps", DEFAULT_FPS)),
                 sample_frames=int(transformer["sample_frames"]),
                 height=int(transformer["sample_height"]) * scale,
@@ -119,6 +133,8 @@ class ModelInfo:
             config.sample_width * scale,
             pipe.layout,
             bool(config.use_learned_positional_embeddings),
+            spatial=scale,
+            patch=config.patch_size,
             **read_presets(presets, COGVIDEOX_DEFAULTS),
         )
 
@@ -145,6 +161,8 @@ class ModelInfo:
             aesthetic,
             self.aesthetic,
             self.prompt_suffix,
+            self.spatial,
+            self.patch,
         )
 
     @property

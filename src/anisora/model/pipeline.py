@@ -148,7 +148,7 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
         self._num_timesteps = len(timesteps)
         t_lat = cond.guide_latents.shape[1]
-        shape = (1, t_lat, config.out_channels, height // 8, width // 8)
+        shape = (1, t_lat, config.out_channels, height // info.spatial, width // info.spatial)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         latents = latents * self.scheduler.init_noise_sigma
         pin_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)

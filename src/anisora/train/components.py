@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..model.pipeline import AnisoraPipeline
-from ..model.presets import SCHEDULER, transformer_config
+from ..model.presets import SCHEDULER, transformer_config, vae_config
 from ..model.weights import load_pipeline
 from .config import TrainConfig
 from .data import data_presets
@@ -39,6 +39,14 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
     if not init.vae:
         raise InputError("init.vae is required to train fresh weights: train one with `anisora train-vae`")
     vae = AutoencoderKLCogVideoX.from_pretrained(_existing_dir(init.vae, "init.vae"))
+    scale, sized_for = (
+        2 ** (len(c["block_out_channels"]) - 1) for c in (vae.config, vae_config(init.architecture))
+    )
+    if scale != sized_for:
+        raise InputError(
+            f"init.vae compresses {scale}x spatially; the {init.architecture!r} architecture's patches are "
+            f"sized for a {sized_for}x VAE: train one with `anisora train-vae`"
+        )
     tokenizer, text_encoder = _text_encoder(init.text_encoder)
     transformer_args = transformer_config(init.architecture, init.layout, init.motion_embedding)
     latent = vae.config.latent_channels

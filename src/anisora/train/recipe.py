@@ -35,6 +35,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from ..errors import InputError
 from ..files import atomic_directory, atomic_output
 from ..model.conditioning import ConditionRequest, Guide, build_conditioning, stack_conditionings
+from ..model.info import ModelInfo
 from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
 from ..model.vae import cpu_autocast
 from .components import build_pipeline, save_pipeline
@@ -156,9 +157,12 @@ def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, st
         latents = DiagonalGaussianDistribution(moments).sample(posterior)
         latents = (latents * pipe.vae_scaling_factor_image).permute(0, 2, 1, 3, 4).float()  # (B, T, C, h, w)
         encode = _guide_encoder(pipe, data.cache)
+        info = ModelInfo.of(pipe)
         conds = [
             build_conditioning(
-                _request(sample, bucket, sample_guide_frames(bucket.num_frames, rng, config.masking), config),
+                _request(
+                    info, sample, bucket, sample_guide_frames(bucket.num_frames, rng, config.masking), config
+                ),
                 encode,
                 latent_channels=latents.shape[2],
                 device=device,
@@ -254,20 +258,17 @@ def _text_features(pipe, prompts: list[str], cache) -> torch.Tensor:
     return torch.cat([cache.fetch("text", f"{length}|{p}", lambda p=p: encode([p])) for p in prompts])
 
 
-def _request(sample, bucket, guide_frames: list[int], config: TrainConfig) -> ConditionRequest:
+def _request(
+    info: ModelInfo, sample, bucket, guide_frames: list[int], config: TrainConfig
+) -> ConditionRequest:
     guides = [Guide(sample.frames[f], f) for f in guide_frames]
     region = None
     if config.lora.region and guides and sample.foreground is not None:
         region = sample.foreground.any(axis=0).astype(np.uint8) * 255  # union over the clip (paper 2.2)
         if not region.any():
             region = None
-    return ConditionRequest(
-        bucket.num_frames,
-        bucket.height,
-        bucket.width,
-        guides,
-        motion_mask=region,
-        motion_score=sample.motion_score,
+    return info.condition(
+        bucket.num_frames, bucket.height, bucket.width, guides, motion_mask=region, motion=sample.motion_score
     )
 
 
