@@ -21,7 +21,7 @@ from anisora.evaluate import report, runner
 from anisora.evaluate.baselines import run_baseline
 from anisora.evaluate.cases import load_bench, write_bench
 from anisora.evaluate.compare import compare_runs
-from anisora.evaluate.results import motion_control, summarize
+from anisora.evaluate.results import motion_control, record_values, summarize
 from anisora.evaluate.runner import GenerationSettings, run_benchmark, score_videos
 from anisora.evaluate.scoring import build_metrics, case_inputs, score_file
 from anisora.evaluate.toonworld_bench import LABELS, MOTION_LEVELS, build_toonworld_bench
@@ -300,7 +300,7 @@ def test_toonworld_bench_cases_and_files(toonworld):
         assert case.request.prompt.strip() and case.request.motion is not None and case.request.motion >= 0
         files = (
             [g.image for g in case.request.guides]
-            + [case.reference]
+            + [case.reference, case.moving]
             + ([case.request.mask] if case.request.mask else [])
         )
         assert all(p.is_file() and p.is_relative_to(toonworld.parent / "cases" / shot) for p in files)
@@ -425,10 +425,14 @@ def metrics():
 
 def test_score_file_with_an_interpolation_case(media, metrics):
     guides = [{"frame": 0, "image": "first.png"}, {"frame": "last", "image": "last.png"}]
-    case = make_case(media, guides=guides, reference="truth.mp4", label="sliding", dim="2D")
+    case = make_case(
+        media, guides=guides, reference="truth.mp4", moving="mask.png", label="sliding", dim="2D"
+    )
     assert case.task == "interpolation"
     record = score_file(metrics, media / "clip.mp4", case, "videos/c.mp4")
     assert {"i2v_subject", "guide_fidelity", "psnr", "ssim"} <= set(record["scores"])
+    values = record_values(record)  # the truth is the clip plus noise of +-3 grey levels
+    assert 30 < values["psnr_moving"] < 100 and 30 < values["psnr_unguided"] < 100
     assert set(record["scores"]) >= NO_INPUT_METRICS and "motion_mask_precision" not in record["scores"]
     assert RECORD_KEYS - {"seconds_generate"} <= set(record)
     assert (record["case"], record["task"], record["label"], record["dim"]) == (

@@ -196,6 +196,27 @@ def test_psnr_ssim_and_guide_fidelity():
     assert fidelity.per_frame.shape == (2,)
 
 
+def test_psnr_of_the_unguided_frames_and_inside_the_moving_region():
+    """A cross-fade's guide frames are exact and its ghost sits where the truth moves: the two details see
+    past both."""
+    truth = noise_video(n=5, size=40)
+    moving = np.zeros((40, 40), bool)
+    moving[10:20, 10:30] = True
+    video = truth.copy()
+    video[1:4][:, moving] = 255 - video[1:4][:, moving]  # in-betweens wrong inside the region only
+    result = PSNR().score(
+        [video], reference=[truth], guides=[{0: truth[0], -1: truth[-1]}], motion_gt=[moving]
+    )
+    details = result[0].details
+    inside = [psnr(video[i][moving], truth[i][moving]) for i in (1, 2, 3)]
+    assert details["moving"] == pytest.approx(np.mean(inside), abs=1e-9) and details["moving"] < 10
+    assert details["unguided"] == pytest.approx(result[0].per_frame[1:4].mean(), abs=1e-9)
+    assert result[0].value > details["unguided"] + 30  # the guides at 100 dB lift the plain mean
+    assert PSNR().score([video], reference=[truth])[0].details == {}
+    still = PSNR().score([video], reference=[truth], motion_gt=[np.zeros((40, 40), bool)])[0]
+    assert math.isnan(still.details["moving"])
+
+
 def test_registry_and_names():
     assert len(METRICS) == 14
     for name, cls in METRICS.items():

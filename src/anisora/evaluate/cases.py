@@ -10,6 +10,8 @@ line). Each case:
       - {frame: last, image: cases/interpolation-walking-03/last.png, strength: 1.0}
     mask: cases/interpolation-walking-03/mask.png    # optional motion-region mask (white = may move)
     reference: cases/interpolation-walking-03/truth.mp4   # optional ground-truth video
+    moving: cases/interpolation-walking-03/moving.png     # optional: where the truth moves (white), for
+                                      # the PSNR inside it and the motion mask's recall
     task: interpolation               # i2v | interpolation | region | motion | t2v; inferred when left out
     label: walking                    # action label
     dim: 2D                           # 2D | 3D
@@ -50,6 +52,7 @@ CASE_KEYS = {
     "guides",
     "mask",
     "reference",
+    "moving",
     "task",
     "label",
     "dim",
@@ -67,6 +70,7 @@ class Case:
     task: str = "t2v"
     label: str | None = None
     dim: str | None = None
+    moving: Path | None = None  # where the ground truth moves (white)
 
     def info(self) -> dict[str, Any]:
         """The fields a result record carries."""
@@ -205,7 +209,8 @@ def parse_case(item: Any, root: Path, defaults: dict, where: str) -> Case:
         **sizes,
     )
     reference = _file(values.get("reference"), root, f"{where} reference")
-    return Case(case_id, request, reference, task, label, dim)
+    moving = _file(values.get("moving"), root, f"{where} moving")
+    return Case(case_id, request, reference, task, label, dim, moving)
 
 
 def _guide(item: Any, root: Path, where: str) -> GuideSpec:

@@ -30,9 +30,11 @@ from .metrics import METRICS
 DETAIL_METRICS = (
     ("motion_mask_recall", "motion_mask_precision", "recall"),
     ("motion_mask_iou", "motion_mask_precision", "iou"),
+    ("psnr_unguided", "psnr", "unguided"),
+    ("psnr_moving", "psnr", "moving"),
 )
 # Metrics whose values are not in [0, 1] (units in DESCRIPTIONS).
-UNBOUNDED = frozenset({"motion_score", "psnr", "guide_fidelity"})
+UNBOUNDED = frozenset({"motion_score", "psnr", "psnr_unguided", "psnr_moving", "guide_fidelity"})
 # Metrics where a higher value is not simply better: the amount of motion, the share of moving videos.
 UNRANKED = frozenset({"motion_score", "dynamic_degree"})
 DESCRIPTIONS = {
@@ -50,6 +52,8 @@ DESCRIPTIONS = {
     "motion_mask_recall": "share of the motion mask (that truly moves) that moves",
     "motion_mask_iou": "intersection over union of the moving pixels and the motion mask",
     "psnr": "PSNR against the ground-truth video, dB",
+    "psnr_unguided": "PSNR of the frames not given as guides, dB",
+    "psnr_moving": "PSNR of the frames not given as guides, inside the truly moving region, dB",
     "ssim": "SSIM against the ground-truth video",
     "guide_fidelity": "PSNR at the guide frames, dB",
 }

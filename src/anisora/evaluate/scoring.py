@@ -171,10 +171,11 @@ def case_inputs(case: Case, video: np.ndarray, fps: float) -> tuple[dict[str, An
         inputs["guides"] = guides
     if 0 in guides:
         inputs["image"] = guides[0]
-    if request.mask is not None:
-        first = load_image(request.guides[0].image) if request.guides else video[0]
-        mask = load_image(request.mask, background=(0, 0, 0))
-        inputs["mask"] = fitted_motion_mask(mask, first, height, width, notes)
+    first = load_image(request.guides[0].image) if request.guides else video[0]
+    for key, path in (("mask", request.mask), ("motion_gt", case.moving)):
+        if path is not None:
+            mask = load_image(path, background=(0, 0, 0))
+            inputs[key] = fitted_motion_mask(mask, first, height, width, notes)
     if case.reference is not None:
         reference = probe(case.reference)
         if reference.frame_count != frames:

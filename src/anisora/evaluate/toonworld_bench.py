@@ -8,7 +8,8 @@ Each (task, label) cell gets `per_cell` distinct shots, drawn in index order fro
   still camera only, so that everything outside the characters truly stays put;
 - motion: the true first frame, asked for at each of `MOTION_LEVELS` (one case per level, sharing the shot's
   files): the motion-control sweep (`results.motion_control`).
-Every case keeps the true clip as its reference video; the other tasks ask for the true clip's motion score.
+Every case keeps the true clip as its reference video and where it moves (the characters' masks over the
+shot, undilated: the PSNR inside the moving region); the other tasks ask for the true clip's motion score.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def build_toonworld_bench(
     frames: int = 17,
     labels: tuple[str, ...] = LABELS,
 ) -> Path:
-    """Write `out/bench.yaml` and `out/cases/<id>/` (guide images, mask, truth.mp4); returns the bench path.
-    An existing bench file is replaced; case folders are rewritten."""
+    """Write `out/bench.yaml` and `out/cases/<id>/` (guide images, mask, truth.mp4, moving.png); returns the
+    bench path. An existing bench file is replaced; case folders are rewritten."""
     from ..curate.scorers.motion import frames_motion_score
     from ..model.conditioning import check_frame_count
     from ..toonworld.held_out import (
@@ -109,4 +110,9 @@ def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask) -> d
         case["mask"] = str(rel / "mask.png")
     write_video(out / rel / "truth.mp4", shot.frames, shot.fps)
     case["reference"] = str(rel / "truth.mp4")
+    from ..toonworld.held_out import motion_region
+
+    moving = motion_region(shot.foreground, dilation=0)  # where the characters are, at any frame
+    save_image(out / rel / "moving.png", np.repeat(moving[..., None], 3, axis=2))
+    case["moving"] = str(rel / "moving.png")
     return case

@@ -11,6 +11,8 @@ frames of side 11 or less), as the reference implementation and scikit-image's g
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -37,18 +39,38 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class PSNR(Metric):
-    """Per-frame PSNR against the reference video; value = mean over frames (dB, capped; see module)."""
+    """Per-frame PSNR against the reference video; value = mean over frames (dB, capped; see module).
+
+    details: "unguided", the mean over the frames not given as guides (with guides; a given frame comes back
+    near the cap and would hide the in-betweens), and "moving", the same frames' PSNR over the pixels of the
+    ground-truth motion mask alone (with `motion_gt`; where a cross-fade ghosts). NaN when no frame is left.
+    """
 
     name = "psnr"
-    version = "1"
+    version = "2"
     requires = ("reference",)
+    accepts = ("guides", "motion_gt")
 
     def __init__(self, cap: float = 100.0):
         self.cap = cap
 
-    def score_video(self, video: np.ndarray, reference: np.ndarray) -> Result:
+    def score_video(
+        self,
+        video: np.ndarray,
+        reference: np.ndarray,
+        guides: dict[int, np.ndarray] | None = None,
+        motion_gt: np.ndarray | None = None,
+    ) -> Result:
         per_frame = np.array([psnr(a, b, self.cap) for a, b in zip(video, reference, strict=True)])
-        return Result(float(per_frame.mean()), per_frame)
+        free = [i for i in range(len(video)) if i not in (guides or {})]
+        details = {}
+        if guides is not None:
+            details["unguided"] = float(per_frame[free].mean()) if free else math.nan
+        if motion_gt is not None:
+            inside = free if motion_gt.any() else []
+            moving = [psnr(video[i][motion_gt], reference[i][motion_gt], self.cap) for i in inside]
+            details["moving"] = float(np.mean(moving)) if moving else math.nan
+        return Result(float(per_frame.mean()), per_frame, details)
 
 
 class SSIM(Metric):
