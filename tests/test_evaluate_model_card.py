@@ -1,4 +1,4 @@
-"""The demo model's quality figures and model card: metric definitions, held-out shots, the card's content."""
+"""The demo model's card and targets: read from training runs and finished `anisora evaluate` runs."""
 
 import json
 
@@ -7,84 +7,70 @@ import pytest
 
 from anisora.cli import main
 from anisora.errors import InputError
-from anisora.evaluate import model_quality as quality
+from anisora.evaluate.baselines import run_baseline
 from anisora.evaluate.model_card import stage_summary, write_model_card
-from anisora.media import load_image, probe, psnr
+from anisora.evaluate.runner import GenerationSettings, run_benchmark
+from anisora.evaluate.targets import RunFigures, judge
+from anisora.evaluate.toonworld_bench import build_toonworld_bench
+from anisora.media import load_image, probe
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
-from anisora.toonworld.held_out import EVAL_SEED, plan_clean_shot
-
-SMALL = quality.QualitySettings(shots=1, steps=1, width=64, height=48, frames=9, long_frames=17)
-
-
-def test_psnr_and_crossfade():
-    a = np.zeros((4, 4, 3), np.uint8)
-    b = np.full((4, 4, 3), 255, np.uint8)
-    assert psnr(a, a) == 100.0
-    assert psnr(a, b) == pytest.approx(0.0)
-    fade = quality.crossfade(a, b, 5)
-    assert fade.shape == (5, 4, 4, 3) and fade.dtype == np.uint8
-    assert (fade[0] == 0).all() and (fade[-1] == 255).all() and (fade[2] == 128).all()
-    with pytest.raises(ValueError):
-        psnr(a, b[:2])
-
-
-def test_mask_precision_is_one_when_nothing_moves_and_low_outside():
-    video = np.zeros((4, 48, 48, 3), np.uint8)
-    mask = np.zeros((48, 48), np.uint8)
-    mask[:, :24] = 255
-    assert quality.mask_precision(video, mask) == 1.0  # nothing moves: nothing escaped
-    for t in range(4):
-        video[t, 16:28, 28 + 3 * t : 40 + 3 * t] = 200  # a square moving right of the mask
-    assert quality.mask_precision(video, mask) < 0.1
+from anisora.toonworld.held_out import EVAL_SEED, held_out_shots, motion_region, plan_clean_shot
 
 
 def test_motion_region_is_the_dilated_union():
     foreground = np.zeros((2, 30, 30), bool)
     foreground[0, 10, 10] = True
     foreground[1, 20, 20] = True
-    region = quality.motion_region(foreground, dilation=2)
+    region = motion_region(foreground, dilation=2)
     assert region.dtype == np.uint8 and region[10, 12] == 255 and region[20, 18] == 255
     assert region[10, 13] == 0 and region[0, 0] == 0
 
 
-def test_change_and_colour_figures():
-    rng = np.random.default_rng(0)
-    frame = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
-    assert quality.inter_frame_change(np.stack([frame] * 3)) == 0.0
-    assert quality.inter_frame_change(np.stack([frame, 255 - frame])) > 50
-    assert quality.colour_kept(frame, frame) == pytest.approx(1.0)
-    grey = np.full_like(frame, 128)
-    assert quality.colour_kept(frame, grey) < 0.1
-
-
 def test_held_out_shots_move_and_come_from_the_evaluation_seed():
-    settings = quality.QualitySettings(shots=3, width=64, height=48)
-    shots = quality.held_out_shots(settings, 9, still_camera=True)
+    shots = held_out_shots(3, 9, 8.0, 64, 48, still_camera=True)
     assert len(shots) == 3 and all(s.label != "static" for s in shots)
     for shot in shots:
         assert shot.camera == "still" and shot.frames.shape == (9, 48, 64, 3)
-        assert plan_clean_shot(EVAL_SEED, shot.index, 9, settings.fps, 64, 48).caption() == shot.caption
+        assert plan_clean_shot(EVAL_SEED, shot.index, 9, 8.0, 64, 48).caption() == shot.caption
 
 
 @pytest.fixture(scope="module")
-def measured():
-    pipe = AnisoraPipeline(**build_components("tiny", "anisora", motion_embedding=True))
-    pipe.set_progress_bar_config(disable=True)
-    return quality.measure_quality(pipe, SMALL)
-
-
-def test_measure_quality_reports_every_figure(measured):
-    assert measured["settings"]["shots"] == 1
-    for key in ("first_frame_psnr", "interpolation_psnr", "crossfade_psnr", "mask_precision_with_mask"):
-        assert len(measured[key]["values"]) == 1 and np.isfinite(measured[key]["mean"])
-    assert measured["motion_levels"] == list(quality.MOTION_LEVELS) and len(measured["motion_measured"]) == 3
-    assert measured["interpolation_gain_db"] == pytest.approx(
-        measured["interpolation_psnr"]["mean"] - measured["crossfade_psnr"]["mean"]
+def runs(tmp_path_factory):
+    """A one-label ToonWorld bench (i2v, interpolation, region, a 3-level motion sweep), a tiny model's run on
+    it and the round-trip and cross-fade baselines' runs."""
+    root = tmp_path_factory.mktemp("card")
+    bench = build_toonworld_bench(
+        root / "bench", per_cell=1, width=64, height=48, frames=9, labels=("walking",)
     )
-    assert 0.0 <= measured["long_clip_colour_kept"]["mean"] <= 1.0
-    # the mask pins everything outside it to the guide, so the random model's motion stays inside
-    assert measured["mask_precision_with_mask"]["mean"] >= measured["mask_precision_without_mask"]["mean"]
+    model = root / "model"
+    AnisoraPipeline(**build_components("tiny", "anisora", motion_embedding=True)).save_pretrained(model)
+    run_benchmark(bench, model, root / "run", GenerationSettings(steps=2), progress=False)
+    run_baseline(bench, "round-trip", root / "trip", progress=False, model=model)
+    run_baseline(bench, "crossfade", root / "fade", progress=False)
+    return root
+
+
+def test_figures_are_the_runs_task_means_and_targets_judge_them(runs):
+    model, trip, fade = (RunFigures.read(runs / name) for name in ("run", "trip", "fade"))
+    summary = json.loads((runs / "run" / "summary.json").read_text())
+    assert model.first_frame == summary["by_task"]["i2v"]["guide_fidelity"]["mean"]
+    assert model.between_moving == summary["by_task"]["interpolation"]["psnr_moving"]["mean"]
+    assert model.mask_precision == summary["by_task"]["region"]["motion_mask_precision"]["mean"]
+    assert model.motion_rising == summary["motion_control"]["rising_share"]
+    assert (fade.name, trip.name) == ("crossfade", "round-trip")
+    assert fade.motion_spearman is None  # a cross-fade ignores the asked score: the sweep's videos are one
+    rows = {t.figure: t for t in judge(model, trip, fade, clip_seconds=12.5, model_mb=55.0)}
+    between = rows["in-between frames PSNR, first + last given"]
+    assert between.met == (model.between >= fade.between + 2.0)
+    assert f"cross-fade {fade.between:.2f} dB" == between.without_model
+    assert rows["model size on disk"].met is False and rows["model size on disk"].measured == "55.0 MB"
+    assert rows["a 2 s clip with the CLI's defaults (keyframes), this machine"].met is True
+    first = rows["frame 0 given, PSNR against it (i2v)"]
+    assert first.met == (model.first_frame >= 28 and model.first_frame >= trip.first_frame - 0.3)
+    unmeasured = {t.figure: t.met for t in judge(model, None, None, None, 1.0)}
+    assert unmeasured["frame 0 given, PSNR against it (i2v)"] is None
+    assert unmeasured["the same inside the moving region"] is None
 
 
 def _fake_run(folder, name, steps):
@@ -112,22 +98,51 @@ def _fake_run(folder, name, steps):
     return folder
 
 
-def test_model_card_states_figures_targets_and_compute(measured, tmp_path):
+def test_model_card_states_figures_targets_and_compute(runs, tmp_path):
     stage = stage_summary(_fake_run(tmp_path / "stage", "toonworld-stage3", 40))
     assert stage["steps"] == 40 and stage["wall_seconds"] == pytest.approx(60.0)
     vae = {"steps": 100, "wall_seconds": 600.0, "final_eval": {"psnr_image": 27.5, "psnr_clip": 26.0}}
-    model = tmp_path / "model"
-    model.mkdir()
+    model, fade = RunFigures.read(runs / "run"), RunFigures.read(runs / "fade")
+    targets = judge(model, None, fade, 3.0, 4.0)
+    out = tmp_path / "model"
+    out.mkdir()
     card = write_model_card(
-        model, [stage], vae, measured, "2 CPU cores (test)", "make demo-model"
-    ).read_text()
-    assert "make demo-model" in card and "2 CPU cores (test)" in card and "Total wall time 11 min" in card
-    assert "| toonworld-stage3 | 40 | 4 | 160x96 | 8 | 2-4 | 10% | seed 0, 0-599 | 0.0001 | 1.0 min |" in card
-    assert f"{measured['first_frame_psnr']['mean']:.2f} dB" in card and ">= 28 dB" in card
-    assert "27.50 dB (one frame)" in card and "**Limits.**" in card
-    assert json.loads((model / "quality.json").read_text())["settings"]["steps"] == 1
+        out, [stage], vae, targets, [model, fade], "2 CPU cores (test)", "make demo-model"
+    )
+    text = card.read_text()
+    assert "make demo-model" in text and "2 CPU cores (test)" in text and "Total wall time 11 min" in text
+    assert "| toonworld-stage3 | 40 | 4 | 160x96 | 8 | 2-4 | 10% | seed 0, 0-599 | 0.0001 | 1.0 min |" in text
+    assert f"| {model.name} | {model.first_frame:.2f} dB | {model.between:.2f} dB |" in text
+    assert f"| crossfade | {fade.first_frame:.2f} dB |" in text and "| 3.0 s |  | <= 20 s | yes |" in text
+    assert "27.50 dB (one frame)" in text and "**Limits.**" in text
+    figures = json.loads((out / "figures.json").read_text())
+    assert figures["runs"][1]["name"] == "crossfade" and len(figures["targets"]) == len(targets)
     with pytest.raises(InputError, match="not a finished training run"):
         stage_summary(tmp_path / "missing")
+
+
+def test_model_card_cli_reads_the_runs_and_times_a_default_clip(runs, tmp_path, capsys):
+    stage = _fake_run(tmp_path / "stage", "toonworld-stage3", 4)
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    history = {"loss": [1.0], "seconds": 60.0, "evals": [{"step": 1, "psnr_image": 20.0, "psnr_clip": 19.0}]}
+    (vae / "training.json").write_text(json.dumps(history))
+    model = tmp_path / "model"
+    AnisoraPipeline(**build_components("tiny", "anisora", motion_embedding=True)).save_pretrained(model)
+    args = ["model-card", "--model", str(model), "--vae-run", str(vae), "--stage", str(stage)]
+    args += ["--eval-run", str(runs / "run"), "--crossfade", str(runs / "fade")]
+    args += ["--round-trip", str(runs / "trip"), "--ablation", f"fewer steps={runs / 'run'}"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "in-between frames PSNR, first + last given" in printed and "model size on disk" in printed
+    text = (model / "MODEL_CARD.md").read_text()
+    assert "| fewer steps |" in text and "| round-trip |" in text
+    clip = next(
+        t for t in json.loads((model / "figures.json").read_text())["targets"] if "2 s clip" in t["figure"]
+    )
+    assert clip["measured"].endswith(" s") and clip["met"] is not None
+    with pytest.raises(SystemExit):
+        main([*args[:-2], "--ablation", "no-name"])
 
 
 def test_toonworld_keyframes_cli(tmp_path, capsys):

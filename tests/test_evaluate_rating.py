@@ -16,6 +16,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -74,7 +75,8 @@ def make_run(root: Path, name: str, dirname: str | None = None, results: bool = 
     for case, (task, label, prompt) in CASES.items():
         if MISSING.get(name) == case:
             continue
-        write_video(run_dir / "videos" / f"{case}.mp4", frames, fps=8)
+        # evaluate runs store exact RGB frames; the page must still get videos a browser plays
+        write_video(run_dir / "videos" / f"{case}.mp4", frames, fps=8, lossless=True)
         records.append({"case": case, "task": task, "label": label, "prompt": prompt})
     if results:
         (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -354,6 +356,8 @@ def test_api_pairs_videos_votes(served, tmp_path):
         assert "sys-" not in headers.get("content-disposition", "")
         (tmp_path / f"{side}.mp4").write_bytes(video)
         assert colour_name(tmp_path / f"{side}.mp4") == getattr(assignment, side)
+        with av.open(str(tmp_path / f"{side}.mp4")) as served:
+            assert served.streams.video[0].codec_context.pix_fmt == "yuv420p"
 
     vote = {"token": pair["token"], "choice": "right"}  # from this machine, without an invitation
     assert request(base + "/api/vote", vote)[0] == 200

@@ -25,6 +25,7 @@ from anisora.media import (
     iter_frames,
     load_image,
     mux_audio,
+    playable,
     probe,
     read_frames,
     save_image,
@@ -165,6 +166,25 @@ def test_writer_creates_the_file_only_when_the_block_ends(tmp_path):
         assert not path.exists()
     assert probe(path).frame_count == 5
     assert os.listdir(path.parent) == ["clip.mp4"]
+
+
+def test_lossless_video_keeps_the_exact_rgb_frames_and_has_a_playable_copy(tmp_path):
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 63)[None, None, :, None] + np.arange(5)[:, None, None, None] * 10
+    noise = rng.integers(0, 16, (5, 47, 63, 3))  # every pixel its own value; odd sizes: stored unpadded
+    frames = (ramp + noise).astype(np.uint8)
+    path = tmp_path / "exact.mp4"
+    write_video(path, frames, fps=8, lossless=True)
+    np.testing.assert_array_equal(read_frames(path, range(5)), frames)
+    copy = playable(path, tmp_path / "copies")
+    assert copy != path and playable(path, tmp_path / "copies") == copy  # made once
+    with av.open(str(copy)) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    assert probe(copy).frame_count == 5 and probe(copy).fps == 8
+    assert np.abs(read_frames(copy, [2])[0][:47, :63].astype(int) - frames[2]).mean() < 8  # the same picture
+    lossy = tmp_path / "lossy.mp4"
+    write_video(lossy, frames, fps=8)
+    assert playable(lossy, tmp_path / "copies") == lossy
 
 
 def test_failed_write_leaves_neither_target_nor_temp_file(tmp_path):

@@ -99,11 +99,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 "and --known"
             )
         requests = prompt_file_requests(args.prompt_file, request, args.known_mode, args.known_window)
-        generate_batch(load, requests, args.out_dir, preview=args.preview, on_done=_print_made)
+        made = dict(preview=args.preview, lossless=args.lossless, on_done=_print_made)
+        generate_batch(load, requests, args.out_dir, **made)
         return 0
-    _print_made(
-        args.out, generate_to_file(load, request, args.out, preview=args.preview, overwrite=args.overwrite)
-    )
+    options = dict(preview=args.preview, overwrite=args.overwrite, lossless=args.lossless)
+    _print_made(args.out, generate_to_file(load, request, args.out, **options))
     return 0
 
 
@@ -159,19 +159,35 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
 
 def _cmd_model_card(args: argparse.Namespace) -> int:
     from .evaluate.model_card import compute_description, stage_summary, vae_summary, write_model_card
-    from .evaluate.model_quality import QualitySettings, measure_quality
+    from .evaluate.targets import RunFigures, directory_mb, judge, time_default_clip
     from .model.weights import load_pipeline
+    from .toonworld.held_out import held_out_shots
 
     stages = [stage_summary(run) for run in args.stage]
     vae = vae_summary(args.vae_run)
     lora = stage_summary(args.lora_run) if args.lora_run else None
+    model = RunFigures.read(args.eval_run)
+    round_trip, crossfade = (RunFigures.read(r) if r else None for r in (args.round_trip, args.crossfade))
+    others = [RunFigures.read(path, name) for name, path in args.ablation]
     pipe = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
-    settings = QualitySettings(shots=args.shots, steps=args.steps)
-    quality = measure_quality(pipe, settings, progress=lambda text: print(f"measuring: {text}", flush=True))
-    card = write_model_card(args.model, stages, vae, quality, compute_description(), args.command, lora)
+    shot = held_out_shots(1, 17, 8.0, 160, 96, still_camera=True)[0]
+    seconds = time_default_clip(pipe, shot.frames[0], shot.frames[-1], shot.caption)
+    targets = judge(model, round_trip, crossfade, seconds, directory_mb(args.model))
+    runs = [model, *others, *(r for r in (round_trip, crossfade) if r)]
+    card = write_model_card(args.model, stages, vae, targets, runs, compute_description(), args.command, lora)
+    for t in targets:
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[t.met]
+        print(f"{verdict}: {t.figure}: {t.measured} ({t.goal})")
     print(card)
     return 0
+
+
+def _named_run(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=RUN_DIR, got {text!r}")
+    return name.strip(), Path(path)
 
 
 def _cmd_toonworld_keyframes(args: argparse.Namespace) -> int:
@@ -478,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--out-dir", type=Path, help="output folder of --prompt-file")
     ge.add_argument("--preview", action="store_true", help="also write OUT.preview.png, a contact sheet")
     ge.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    ge.add_argument(
+        "--lossless",
+        action="store_true",
+        help="store the exact RGB frames (H.264 RGB at qp 0: for measurement or compositing; browsers do not "
+        "play it, ffmpeg does)",
+    )
     ge.set_defaults(func=_cmd_generate)
 
     tr = sub.add_parser(
@@ -515,10 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     mc = sub.add_parser(
         "model-card",
-        help="measure a trained model on held-out ToonWorld shots and write its MODEL_CARD.md",
-        description="Measure first-frame fidelity, keyframe interpolation, motion-region precision, "
-        "motion strength and 4 s clips on held-out ToonWorld shots; write MODEL_CARD.md and quality.json "
-        "into MODEL.",
+        help="write a trained model's MODEL_CARD.md from its training runs and its evaluate runs",
+        description="Write MODEL_CARD.md and figures.json into MODEL: training from the stage, VAE and LoRA "
+        "runs; quality from finished `anisora evaluate` runs on the held-out ToonWorld bench (the model's, "
+        "the round-trip and cross-fade baselines', and any ablations), judged against the demo model's "
+        "targets; and the time of one 2 s clip with the CLI's defaults on this machine.",
     )
     mc.add_argument("--model", type=Path, required=True, help="the trained model directory")
     mc.add_argument("--vae-run", type=Path, required=True, help="the VAE directory from train-vae")
@@ -526,8 +549,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage", type=Path, action="append", required=True, help="stage run folder (repeatable)"
     )
     mc.add_argument("--lora-run", type=Path, help="the motion-region LoRA run folder")
-    mc.add_argument("--shots", type=int, default=6, help="held-out shots per figure (default 6)")
-    mc.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    mc.add_argument("--eval-run", type=Path, required=True, help="the model's `evaluate run` folder")
+    mc.add_argument("--round-trip", type=Path, help="`evaluate baseline --kind round-trip` run folder")
+    mc.add_argument("--crossfade", type=Path, help="`evaluate baseline --kind crossfade` run folder")
+    mc.add_argument(
+        "--ablation",
+        type=_named_run,
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="another evaluate run on the same bench, for the card's comparison table (repeatable)",
+    )
     mc.add_argument("--command", default="make demo-model", help="the training command, for the card")
     mc.set_defaults(func=_cmd_model_card)
 

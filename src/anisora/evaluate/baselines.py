@@ -75,7 +75,8 @@ def _write(case: Case, kind: str, path: Path, vae) -> None:
         return
     if kind == "round-trip":
         info = probe(case.reference)
-        write_video(path, reconstruct(vae, read_frames(case.reference, range(info.frame_count))), info.fps)
+        video = reconstruct(vae, read_frames(case.reference, range(info.frame_count)))
+        write_video(path, video, info.fps, lossless=True)
         return
     from ..model.conditioning import fit_image
 
@@ -90,4 +91,4 @@ def _write(case: Case, kind: str, path: Path, vae) -> None:
         last = first
     weights = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None, None, None]
     video = ((1.0 - weights) * first + weights * last).round().astype(np.uint8)
-    write_video(path, video, request.fps)
+    write_video(path, video, request.fps, lossless=True)  # exact frames, as evaluate runs write them

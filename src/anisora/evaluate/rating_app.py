@@ -12,11 +12,13 @@ from __future__ import annotations
 import ipaddress
 import mimetypes
 import socket
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from ..errors import InputError
+from ..media import playable
 from .rating import SIDES, DuplicateVoteError, NotInvitedError, RatingSession, RatingStore, UnknownTokenError
 
 WEB_EXTRA = (
@@ -64,6 +66,8 @@ def _anonymous_file(path: Path | None, media_type: str) -> Response:
 
 def create_app(session: RatingSession) -> FastAPI:
     app = FastAPI(title="anisora blind rating", docs_url=None, redoc_url=None, openapi_url=None)
+    playable_copies = tempfile.TemporaryDirectory(prefix="anisora-rating-")  # removed with the app
+    app.state.playable_copies = playable_copies
     page = PAGE.read_text(encoding="utf-8")
 
     def error_handler(status: int):
@@ -109,7 +113,10 @@ def create_app(session: RatingSession) -> FastAPI:
     def video(token: str, side: str) -> Response:
         if side not in SIDES:
             raise HTTPException(404, "no such side")
-        return _anonymous_file(session.video(token, side), "video/mp4")
+        path = session.video(token, side)
+        if path.is_file():  # evaluate runs store exact RGB frames, which browsers cannot play
+            path = playable(path, playable_copies.name)
+        return _anonymous_file(path, "video/mp4")
 
     return app
 

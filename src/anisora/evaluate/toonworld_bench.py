@@ -108,7 +108,7 @@ def _write_case(out: Path, case_id: str, task: str, label: str, shot, mask) -> d
     if mask is not None:
         save_image(out / rel / "mask.png", np.repeat(mask[..., None], 3, axis=2))
         case["mask"] = str(rel / "mask.png")
-    write_video(out / rel / "truth.mp4", shot.frames, shot.fps)
+    write_video(out / rel / "truth.mp4", shot.frames, shot.fps, lossless=True)  # the exact ground truth
     case["reference"] = str(rel / "truth.mp4")
     from ..toonworld.held_out import motion_region
 

@@ -7,7 +7,7 @@ Every unusable file raises `anisora.errors.MediaError`; bad argument values rais
 from .audio import mux_audio
 from .compare import psnr
 from .decode import Frame, RawFrame, iter_frames, iter_raw_frames, read_frames
-from .encode import VideoWriter, write_video
+from .encode import VideoWriter, playable, write_video
 from .images import load_image, save_image
 from .probe import VideoInfo, probe
 from .sheet import contact_sheet
@@ -22,6 +22,7 @@ __all__ = [
     "iter_raw_frames",
     "load_image",
     "mux_audio",
+    "playable",
     "probe",
     "psnr",
     "read_frames",

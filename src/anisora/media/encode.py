@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Iterable
 from contextlib import ExitStack
 from fractions import Fraction
+from pathlib import Path
 from types import TracebackType
 
 import av
@@ -23,6 +25,11 @@ from ._containers import media_errors
 # of the file so playback can start before the download ends.
 _CODEC = "libx264"
 _PIX_FMT = "yuv420p"
+# Exact frames for measurement: H.264 on the RGB planes themselves at qp 0. Chroma subsampling alone costs
+# a clean ToonWorld clip 29-34 dB PSNR at 160x96, more than the errors a benchmark compares; ffmpeg and
+# `anisora.media` decode it exactly, browsers do not play it (`playable` makes a copy that they do).
+_LOSSLESS_CODEC = "libx264rgb"
+_LOSSLESS_PIX_FMT = "rgb24"
 _CONTAINER_OPTIONS = {"movflags": "+faststart"}
 _PRESETS = frozenset(
     {
@@ -62,10 +69,16 @@ class VideoWriter:
     next to it, renamed at the end. Frame k gets pts k in a 1/fps time base. yuv420p needs even sizes,
     so frames with an odd height or width are padded by repeating their last row or column: the video is
     (H + H % 2, W + W % 2). All frames must share one size; zero frames is an error (InputError).
+    `lossless` stores the RGB frames exactly (and unpadded) instead, for measurement (`_LOSSLESS_CODEC`).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], fps: float | Fraction, crf: int = 18, preset: str = "medium"
+        self,
+        path: str | os.PathLike[str],
+        fps: float | Fraction,
+        crf: int = 18,
+        preset: str = "medium",
+        lossless: bool = False,
     ) -> None:
         if not (math.isfinite(fps) and fps > 0):
             raise InputError(f"fps must be a positive number, got {fps}")
@@ -77,6 +90,7 @@ class VideoWriter:
         self.rate = exact_rate(fps)
         self.crf = crf
         self.preset = preset
+        self.lossless = lossless
         self.frames_written = 0
         self._stack = ExitStack()
         self._container: OutputContainer | None = None
@@ -111,7 +125,7 @@ class VideoWriter:
         if self._container is None:
             raise RuntimeError("VideoWriter.write() called outside its `with` block")
         frame = self._check_frame(frame)
-        if frame.shape[0] % 2 or frame.shape[1] % 2:
+        if not self.lossless and (frame.shape[0] % 2 or frame.shape[1] % 2):
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
         stream = self._stream or self._add_stream(frame.shape[1], frame.shape[0])
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -138,10 +152,12 @@ class VideoWriter:
 
     def _add_stream(self, width: int, height: int) -> VideoStream:
         assert self._container is not None
-        stream = self._container.add_stream(_CODEC, rate=self.rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, _PIX_FMT
+        codec, pix_fmt = (_LOSSLESS_CODEC, _LOSSLESS_PIX_FMT) if self.lossless else (_CODEC, _PIX_FMT)
+        stream = self._container.add_stream(codec, rate=self.rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.codec_context.time_base = 1 / self.rate
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        quality = {"qp": "0"} if self.lossless else {"crf": str(self.crf)}
+        stream.options = {**quality, "preset": self.preset}
         self._stream = stream
         return stream
 
@@ -159,11 +175,32 @@ def write_video(
     fps: float | Fraction,
     crf: int = 18,
     preset: str = "medium",
+    lossless: bool = False,
 ) -> None:
     """Write frames ((T, H, W, 3) array or an iterable of (H, W, 3) uint8 RGB) to an H.264 mp4.
 
-    See VideoWriter for the guarantees: atomic file creation, exact timestamps, odd sizes padded to even.
+    See VideoWriter for the guarantees: atomic file creation, exact timestamps, odd sizes padded to even
+    (or, `lossless`, the exact RGB frames).
     """
-    with VideoWriter(path, fps, crf=crf, preset=preset) as writer:
+    with VideoWriter(path, fps, crf=crf, preset=preset, lossless=lossless) as writer:
         for frame in frames:
             writer.write(frame)
+
+
+def playable(path: str | os.PathLike[str], cache: str | os.PathLike[str]) -> Path:
+    """`path` when browsers play it (yuv420p H.264), else a yuv420p copy made once in the folder `cache`
+    (a lossless measurement video, say); the copy is named by the source's path, size and time."""
+    from .decode import iter_frames
+    from .probe import probe
+
+    with av.open(os.fspath(path)) as container:
+        pix_fmt = container.streams.video[0].codec_context.pix_fmt
+    if pix_fmt == _PIX_FMT:
+        return Path(path)
+    stat = os.stat(path)
+    key = hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    copy = Path(cache) / f"{key[:32]}.mp4"
+    if not copy.is_file():
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        write_video(copy, (frame.image for frame in iter_frames(path)), probe(path).fps)
+    return copy

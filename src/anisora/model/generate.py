@@ -38,9 +38,11 @@ def generate_to_file(
     preview: bool = False,
     overwrite: bool = False,
     pipe=None,
+    lossless: bool = False,
 ) -> dict:
-    """Run `request`, write `out` (mp4), `out` with .json (every parameter, the prompt used, notes, timings)
-    and, with `preview`, a contact sheet `out` with .preview.png. Returns the sidecar's content.
+    """Run `request`, write `out` (mp4; `lossless`: the exact RGB frames, for measurement or compositing,
+    which browsers do not play), `out` with .json (every parameter, the prompt used, notes, timings) and, with
+    `preview`, a contact sheet `out` with .preview.png. Returns the sidecar's content.
 
     `pipe`: the model `load` names, already loaded. An existing `out` is kept unless `overwrite`; every input
     is read and checked before the model loads.
@@ -54,7 +56,7 @@ def generate_to_file(
     loaded = time.perf_counter()
     result = sample(pipe, request)
     sampled = time.perf_counter()
-    write_video(out, result.frames, result.fps)
+    write_video(out, result.frames, result.fps, lossless=lossless)
     sidecar = {
         "anisora_version": __version__,
         "video": out.name,
@@ -116,6 +118,7 @@ def generate_batch(
     out_dir: str | os.PathLike[str],
     *,
     preview: bool = False,
+    lossless: bool = False,
     on_done: Callable[[Path, dict], None] | None = None,
 ) -> list[Path]:
     """`out_dir`/<n>.mp4 (+ .json) for the n-th request (from 0, as the official script names them), with
@@ -135,7 +138,9 @@ def generate_batch(
     if pending:
         pipe = open_pipeline(load)
         for out, request in pending:
-            sidecar = generate_to_file(load, request, out, preview=preview, overwrite=True, pipe=pipe)
+            sidecar = generate_to_file(
+                load, request, out, preview=preview, overwrite=True, pipe=pipe, lossless=lossless
+            )
             if on_done is not None:
                 on_done(out, sidecar)
     return outs
