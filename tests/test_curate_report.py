@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import fields
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from anisora.curate.config import FilterConfig
+from anisora.curate.filters import RULES, SCORES, decide
 from anisora.curate.report import (
     FUNNEL_STAGES,
     MAX_THUMBS,
     OTHER_STAGE,
+    card_scores,
     fmt_number,
     funnel,
+    histogram_columns,
     histogram_svg,
     sample_rows,
     write_report,
@@ -310,3 +315,25 @@ def test_histogram_edge_cases():
 )
 def test_fmt_number(value, key, expected):
     assert fmt_number(value, key) == expected
+
+
+def test_one_rule_table_drives_the_decision_the_funnel_the_histograms_and_the_cards():
+    assert sorted(r.setting for r in RULES) == sorted(f.name for f in fields(FilterConfig))  # one rule each
+    assert [r for _, rules in FUNNEL_STAGES for r in rules] == [r.reason for r in RULES]
+    assert all(c in SCORES for r in RULES if r.test != "flag" for c in r.columns)
+    # text: the scene text (subtitles left out) when scored, else all text; the histogram and card follow
+    row = {"duration_seconds": 5.0, "motion_score": 3.0, "quality_score": 6.0, "text_area": 30.0}
+    subtitled = {**row, "text_scene_area": 1.0, "text_subtitle": True}
+    assert decide(row, FilterConfig()) == ["text"] and decide(subtitled, FilterConfig()) == []
+    assert decide(subtitled, FilterConfig(drop_subtitles=True)) == ["subtitles"]
+    assert decide({**row, "motion_score": None, "text_area": None}, FilterConfig(min_motion=99)) == []
+    columns = dict(histogram_columns([subtitled]))
+    assert columns["text_scene_area"] == ("max_text_area",) and "text_area" not in columns
+    assert columns["motion_score"] == ("min_motion", "max_motion") and "motion_held_share" in columns
+    assert "text_area" in dict(histogram_columns([row]))
+    shown = {
+        score.label: (value, failing) for score, value, failing in card_scores({**row, "reasons": ["text"]})
+    }
+    assert shown["text"] == (30.0, True) and shown["motion"] == (3.0, False) and "" not in shown
+    shown = {score.label: value for score, value, _ in card_scores(subtitled)}
+    assert shown["text"] == 1.0

@@ -1,52 +1,88 @@
-"""Keep/drop decisions from cached scores: a pure function of a row and the thresholds."""
+"""The filter rules, in one table, and the keep/drop decision they make: a pure function of a row and the
+thresholds. The report's funnel, histograms, threshold notes and clip cards derive from `RULES` and
+`SCORES`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal
+
 from .config import FilterConfig
 
-# The order in which the report's funnel applies the rules.
-REASONS = (
-    "too_short",
-    "too_long",
-    "static",
-    "low_motion",
-    "high_motion",
-    "text",
-    "subtitles",
-    "low_quality",
-    "low_aesthetic",
-    "borders",
+
+@dataclass(frozen=True)
+class Score:
+    """A manifest column as the report shows it."""
+
+    column: str
+    unit: str
+    label: str = ""  # its name on the report's clip cards ("" = not on the cards)
+    fmt: str = ".2f"
+    suffix: str = ""
+    card_when_zero: bool = True  # False: a zero (or unscored) value is left off a card unless a rule fails
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Drop a clip with reason `reason` when its value is below / above the `setting` threshold, or (a flag)
+    when the value is true and the `setting` is on. `None` or False turns a rule off; a missing value (scorer
+    off) never drops a clip. The value is the first of `columns` the row has."""
+
+    reason: str
+    stage: str  # the report funnel's stage (a stage may hold several rules)
+    setting: str  # the `FilterConfig` field
+    test: Literal["below", "above", "flag"]
+    columns: tuple[str, ...]
+
+    def value(self, row: dict) -> Any:
+        return next((row[c] for c in self.columns if row.get(c) is not None), None)
+
+    def fails(self, row: dict, filters: FilterConfig) -> bool:
+        limit, value = getattr(filters, self.setting), self.value(row)
+        if limit is None or limit is False or value is None:
+            return False
+        if self.test == "flag":
+            return bool(value)
+        return value < limit if self.test == "below" else value > limit
+
+    def describe(self) -> str:
+        """For the report: "drop when motion_score < value (low_motion)"."""
+        name = self.columns[0] + "".join(f" (else {c})" for c in self.columns[1:])
+        sign = {"below": " < value", "above": " > value", "flag": ""}[self.test]
+        return f"drop when {name}{sign} ({self.reason})"
+
+
+SCORES = {
+    score.column: score
+    for score in (
+        Score("duration_seconds", "seconds"),
+        Score("motion_score", "max optical flow, 480p pixels", "motion"),
+        Score("text_scene_area", "percent of the frame, subtitles left out", "text", suffix=" %"),
+        Score("text_area", "percent of the frame", "text", suffix=" %"),
+        Score("quality_score", "0-10", "quality", ".1f"),
+        Score("aesthetic_score", "LAION predictor", "aesthetic", card_when_zero=False),
+        Score("borders_share", "share of the frame", "borders", card_when_zero=False),
+        Score("motion_held_share", "share of held (repeated) frames"),
+    )
+}
+
+# In the order the report's funnel charges a dropped clip to its first failing stage.
+RULES = (
+    Rule("too_short", "duration", "min_seconds", "below", ("duration_seconds",)),
+    Rule("too_long", "duration", "max_seconds", "above", ("duration_seconds",)),
+    Rule("static", "static", "drop_static", "flag", ("motion_static",)),
+    Rule("low_motion", "motion", "min_motion", "below", ("motion_score",)),
+    Rule("high_motion", "motion", "max_motion", "above", ("motion_score",)),
+    # text other than the subtitles (the `subtitles` rule and the export handle those), else all text
+    Rule("text", "text", "max_text_area", "above", ("text_scene_area", "text_area")),
+    Rule("subtitles", "text", "drop_subtitles", "flag", ("text_subtitle",)),
+    Rule("low_quality", "quality", "min_quality", "below", ("quality_score",)),
+    Rule("low_aesthetic", "aesthetic", "min_aesthetic", "below", ("aesthetic_score",)),
+    Rule("borders", "borders", "max_border_share", "above", ("borders_share",)),
 )
-
-
-def _below(value, limit) -> bool:
-    return limit is not None and value is not None and value < limit
-
-
-def _above(value, limit) -> bool:
-    return limit is not None and value is not None and value > limit
-
-
-def _scene_text(row: dict):
-    """Text coverage without the subtitles (which the `subtitles` rule and the export handle), falling back
-    to the official total when the subtitle split is not available."""
-    scene = row.get("text_scene_area")
-    return scene if scene is not None else row.get("text_area")
+REASONS = tuple(rule.reason for rule in RULES)
 
 
 def decide(row: dict, f: FilterConfig) -> list[str]:
-    """The reasons to drop a clip (empty: keep). A score that is missing (scorer off) never drops a clip."""
-    duration = row.get("duration_seconds")
-    rules = {
-        "too_short": _below(duration, f.min_seconds),
-        "too_long": _above(duration, f.max_seconds),
-        "static": f.drop_static and bool(row.get("motion_static")),
-        "low_motion": _below(row.get("motion_score"), f.min_motion),
-        "high_motion": _above(row.get("motion_score"), f.max_motion),
-        "text": _above(_scene_text(row), f.max_text_area),
-        "subtitles": f.drop_subtitles and bool(row.get("text_subtitle")),
-        "low_quality": _below(row.get("quality_score"), f.min_quality),
-        "low_aesthetic": _below(row.get("aesthetic_score"), f.min_aesthetic),
-        "borders": _above(row.get("borders_share"), f.max_border_share),
-    }
-    return [reason for reason in REASONS if rules[reason]]
+    """The reasons to drop a clip (empty: keep), in `RULES` order."""
+    return [rule.reason for rule in RULES if rule.fails(row, f)]

@@ -23,51 +23,16 @@ from urllib.parse import quote
 import numpy as np
 
 from ..files import atomic_output
+from .filters import REASONS, RULES, SCORES, Score
 
 # (stage, rules of that stage) in the order the funnel charges a dropped clip to its first failing rule.
-FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("duration", ("too_short", "too_long")),
-    ("static", ("static",)),
-    ("motion", ("low_motion", "high_motion")),
-    ("text", ("text", "subtitles")),
-    ("quality", ("low_quality",)),
-    ("aesthetic", ("low_aesthetic",)),
-    ("borders", ("borders",)),
+FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (stage, tuple(r.reason for r in RULES if r.stage == stage))
+    for stage in dict.fromkeys(r.stage for r in RULES)
 )
 OTHER_STAGE = "other"  # dropped clips with no known reason (shown only when there are any)
-REASONS: tuple[str, ...] = tuple(r for _, rules in FUNNEL_STAGES for r in rules)
-
-# (score column, thresholds drawn on its histogram)
-HISTOGRAMS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("duration_seconds", ("min_seconds", "max_seconds")),
-    ("motion_score", ("min_motion", "max_motion")),
-    ("text_area", ("max_text_area",)),
-    ("quality_score", ("min_quality",)),
-    ("aesthetic_score", ("min_aesthetic",)),
-    ("borders_share", ("max_border_share",)),
-    ("motion_held_share", ()),
-)
-HISTOGRAM_UNITS = {
-    "duration_seconds": "seconds",
-    "motion_score": "max optical flow, 480p pixels",
-    "text_area": "percent of the frame",
-    "quality_score": "0-10",
-    "aesthetic_score": "LAION predictor",
-    "borders_share": "share of the frame",
-    "motion_held_share": "share of held (repeated) frames",
-}
-FILTER_RULES = {
-    "min_seconds": "drop when duration_seconds < value (too_short)",
-    "max_seconds": "drop when duration_seconds > value (too_long)",
-    "drop_static": "drop when motion_static (static)",
-    "min_motion": "drop when motion_score < value (low_motion)",
-    "max_motion": "drop when motion_score > value (high_motion)",
-    "max_text_area": "drop when text_area > value (text)",
-    "drop_subtitles": "drop when text_subtitle (subtitles)",
-    "min_quality": "drop when quality_score < value (low_quality)",
-    "min_aesthetic": "drop when aesthetic_score < value (low_aesthetic)",
-    "max_border_share": "drop when borders_share > value (borders)",
-}
+# Score columns histogrammed without a rule of their own.
+EXTRA_HISTOGRAMS = ("motion_held_share",)
 MAX_THUMBS = 24  # thumbnails per grid
 MAX_FAILURES = 1000  # rows of the failures table
 BINS = 30
@@ -196,15 +161,7 @@ def _funnel_html(rows: Sequence[dict], filters: dict) -> str:
     kept = sum(1 for r in rows if _keep(r))
     stages = funnel(rows)
     rules = dict(FUNNEL_STAGES)
-    keys_of = {
-        "duration": ("min_seconds", "max_seconds"),
-        "static": ("drop_static",),
-        "motion": ("min_motion", "max_motion"),
-        "text": ("max_text_area", "drop_subtitles"),
-        "quality": ("min_quality",),
-        "aesthetic": ("min_aesthetic",),
-        "borders": ("max_border_share",),
-    }
+    keys_of = {stage: [r.setting for r in RULES if r.stage == stage] for stage in rules}
 
     def pct(x: int) -> str:
         return f"{100 * x / n:.1f} %" if n else "–"
@@ -371,7 +328,7 @@ def histogram_svg(
             f'<text x="{x:.1f}" y="{base + 15}" class="tick" text-anchor="middle">'
             f"{_esc(_fmt_tick(t, x_dec))}</text>"
         )
-    unit = HISTOGRAM_UNITS.get(column)
+    unit = SCORES[column].unit if column in SCORES else None
     label = f"{column} ({unit})" if unit else column
     parts.append(
         f'<text x="{left + pw / 2:.1f}" y="{height - 6}" class="label" text-anchor="middle">'
@@ -400,9 +357,22 @@ def histogram_svg(
     return "".join(parts), note
 
 
+def histogram_columns(rows: Sequence[dict]) -> list[tuple[str, tuple[str, ...]]]:
+    """(score column, the settings drawn on it): the column each threshold rule reads (the first of its
+    columns the rows have), then `EXTRA_HISTOGRAMS`."""
+    drawn: dict[str, list[str]] = {}
+    for rule in RULES:
+        if rule.test != "flag":
+            scored = (c for c in rule.columns if any(_number(r.get(c)) is not None for r in rows))
+            drawn.setdefault(next(scored, rule.columns[0]), []).append(rule.setting)
+    for column in EXTRA_HISTOGRAMS:
+        drawn.setdefault(column, [])
+    return [(column, tuple(keys)) for column, keys in drawn.items()]
+
+
 def _histograms_html(rows: Sequence[dict], filters: dict) -> str:
     cards = []
-    for column, keys in HISTOGRAMS:
+    for column, keys in histogram_columns(rows):
         kept, dropped, missing = [], [], 0
         for row in rows:
             v = _number(row.get(column))
@@ -459,23 +429,19 @@ def sample_rows(rows: Sequence[dict], limit: int = MAX_THUMBS) -> list[dict]:
     return [ordered[i] for i in picks]
 
 
-SCORE_OF_REASON = {
-    "too_short": "duration_seconds",
-    "too_long": "duration_seconds",
-    "low_motion": "motion_score",
-    "high_motion": "motion_score",
-    "text": "text_area",
-    "low_quality": "quality_score",
-    "low_aesthetic": "aesthetic_score",
-    "borders": "borders_share",
-}
-CARD_SCORES = (  # (label, column, format, suffix); the last two only where scored and non-zero
-    ("motion", "motion_score", ".2f", ""),
-    ("text", "text_area", ".2f", " %"),
-    ("quality", "quality_score", ".1f", ""),
-    ("aesthetic", "aesthetic_score", ".2f", ""),
-    ("borders", "borders_share", ".2f", ""),
-)
+def card_scores(row: dict) -> list[tuple[Score, float | None, bool]]:
+    """(score, value, whether a rule on it fails) for a clip card: the value each threshold rule reads, once
+    per labelled score."""
+    failing = set(_reasons(row))
+    shown: dict[str, tuple[Score, float | None, bool]] = {}
+    for rule in RULES:
+        column = next((c for c in rule.columns if row.get(c) is not None), rule.columns[0])
+        score = SCORES.get(column)
+        if rule.test == "flag" or score is None or not score.label:
+            continue
+        _, value, fails = shown.get(score.label, (score, _number(row.get(column)), False))
+        shown[score.label] = (score, value, fails or rule.reason in failing)
+    return list(shown.values())
 
 
 def _clock(seconds: float) -> str:
@@ -502,15 +468,13 @@ def _card(row: dict, out_dir: Path, group_reason: str | None = None) -> str:
     if clip:
         image = f'<a href="{_esc(clip)}">{image}</a>'
     reasons = _reasons(row)
-    failing = {SCORE_OF_REASON.get(r) for r in reasons}
     scores = []
-    for label, column, fmt, suffix in CARD_SCORES:
-        v = _number(row.get(column))
-        if column in ("aesthetic_score", "borders_share") and not v and column not in failing:
+    for score, v, failing in card_scores(row):
+        if not score.card_when_zero and not v and not failing:
             continue
-        text = "–" if v is None else f"{v:{fmt}}{suffix}"
-        cls = ' class="bad"' if column in failing else ""
-        scores.append(f"<span{cls}>{label} <b>{_esc(text)}</b></span>")
+        text = "–" if v is None else f"{v:{score.fmt}}{score.suffix}"
+        cls = ' class="bad"' if failing else ""
+        scores.append(f"<span{cls}>{score.label} <b>{_esc(text)}</b></span>")
     tags = "".join(
         f'<span class="reason{" this" if r == group_reason else ""}">{_esc(r)}</span>' for r in reasons
     )
@@ -584,7 +548,7 @@ def _filters_html(filters: dict) -> str:
     for key, value in filters.items():
         off = value is None or value is False
         shown = "off" if off else ("on" if value is True else fmt_number(value))
-        rule = FILTER_RULES.get(str(key), "")
+        rule = next((r.describe() for r in RULES if r.setting == key), "")
         out.append(
             f'<tr class="{"off" if off else "on"}"><th>{_esc(key)}</th><td>{_esc(shown)}</td>'
             f'<td class="rule">{_esc(rule)}</td></tr>'
