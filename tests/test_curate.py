@@ -59,6 +59,28 @@ def test_cut_matching_counts():
     assert (c.tp, c.fp, c.fn) == (2, 1, 1)
 
 
+def test_an_opening_shared_by_episodes_is_kept_once(tmp_path):
+    """Two episodes of one series start with the same 3 s opening: its best-scored copy is kept, the other is
+    dropped as a duplicate of it, and no clip of the episodes' own shots is."""
+    corpus = tmp_path / "corpus"
+    for index in (0, 1):
+        write_episode(plan_episode(3, index, 12, 320, 180, 24, opening=3.0), corpus)
+    out = tmp_path / "out"
+    run_curate([str(corpus)], out, CurateConfig(), write_clips=False, progress=False)
+    rows = _manifest(out)
+    openings = [r for r in rows if r["start_frame"] == 0]
+    assert len(openings) == 2 and all(r["dedup_hash"] for r in openings)
+    duplicates = [r for r in rows if r["duplicate_of"] is not None]
+    (duplicate,) = duplicates
+    assert duplicate["start_frame"] == 0 and "duplicate" in duplicate["reasons"] and not duplicate["keep"]
+    (kept,) = [r for r in openings if r is not duplicate]
+    assert duplicate["duplicate_of"] == kept["clip_id"] and "duplicate" not in kept["reasons"]
+    assert (kept["quality_score"] or 0) >= (duplicate["quality_score"] or 0)  # the best-scored copy stays
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reasons"]["duplicate"] == 1
+    assert 'data-stage="duplicate"' in (out / "report.html").read_text()
+
+
 def test_config_files_and_validation(tmp_path):
     shipped = load_config(REPO / "configs" / "curate.yaml")
     assert shipped == CurateConfig()  # the documented file is exactly the defaults

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from anisora.curate.config import FilterConfig
-from anisora.curate.filters import RULES, SCORES, decide
+from anisora.curate.filters import RULES, SCORES, decide, mark_duplicates
 from anisora.curate.report import (
     FUNNEL_STAGES,
     MAX_THUMBS,
@@ -337,3 +337,29 @@ def test_one_rule_table_drives_the_decision_the_funnel_the_histograms_and_the_ca
     assert shown["text"] == (30.0, True) and shown["motion"] == (3.0, False) and "" not in shown
     shown = {score.label: value for score, value, _ in card_scores(subtitled)}
     assert shown["text"] == 1.0
+
+
+def test_near_duplicates_keep_the_best_scored_copy():
+    base = {"duration_seconds": 4.0, "motion_score": 3.0, "text_area": 0.0}
+    rows = [
+        {**base, "clip_id": "a", "quality_score": 5.0, "dedup_hash": "ffff000000000000 00000000ffff0000"},
+        {
+            **base,
+            "clip_id": "b",
+            "quality_score": 7.0,
+            "dedup_hash": "ffff000000000007 00000000ffff0000",
+        },  # 3 bits
+        {**base, "clip_id": "c", "quality_score": 9.0, "dedup_hash": "0000ffffffff0000 ffff00000000ffff"},
+        {**base, "clip_id": "d", "quality_score": 9.5, "dedup_hash": "ffff000000000000 00000000ffff0000"},
+        {**base, "clip_id": "e", "quality_score": 1.0, "dedup_hash": None},
+    ]
+    rows[3]["text_area"] = 50.0  # the best score, but another rule drops it: the kept copy must survive
+    marked = {r["clip_id"]: r["duplicate_of"] for r in mark_duplicates(rows, FilterConfig())}
+    assert marked == {"a": "b", "b": None, "c": None, "d": "b", "e": None}
+    assert decide({**rows[0], "duplicate_of": "b"}, FilterConfig()) == ["duplicate"]
+    off = mark_duplicates(rows, FilterConfig(max_duplicate_distance=None))
+    assert all(r["duplicate_of"] is None for r in off)
+    strict = {
+        r["clip_id"]: r["duplicate_of"] for r in mark_duplicates(rows, FilterConfig(max_duplicate_distance=1))
+    }
+    assert strict["a"] is None and strict["d"] == "a"  # a and b differ by 1.5 bits a frame; d is a's copy

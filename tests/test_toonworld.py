@@ -225,3 +225,15 @@ def test_short_episodes_of_any_length_plan_fully():
         for seed in range(30):
             plan = plan_episode(seed, 0, seconds, 64, 48)
             assert plan.num_frames == round(seconds * 24) and all(s.num_frames > 0 for s in plan.shots)
+
+
+def test_an_opening_repeats_frame_for_frame_across_the_episodes_of_a_seed():
+    first, second = (plan_episode(5, index, 6, 96, 64, 12, opening=2.0) for index in (0, 1))
+    assert first.opening_frames == second.opening_frames == 24 and first.shots[0] == second.shots[0]
+    assert first.shots[1] != second.shots[1] and first.transitions[0] == {"frame": 24, "type": "cut"}
+    frames = [[image for _, _, image, _, _ in render_episode(plan)] for plan in (first, second)]
+    np.testing.assert_array_equal(np.stack(frames[0][:24]), np.stack(frames[1][:24]))
+    assert first.num_frames == 72 and [s.start for s in first.shots][:2] == [0, 24]
+    assert plan_episode(5, 0, 6, 96, 64, 12).opening_frames == 0
+    with pytest.raises(InputError, match="opening"):
+        plan_episode(5, 0, 6, 96, 64, 12, opening=6.0)

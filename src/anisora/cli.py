@@ -49,7 +49,7 @@ def _cmd_toonworld(args: argparse.Namespace) -> int:
         raise InputError(f"--episodes must be at least 1 (got {args.episodes})")
     width, height = args.size
     for index in tqdm(range(args.episodes), desc="episodes", unit="ep", disable=args.episodes < 2):
-        plan = plan_episode(args.seed, index, args.seconds, width, height, args.fps)
+        plan = plan_episode(args.seed, index, args.seconds, width, height, args.fps, args.opening)
         paths = write_episode(plan, args.out, crf=args.crf)
         line = f"{paths['video']}  {plan.num_frames} frames, {len(plan.shots)} shots"
         if args.contact_sheet:
@@ -326,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--fps", type=float, default=24.0, help="frame rate (default 24)")
     tw.add_argument("--seed", type=int, default=0, help="seed; episode i of seed K is always the same")
     tw.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    tw.add_argument(
+        "--opening",
+        type=float,
+        default=0.0,
+        help="seconds of a series opening every episode of the seed starts with, frame for frame (default 0)",
+    )
     tw.add_argument("--contact-sheet", action="store_true", help="also write <episode>.sheet.png")
     tw.set_defaults(func=_cmd_toonworld)
 

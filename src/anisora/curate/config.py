@@ -74,6 +74,9 @@ class FilterConfig:
     min_quality: Annotated[float, Range(ge=0, le=10)] | None = 4.0  # quality_score (classical, offline)
     min_aesthetic: float | None = None  # aesthetic_score (LAION predictor, only when its weights are given)
     max_border_share: Annotated[float, SHARE] | None = None  # borders_share; None: keep, record the crop box
+    # near-duplicates (dedup_hash): mean Hamming distance of the clips' frame hashes (of 64 bits) at most
+    # this; the best-scored copy is kept (`filters.mark_duplicates`)
+    max_duplicate_distance: Annotated[int, Range(ge=0, le=64)] | None = 8
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ DEFAULT_SCORERS: dict[str, dict[str, Any]] = {
     "borders": {},
     "text": {},
     "quality": {},
+    "dedup": {},
 }
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from .config import FilterConfig
 
 
@@ -79,6 +81,8 @@ RULES = (
     Rule("low_quality", "quality", "min_quality", "below", ("quality_score",)),
     Rule("low_aesthetic", "aesthetic", "min_aesthetic", "below", ("aesthetic_score",)),
     Rule("borders", "borders", "max_border_share", "above", ("borders_share",)),
+    # set by `mark_duplicates` over the whole run: the clip id of a better copy of this clip
+    Rule("duplicate", "duplicate", "max_duplicate_distance", "flag", ("duplicate_of",)),
 )
 REASONS = tuple(rule.reason for rule in RULES)
 
@@ -86,3 +90,45 @@ REASONS = tuple(rule.reason for rule in RULES)
 def decide(row: dict, f: FilterConfig) -> list[str]:
     """The reasons to drop a clip (empty: keep), in `RULES` order."""
     return [rule.reason for rule in RULES if rule.fails(row, f)]
+
+
+def mark_duplicates(rows: list[dict], f: FilterConfig) -> list[dict]:
+    """`rows` with `duplicate_of` set on each near-duplicate: the clip id of the copy kept in its place.
+
+    Two clips are near-duplicates when the mean Hamming distance between their frame hashes (`dedup_hash`)
+    is at most `f.max_duplicate_distance`. Copies are ranked best first: clips no other rule drops, then the
+    higher aesthetic score (else quality score), then the longer; each clip is compared with the better clips
+    kept so far. Rows without hashes, or with the rule off, are never duplicates."""
+    rows = [{**row, "duplicate_of": None} for row in rows]
+    if f.max_duplicate_distance is None:
+        return rows
+    hashed = [(i, _hash_bits(row.get("dedup_hash"))) for i, row in enumerate(rows)]
+    hashed = [(i, bits) for i, bits in hashed if bits is not None]
+
+    def rank(item: tuple[int, np.ndarray]) -> tuple:
+        row = rows[item[0]]
+        score = next((row[k] for k in ("aesthetic_score", "quality_score") if row.get(k) is not None), 0.0)
+        return (bool(decide(row, f)), -score, -(row.get("duration_seconds") or 0.0), item[0])
+
+    kept: dict[int, list[tuple[int, np.ndarray]]] = {}  # hashes per clip, grouped by hash count
+    for i, bits in sorted(hashed, key=rank):
+        group = kept.setdefault(len(bits), [])
+        if group:
+            others = np.stack([b for _, b in group])  # (n, frames)
+            distance = np.bitwise_count(others ^ bits).mean(axis=1)
+            best = int(np.argmin(distance))
+            if distance[best] <= f.max_duplicate_distance:
+                rows[i]["duplicate_of"] = rows[group[best][0]]["clip_id"]
+                continue
+        group.append((i, bits))
+    return rows
+
+
+def _hash_bits(text: str | None) -> np.ndarray | None:
+    """'8f3a... 0c1d...' -> the hashes as uint64, or None."""
+    if not text:
+        return None
+    try:
+        return np.array([int(h, 16) for h in text.split()], np.uint64)
+    except ValueError:
+        return None

@@ -23,7 +23,7 @@ from ..files import atomic_output
 from ..media import probe
 from ..prompts import training_prompt
 from .config import CurateConfig
-from .filters import REASONS, decide
+from .filters import REASONS, decide, mark_duplicates
 from .paths import output_folder, relative_source
 from .report import write_report
 from .runners import run_local, run_ray
@@ -201,7 +201,7 @@ def finalize(
     seconds: float | None = None,
 ) -> dict:
     """Decide every row with the current thresholds and write manifest, failures, summary and report."""
-    rows = [manifest_row(row, out, config) for row in state.rows()]
+    rows = [manifest_row(row, out, config) for row in mark_duplicates(state.rows(), config.filters)]
     failures = [shared_failure(f, out) for f in (extra_failures or []) + state.failures()]
     _write_parquet(out / "manifest.parquet", rows, manifest_schema())
     _write_parquet(out / "failures.parquet", failures, _FAILURE_SCHEMA)
@@ -240,6 +240,7 @@ def shared_failure(failure: dict, out: Path) -> dict:
 
 _ARROW_TYPES = {float: pa.float64(), int: pa.int64(), bool: pa.bool_(), str: pa.string()}
 _DECISION_FIELDS = [
+    ("duplicate_of", pa.string()),
     ("keep", pa.bool_()),
     ("reasons", pa.list_(pa.string())),
     ("prompt", pa.string()),

@@ -24,6 +24,7 @@ from .shot import ShotPlan, ShotRenderer, plan_shot
 
 SCHEMA = "anisora.toonworld/1"
 LANGUAGES = ("latin", "cjk", "mixed")
+OPENING_KEY = 2**31 - 1  # the series opening's random stream: (seed, OPENING_KEY), no episode index
 
 
 @dataclass
@@ -37,6 +38,7 @@ class EpisodePlan:
     language: str
     shots: list[ShotPlan]
     transitions: list[dict]  # one per shot boundary: {"frame", "type": "cut"|"fade", ...}
+    opening_frames: int = 0  # the series opening (shot 0) every episode of the seed repeats
 
     @property
     def num_frames(self) -> int:
@@ -64,20 +66,33 @@ def _shot_lengths(total: int, fps: float, rng: np.random.Generator) -> list[int]
 
 
 def plan_episode(
-    seed: int, index: int = 0, seconds: float = 20.0, width: int = 320, height: int = 180, fps: float = 24.0
+    seed: int,
+    index: int = 0,
+    seconds: float = 20.0,
+    width: int = 320,
+    height: int = 180,
+    fps: float = 24.0,
+    opening: float = 0.0,
 ) -> EpisodePlan:
+    """`opening` > 0: the episode starts with that many seconds of the series' opening, one shot drawn from
+    the seed alone, so every episode of the seed repeats it frame for frame (as openings and recaps repeat
+    across a real series' episodes), then a cut."""
     if seconds <= 0 or fps <= 0:
         raise InputError(f"seconds and fps must be positive (got seconds={seconds}, fps={fps})")
     if width < 32 or height < 32 or width > 4096 or height > 4096:
         raise InputError(f"size {width}x{height} is out of range (32..4096 per side)")
-    total = round(seconds * fps)
+    total, opening_frames = round(seconds * fps), round(opening * fps)
     if total < 2:
         raise InputError(f"{seconds} s at {fps} fps is less than two frames")
+    if opening < 0 or (opening and not 2 <= opening_frames <= total - 2):
+        raise InputError(f"the opening must be 0, or 2 frames up to the episode less 2, got {opening} s")
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     language = LANGUAGES[int(rng.choice(3, p=(0.45, 0.35, 0.2)))]
-    lengths = _shot_lengths(total, fps, rng)
+    lengths = _shot_lengths(total - opening_frames, fps, rng)
     transitions, fades = [], [0] * (len(lengths) + 1)  # fades[k]: fade length at boundary k (before shot k)
-    start = 0
+    start = opening_frames
+    if opening_frames:
+        transitions.append({"frame": start, "type": "cut"})
     for k in range(1, len(lengths)):
         start += lengths[k - 1]
         if rng.random() < 0.25:
@@ -88,12 +103,17 @@ def plan_episode(
                 continue
         transitions.append({"frame": start, "type": "cut"})
     shots, start = [], 0
+    if opening_frames:
+        series = np.random.default_rng(np.random.SeedSequence([seed, OPENING_KEY]))
+        series_language = LANGUAGES[int(series.integers(len(LANGUAGES)))]
+        shots.append(plan_shot(0, 0, opening_frames, fps, width, height, series, series_language))
+        start = opening_frames
     for k, n in enumerate(lengths):
-        shots.append(plan_shot(k, start, n, fps, width, height, rng, language, fades[k], fades[k + 1]))
+        shot = plan_shot(len(shots), start, n, fps, width, height, rng, language, fades[k], fades[k + 1])
+        shots.append(shot)
         start += n
-    return EpisodePlan(
-        episode_name(seed, index), seed, index, fps, width, height, language, shots, transitions
-    )
+    name = episode_name(seed, index)
+    return EpisodePlan(name, seed, index, fps, width, height, language, shots, transitions, opening_frames)
 
 
 def render_episode(plan: EpisodePlan) -> Iterator[tuple[int, ShotPlan, np.ndarray, np.ndarray, dict]]:
@@ -131,6 +151,7 @@ def ground_truth(plan: EpisodePlan, frames: list[dict]) -> dict:
         "num_frames": plan.num_frames,
         "duration": plan.num_frames / plan.fps,
         "language": plan.language,
+        "opening_frames": plan.opening_frames,
         "video": f"{plan.name}.mp4",
         "masks": f"{plan.name}.masks.npz",
         "cuts": [t["frame"] for t in plan.transitions],

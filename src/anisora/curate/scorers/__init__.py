@@ -16,6 +16,7 @@ REGISTRY = {
     "text": "anisora.curate.scorers.text:TextScorer",
     "quality": "anisora.curate.scorers.quality:QualityScorer",
     "aesthetic": "anisora.curate.scorers.aesthetic:LaionAestheticScorer",
+    "dedup": "anisora.curate.scorers.dedup:DedupScorer",
 }
 
 

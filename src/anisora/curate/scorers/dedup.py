@@ -1,0 +1,33 @@
+"""Perceptual hashes of a clip's frames, for near-duplicate removal (openings, endings and recaps repeat
+across a series' episodes; `anisora.curate.filters.mark_duplicates` compares them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
+from ...typed_config import Range
+from .base import ClipSamples, Scorer, ScorerConfig, spread
+
+
+@dataclass(frozen=True)
+class DedupConfig(ScorerConfig):
+    frames: Annotated[int, Range(ge=1)] = 3  # hashed frames, spread evenly over the clip
+
+
+class DedupScorer(Scorer):
+    """Scores: `dedup_hash`, the 64-bit DCT perceptual hash (`imagehash.phash`) of `frames` of the clip's
+    frames, hexadecimal, separated by spaces. Robust to re-encoding, resizing and small colour shifts."""
+
+    name = "dedup"
+    version = "1"
+    Config = DedupConfig
+    outputs: ClassVar[dict[str, type]] = {"dedup_hash": str}
+
+    def score(self, clip: ClipSamples) -> dict:
+        import imagehash
+        from PIL import Image
+
+        picks = spread(len(clip.frames), self.config.frames)
+        hashes = [str(imagehash.phash(Image.fromarray(clip.frames[i]))) for i in picks]
+        return {"dedup_hash": " ".join(hashes)}
