@@ -15,14 +15,17 @@ from anisora.curate.config import FilterConfig
 from anisora.curate.filters import RULES, SCORES, decide, mark_duplicates
 from anisora.curate.report import (
     FUNNEL_STAGES,
+    MAX_SCATTER,
     MAX_THUMBS,
     OTHER_STAGE,
+    SORT_SCRIPT,
     card_scores,
     fmt_number,
     funnel,
     histogram_columns,
     histogram_svg,
     sample_rows,
+    source_table,
     write_report,
 )
 
@@ -192,9 +195,10 @@ def test_report_contents(tmp_path):
     text, html = parse(path)
 
     # escaping: the script text is shown, never a live tag
-    assert "<script" not in text.lower()
+    assert "<script>alert(1)" not in text.lower() and text.count("<script>") == 1  # the table sorter only
+    assert f"<script>{SORT_SCRIPT}</script>" in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert html.tags["script"] == 0
+    assert html.tags["script"] == 1
     assert any(EVIL in t for t in html.text)  # decoded text content contains it literally
     assert any(a.get("title") == EVIL for a in html.attrs)  # caption as tooltip
 
@@ -210,7 +214,7 @@ def test_report_contents(tmp_path):
     assert re.search(rf'data-funnel="kept">{kept:,}\b', text)
 
     # histograms: one per numeric column, thresholds drawn where a rule is on
-    columns = [a["data-column"] for a in html.attrs if a["tag"] == "svg"]
+    columns = [a["data-column"] for a in html.attrs if a["tag"] == "svg" and "data-column" in a]
     assert columns == [
         "duration_seconds",
         "motion_score",
@@ -267,10 +271,11 @@ def test_nothing_kept_and_missing_scores(tmp_path):
 
 
 def test_many_rows_stays_small(tmp_path):
-    rows = make_rows(5000, seed=2)
+    rows = make_rows(10_000, seed=2)
     path = write_report(tmp_path, rows, [], {}, FILTERS)
     text, html = parse(path)
     assert html.tags["img"] <= MAX_THUMBS * (1 + len(ALL_REASONS))
+    assert html.tags["circle"] == MAX_SCATTER and "spread evenly" in text
     assert len(text) < 1_000_000
     # deterministic
     assert write_report(tmp_path, rows, [], {}, FILTERS).read_text(encoding="utf-8") == text
@@ -363,3 +368,20 @@ def test_near_duplicates_keep_the_best_scored_copy():
         r["clip_id"]: r["duplicate_of"] for r in mark_duplicates(rows, FilterConfig(max_duplicate_distance=1))
     }
     assert strict["a"] is None and strict["d"] == "a"  # a and b differ by 1.5 bits a frame; d is a's copy
+
+
+def test_sources_table_scatter_and_captions(tmp_path):
+    rows = make_rows(300, seed=4)
+    table = {t["source"]: t for t in source_table(rows)}
+    ep3 = [r for r in rows if r["source"] == "/videos/ep03.mp4"]
+    assert table["/videos/ep03.mp4"]["clips"] == len(ep3)
+    assert table["/videos/ep03.mp4"]["kept"] == sum(r["keep"] for r in ep3)
+    motions = [r["motion_score"] for r in ep3 if r["motion_score"] is not None]
+    assert table["/videos/ep03.mp4"]["motion"] == pytest.approx(sum(motions) / len(motions))
+    page = write_report(tmp_path, rows, [], {}, FILTERS).read_text(encoding="utf-8")
+    assert page.count('<table class="sources sortable">') == 1 and page.count("<th data-sort=") == 8
+    assert 'data-threshold="min_motion"' in page and 'data-threshold="min_quality"' in page
+    assert (
+        '<p class="caption">A cartoon cat walks, clip' in page
+    )  # captions are on the cards, not in a tooltip
+    assert EVIL not in page

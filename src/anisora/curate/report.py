@@ -2,12 +2,15 @@
 
 Sections: the run summary and the thresholds in force; the filter funnel (each dropped clip is charged to
 the first rule it fails, in `FUNNEL_STAGES` order, so the funnel adds up); histograms of the scores, kept vs
-dropped, with the thresholds drawn on them (inline SVG); thumbnail grids of kept clips and of dropped clips
-per reason (at most `MAX_THUMBS` per grid, sampled deterministically); the failures table.
+dropped, with the thresholds drawn on them, and motion against quality (inline SVG); a sortable per-source
+table; thumbnail grids of kept clips and of dropped clips per reason with their captions (at most
+`MAX_THUMBS` per grid, sampled deterministically); the failures table.
 
-No JavaScript and no external resources except the thumbnails, which are linked by their path relative to
-the output folder, so the folder can be moved or copied as a whole. Every piece of text that comes from the
-data (paths, captions, errors) goes through `html.escape`.
+No external resources except the thumbnails, which are linked by their path relative to the output folder,
+so the folder can be moved or copied as a whole; a few lines of inline JavaScript sort the per-source table
+(everything else works without it). It stays small for big runs: thumbnails and scatter points are sampled,
+and the per-source table has one row per video. Every piece of text that comes from the data (paths,
+captions, errors) goes through `html.escape`.
 """
 
 from __future__ import annotations
@@ -484,6 +487,7 @@ def _card(row: dict, out_dir: Path, group_reason: str | None = None) -> str:
         f'<div class="time">{_esc(times)}</div><div class="id">{_esc(row.get("clip_id"))}</div>'
         f'<div class="scores">{"".join(scores)}</div>'
         + (f'<div class="reasons">{tags}</div>' if tags else "")
+        + (f'<p class="caption">{_esc(caption)}</p>' if caption else "")
         + "</div></div>"
     )
 
@@ -519,6 +523,145 @@ def _thumbs_html(rows: Sequence[dict], out_dir: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------- tables, page
+
+
+MAX_SCATTER = 2000  # points of the motion x quality scatter (sampled like the thumbnails beyond that)
+
+
+def source_table(rows: Sequence[dict]) -> list[dict]:
+    """Per source video: clips, kept, kept seconds, mean motion and quality, the commonest reason."""
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(str(row.get("source") or ""), []).append(row)
+    table = []
+    for source, clips in sorted(by_source.items()):
+        kept = [r for r in clips if _keep(r)]
+        reasons = [reason for r in clips for reason in _reasons(r)]
+        spans = ((_number(r.get("end_time")) or 0.0) - (_number(r.get("start_time")) or 0.0) for r in kept)
+        table.append(
+            {
+                "source": source,
+                "clips": len(clips),
+                "kept": len(kept),
+                "kept_seconds": sum(spans),
+                "motion": _mean(r.get("motion_score") for r in clips),
+                "quality": _mean(r.get("quality_score") for r in clips),
+                "top_reason": max(set(reasons), key=lambda x: (reasons.count(x), x)) if reasons else "",
+            }
+        )
+    return table
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    numbers = [v for v in (_number(v) for v in values) if v is not None]
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+SOURCE_COLUMNS = (  # (heading, key, format); the keep rate is computed
+    ("clips", "clips", ",d"),
+    ("kept", "kept", ",d"),
+    ("keep rate", "rate", ".0%"),
+    ("kept seconds", "kept_seconds", ".1f"),
+    ("mean motion", "motion", ".2f"),
+    ("mean quality", "quality", ".1f"),
+)
+
+
+def _sources_html(rows: Sequence[dict]) -> str:
+    table = source_table(rows)
+    if not table:
+        return '<p class="empty">No clips.</p>'
+    heads = ["source", *(h for h, _, _ in SOURCE_COLUMNS), "top reason"]
+    out = ['<table class="sources sortable"><thead><tr>']
+    out += [f'<th data-sort="{i}">{_esc(h)}</th>' for i, h in enumerate(heads)]
+    out.append("</tr></thead><tbody>")
+    for t in table:
+        t = {**t, "rate": t["kept"] / t["clips"]}
+        name = _esc(_file_name(t["source"]))
+        out.append(
+            f'<tr><td class="src" data-v="{_esc(t["source"])}" title="{_esc(t["source"])}">{name}</td>'
+        )
+        for _, key, style in SOURCE_COLUMNS:
+            v = t[key]
+            shown = "–" if v is None else format(v, style)
+            out.append(f'<td class="num" data-v="{"" if v is None else v}">{shown}</td>')
+        out.append(f'<td data-v="{_esc(t["top_reason"])}">{_esc(t["top_reason"])}</td></tr>')
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _scatter_html(rows: Sequence[dict], filters: dict, width: int = 640, height: int = 300) -> str:
+    """Motion score (x) against quality score (y), kept and dropped, with the two thresholds drawn."""
+    points = [
+        (m, q, _keep(r))
+        for r in sample_rows(rows, len(rows))
+        if (m := _number(r.get("motion_score"))) is not None
+        and (q := _number(r.get("quality_score"))) is not None
+    ]
+    if not points:
+        return '<p class="empty">No clip has both a motion and a quality score.</p>'
+    picks = np.linspace(0, len(points) - 1, min(len(points), MAX_SCATTER)).round().astype(int)
+    xs = np.array([m for m, _, _ in points], np.float64)
+    x_hi = float(np.percentile(xs, 99.5)) if len(xs) >= 50 else float(xs.max())
+    x_hi = max(x_hi, _number(filters.get("min_motion")) or 0.0, 1e-6)
+    left, right, upper, lower = 46, 14, 14, 40
+    pw, ph = width - left - right, height - upper - lower
+
+    def x_of(v: float) -> float:
+        return left + min(v, x_hi) / x_hi * pw
+
+    def y_of(v: float) -> float:
+        return upper + ph - min(max(v, 0.0), 10.0) / 10.0 * ph
+
+    parts = [
+        f'<svg class="scatter" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        'role="img" aria-label="motion score against quality score">',
+        f'<line x1="{left}" x2="{left + pw}" y1="{upper + ph}" y2="{upper + ph}" class="axis"/>',
+        f'<line x1="{left}" x2="{left}" y1="{upper}" y2="{upper + ph}" class="axis"/>',
+    ]
+    x_ticks, x_dec = _nice_ticks(0.0, x_hi, 6)
+    for t in x_ticks:
+        x = x_of(t)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{upper + ph}" y2="{upper + ph + 4}" class="axis"/>'
+            f'<text x="{x:.1f}" y="{upper + ph + 15}" class="tick" text-anchor="middle">'
+            f"{_fmt_tick(t, x_dec)}</text>"
+        )
+    for t in range(0, 11, 2):
+        y = y_of(t)
+        parts.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 3:.1f}" class="tick" text-anchor="end">{t}</text>'
+        )
+    for m, q, keep in (points[i] for i in dict.fromkeys(picks.tolist())):
+        colour = KEPT_COLOUR if keep else DROPPED_COLOUR
+        parts.append(
+            f'<circle cx="{x_of(m):.1f}" cy="{y_of(q):.1f}" r="2.2" fill="{colour}" fill-opacity=".7"/>'
+        )
+    for key, vertical in (("min_motion", True), ("min_quality", False)):
+        t = _number(filters.get(key))
+        if t is None:
+            continue
+        x, y = x_of(t), y_of(t)
+        line = (
+            f'x1="{x:.1f}" x2="{x:.1f}" y1="{upper}" y2="{upper + ph}"'
+            if vertical
+            else (f'x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"')
+        )
+        parts.append(
+            f'<g data-threshold="{key}" data-value="{t!r}"><title>{key} = {_esc(fmt_number(t))}</title>'
+            f'<line {line} stroke="{THRESHOLD_COLOUR}" stroke-width="1.4" stroke-dasharray="5 3"/></g>'
+        )
+    parts.append(
+        f'<text x="{left + pw / 2:.1f}" y="{height - 4}" class="label" text-anchor="middle">motion_score '
+        "(max optical flow, 480p pixels; the top 0.5 % at the right edge)</text>"
+        f'<text x="12" y="{upper + ph / 2:.1f}" class="label" text-anchor="middle" '
+        f'transform="rotate(-90 12 {upper + ph / 2:.1f})">quality_score (0-10)</text></svg>'
+    )
+    drawn = len(set(picks.tolist()))
+    note = f"{len(points):,} clips" + (f", {drawn:,} drawn (spread evenly)" if drawn < len(points) else "")
+    caption = f'<figcaption class="note">{note}</figcaption>'
+    return f'<figure class="histcard scatter">{"".join(parts)}{caption}</figure>'
 
 
 def _summary_html(summary: dict) -> str:
@@ -636,6 +779,24 @@ table.failures{width:100%}
 table.failures td.src{word-break:break-all;max-width:420px}
 table.failures pre{margin:0;white-space:pre-wrap;word-break:break-word;font-size:12px}
 .empty{color:#656d76;font-style:italic}
+.caption{margin:4px 0 0;font-size:11.5px;color:#33383e;display:-webkit-box;-webkit-line-clamp:3;
+-webkit-box-orient:vertical;overflow:hidden}
+table.sources{width:100%}
+table.sources th[data-sort]{cursor:pointer;user-select:none}
+table.sources th[data-sort]:hover{text-decoration:underline}
+table.sources td.src{max-width:360px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+figure.scatter{max-width:760px}
+svg.scatter{width:100%;height:auto;display:block}
+"""
+# The page's only script: sort a table by a clicked column (numbers by value), again to reverse.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th[data-sort]").forEach(th => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], col = +th.dataset.sort, down = th.dataset.dir !== "down";
+  const key = tr => { const v = tr.cells[col].dataset.v; return v === "" || isNaN(v) ? v : +v; };
+  const order = (a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (down ? -1 : 1);
+  const rows = [...body.rows].sort(order);
+  th.dataset.dir = down ? "down" : "up"; body.append(...rows);
+}));
 """
 
 
@@ -662,7 +823,8 @@ def render_report(
             f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>",
             f"<header><h1>{_esc(title)}</h1><div><small>{_esc(sub)}</small></div>",
             '<nav><a href="#summary">summary</a><a href="#funnel">funnel</a><a href="#scores">scores</a>'
-            '<a href="#thumbs">thumbnails</a><a href="#failures">failures</a></nav></header>',
+            '<a href="#sources">sources</a><a href="#thumbs">thumbnails</a>'
+            '<a href="#failures">failures</a></nav></header>',
             '<section id="summary"><div class="cols">',
             f"<div><h2>Summary</h2>{_summary_html(summary)}</div>",
             f"<div><h2>Thresholds in force</h2>{_filters_html(filters)}</div></div></section>",
@@ -671,14 +833,17 @@ def render_report(
             "“fails this rule at all” counts every clip with that reason.</small></p>",
             _funnel_html(rows, filters),
             "</section>",
-            f'<section id="scores"><h2>Scores</h2>{_histograms_html(rows, filters)}</section>',
+            f'<section id="scores"><h2>Scores</h2>{_histograms_html(rows, filters)}',
+            f"<h3>Motion against quality</h3>{_scatter_html(rows, filters)}</section>",
+            f'<section id="sources"><h2>Sources</h2><p><small>Click a column to sort.</small></p>'
+            f"{_sources_html(rows)}</section>",
             '<section id="thumbs"><h2>Clips</h2>',
             f"<p><small>At most {MAX_THUMBS} per group, spread evenly over sources and time; "
-            "hover a card for its caption, click a kept clip's picture to play it.</small></p>",
+            "click a kept clip's picture to play it.</small></p>",
             _thumbs_html(rows, out_dir),
             "</section>",
             f'<section id="failures"><h2>Failures</h2>{_failures_html(failures)}</section>',
-            "</body></html>\n",
+            f"<script>{SORT_SCRIPT}</script></body></html>\n",
         ]
     )
 
