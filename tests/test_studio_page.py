@@ -326,3 +326,29 @@ def test_job_buttons_follow_the_status(studio, page, tmp_path):
     )
     expect(page.locator("#message.error")).to_contain_text(f"job {job} is cancelled")
     assert not page.errors
+
+
+def test_api_docs_render_with_the_network_off(studio, browser):
+    """/docs and /redoc load their Swagger UI and ReDoc files from the studio itself: with every other
+    address blocked they still render the API."""
+    context = browser.new_context()
+    blocked = []
+
+    def only_the_studio(route) -> None:
+        if route.request.url.startswith(studio.base):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_studio)
+    page = context.new_page()
+    page.goto(studio.base + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)  # Swagger UI drew the operations
+    assert "/api/episodes" in page.inner_text("body")
+    page.goto(studio.base + "/redoc")
+    page.wait_for_selector("h1", timeout=30_000)
+    assert "anisora studio" in page.inner_text("body")
+    # only decorations may come from elsewhere (ReDoc's "powered by" logo); no script or style sheet
+    assert not [url for url in blocked if url.split("?")[0].endswith((".js", ".css"))]
+    context.close()

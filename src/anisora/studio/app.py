@@ -29,6 +29,7 @@ try:
     from fastapi import Path as PathParameter
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+    from fastapi_offline import FastAPIOffline
     from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
     from starlette.datastructures import Headers
 except ImportError:
@@ -196,7 +197,8 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         yield
         stop.set()
 
-    app = FastAPI(title="anisora studio", lifespan=lifespan)
+    # the API docs (/docs, /redoc) with their own Swagger UI and ReDoc files: no CDN, so they work offline
+    app = FastAPIOffline(title="anisora studio", lifespan=lifespan)
     app.add_middleware(BodyLimit)
 
     @app.middleware("http")
