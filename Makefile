@@ -35,7 +35,7 @@ demo: install
 		--mask demo/keyframes/mask.png --motion 8 --prompt "$$(cat demo/keyframes/prompt.txt)" \
 		--out demo/generated/keyframes.mp4 --preview --overwrite
 
-# Train the shipped demo model from scratch on ToonWorld (CPU only; times in its MODEL_CARD.md). Re-running
+# Train the shipped demo model from scratch on ToonWorld (CPU only; times in its README.md). Re-running
 # resumes: the VAE is kept once trained and every stage continues from its newest checkpoint. The new model is
 # measured on the held-out bench (eval-demo) and its card written from those runs before it replaces the old.
 STAGES := stage1_80x48_4fps stage2_80x48_8fps stage3_160x96_8fps

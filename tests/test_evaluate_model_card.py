@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from anisora.cli import main
 from anisora.errors import InputError
@@ -110,6 +111,10 @@ def test_model_card_states_figures_targets_and_compute(runs, tmp_path):
         out, [stage], vae, targets, [model, fade], "2 CPU cores (test)", "make demo-model"
     )
     text = card.read_text()
+    assert card.name == "README.md"  # what the Hub shows, with the metadata it filters by
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["pipeline_tag"] == "image-to-video" and front["library_name"] == "diffusers"
+    assert front["license"] == "apache-2.0" and "anisora-open" in front["tags"]
     assert "make demo-model" in text and "2 CPU cores (test)" in text and "Total wall time 11 min" in text
     assert "| toonworld-stage3 | 40 | 4 | 160x96 | 8 | 2-4 | 10% | seed 0, 0-599 | 0.0001 | 1.0 min |" in text
     assert f"| {model.name} | {model.first_frame:.2f} dB | {model.between:.2f} dB |" in text
@@ -135,7 +140,7 @@ def test_model_card_cli_reads_the_runs_and_times_a_default_clip(runs, tmp_path, 
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "in-between frames PSNR, first + last given" in printed and "model size on disk" in printed
-    text = (model / "MODEL_CARD.md").read_text()
+    text = (model / "README.md").read_text()
     assert "| fewer steps |" in text and "| round-trip |" in text
     clip = next(
         t for t in json.loads((model / "figures.json").read_text())["targets"] if "2 s clip" in t["figure"]

@@ -155,7 +155,7 @@ def test_the_shipped_demo_model_is_the_default(tmp_path):
         96,
         8,
     )
-    assert (weights.DEMO_MODEL / "MODEL_CARD.md").is_file()
+    assert (weights.DEMO_MODEL / "README.md").is_file()
 
 
 def test_a_size_the_learned_position_embedding_lacks_is_refused_before_loading(tmp_path, capsys, monkeypatch):

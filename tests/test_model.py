@@ -322,3 +322,27 @@ def test_sizes_a_learned_position_embedding_lacks_are_refused(num_frames, height
     pipe = learned_positions_pipe()
     with pytest.raises(InputError, match=r"covers 48x32 with up to 9 frames"):
         run(pipe, num_frames=num_frames, height=height, width=width)
+
+
+def test_a_hub_id_loads_from_the_local_cache_and_is_never_downloaded(tmp_path, monkeypatch):
+    """`org/name` is looked up in the Hugging Face cache (its layout: models--org--name/refs/main and
+    snapshots/<commit>/); one that is not there is one error line naming the download command."""
+    import huggingface_hub.constants
+
+    from anisora.model.info import ModelInfo, model_directory
+
+    cache = tmp_path / "hub"
+    commit = "0" * 40
+    snapshot = cache / "models--studio--tiny-anisora" / "snapshots" / commit
+    tiny().save_pretrained(snapshot)
+    (cache / "models--studio--tiny-anisora" / "refs").mkdir()
+    (cache / "models--studio--tiny-anisora" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert model_directory("studio/tiny-anisora") == snapshot
+    assert ModelInfo.read("studio/tiny-anisora").layout == "anisora"
+    pipe = load_pipeline("studio/tiny-anisora")
+    assert pipe.transformer.config.in_channels == tiny().transformer.config.in_channels
+    with pytest.raises(InputError, match="`hf download studio/missing`"):
+        model_directory("studio/missing")
+    assert model_directory(str(tmp_path)) == tmp_path  # a folder that exists is itself

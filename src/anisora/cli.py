@@ -543,8 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     mc = sub.add_parser(
         "model-card",
-        help="write a trained model's MODEL_CARD.md from its training runs and its evaluate runs",
-        description="Write MODEL_CARD.md and figures.json into MODEL: training from the stage, VAE and LoRA "
+        help="write a trained model's README.md from its training runs and its evaluate runs",
+        description="Write README.md and figures.json into MODEL: training from the stage, VAE and LoRA "
         "runs; quality from finished `anisora evaluate` runs on the held-out ToonWorld bench (the model's, "
         "the round-trip and cross-fade baselines', and any ablations), judged against the demo model's "
         "targets; and the time of one 2 s clip with the CLI's defaults on this machine.",

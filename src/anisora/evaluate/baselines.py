@@ -56,9 +56,10 @@ def run_baseline(
 
 
 def _model_vae(model: Path):
-    """The VAE of the model directory `model` (CogVideoX or Wan), float32 on the CPU."""
-    from ..model.info import ModelInfo
+    """The VAE of the model `model` (a directory or a cached Hub id; CogVideoX or Wan), float32 on the CPU."""
+    from ..model.info import ModelInfo, model_directory
 
+    model = model_directory(model)
     if ModelInfo.read(model).backbone == "wan":
         from diffusers import AutoencoderKLWan as kind
     else:

@@ -70,6 +70,22 @@ def compute_description() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU"
 
 
+# What the Hub shows and filters by (https://huggingface.co/docs/hub/model-cards); trained from scratch, so
+# there is no base_model.
+FRONT_MATTER = """---
+library_name: diffusers
+pipeline_tag: image-to-video
+license: apache-2.0
+tags:
+- anisora-open
+- toonworld
+- cogvideox
+- keyframe-interpolation
+---
+
+"""
+
+
 def write_model_card(
     model_dir: str | os.PathLike[str],
     stages: list[dict],
@@ -80,16 +96,17 @@ def write_model_card(
     command: str,
     lora: dict | None = None,
 ) -> Path:
-    """Write MODEL_CARD.md and figures.json into `model_dir`: `runs[0]` is the model's own evaluate run, the
-    others its ablations and the model-free answers; returns the card's path."""
+    """Write the card (README.md, with the YAML front matter the Hugging Face Hub reads) and figures.json into
+    `model_dir`: `runs[0]` is the model's own evaluate run, the others its ablations and the model-free
+    answers; returns the card's path."""
     model_dir = Path(model_dir)
     figures = {"targets": [asdict(t) for t in targets], "runs": [asdict(r) for r in runs]}
     with atomic_output(model_dir / "figures.json") as tmp:
         tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    text = _card(stages, vae, targets, runs, compute, command, lora)
-    with atomic_output(model_dir / "MODEL_CARD.md") as tmp:
+    text = FRONT_MATTER + _card(stages, vae, targets, runs, compute, command, lora)
+    with atomic_output(model_dir / "README.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return model_dir / "MODEL_CARD.md"
+    return model_dir / "README.md"
 
 
 def _card(stages, vae, targets, runs, compute, command, lora) -> str:

@@ -81,8 +81,8 @@ class ModelInfo:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
-        """From a model directory's config files."""
-        path = Path(path)
+        """From a model directory's config files (or a Hub id in the local cache: `model_directory`)."""
+        path = model_directory(path)
         index = model_index(path)
         presets = index.get("anisora_presets")
         if index.get("_class_name") in WAN_PIPELINES:
@@ -197,6 +197,27 @@ def read_presets(presets: dict | None, defaults: dict, where: str | os.PathLike[
             raise InputError(f"{where}: anisora_presets {key} must be a {kind.__name__}, got {value!r}")
         values[key] = kind(value)
     return values
+
+
+def model_directory(model: str | os.PathLike[str]) -> Path:
+    """A model's local directory: `model` itself when it exists, else a Hub repository id ("org/name") found
+    in the local Hugging Face cache (never downloaded: the error names the command that downloads it)."""
+    path = Path(model)
+    name = str(model)
+    if path.exists() or name.count("/") != 1 or name.startswith((".", "/")) or "\\" in name:
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except HFValidationError:
+        return path
+    except LocalEntryNotFoundError:
+        raise InputError(
+            f"{name} is neither a folder here nor in the local Hugging Face cache: download it with "
+            f"`hf download {name}` (or give the folder it is in)"
+        ) from None
 
 
 def model_index(path: Path) -> dict:

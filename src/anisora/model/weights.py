@@ -17,11 +17,11 @@ import torch
 from ..errors import InputError
 from ..files import SHIPPED
 from .conditioning import TEMPORAL, Layout, input_channels
-from .info import ModelInfo, model_index
+from .info import ModelInfo, model_directory, model_index
 from .pipeline import AnisoraPipeline
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# The demo model `make demo-model` trains on ToonWorld, shipped in the package (card: MODEL_CARD.md there).
+# The demo model `make demo-model` trains on ToonWorld, shipped in the package (card: README.md there).
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo-model"
 DEMO_REGION_LORA = DEMO_MODEL / "region-lora"
 DEMO_MODEL_NAME = f"{SHIPPED}demo-model"  # how shared outputs name it
@@ -42,8 +42,9 @@ def load_pipeline(
     lora: str | os.PathLike[str] | None = None,
     lora_scale: float = 1.0,
 ) -> AnisoraPipeline:
-    """An `AnisoraPipeline` from a local diffusers directory (model_index.json + component folders)."""
-    path = Path(path)
+    """An `AnisoraPipeline` from a local diffusers directory (model_index.json + component folders), or from
+    a Hub repository id in the local Hugging Face cache (`info.model_directory`)."""
+    path = model_directory(path)
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if ModelInfo.read(path).backbone == "wan":
