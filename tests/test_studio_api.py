@@ -4,6 +4,7 @@ limits, tokens and foreign hosts, one active job per shot, heartbeats, and a ser
 
 from __future__ import annotations
 
+import base64
 import http.client
 import importlib
 import io
@@ -643,3 +644,78 @@ def test_what_the_studio_writes_has_normal_permissions(studio):
     assert {p.relative_to(data).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in written} == {
         p.relative_to(data).as_posix(): 0o644 for p in written
     }
+
+
+def multipart(fields: dict[str, str], files: dict[str, bytes]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts += [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{k}.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for k, data in files.items()
+    ]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_the_openai_style_video_api_creates_polls_fetches_and_deletes(studio):
+    base, _db, data = studio
+    body, kind = multipart(
+        {"prompt": "a girl waves", "seconds": "2", "model": "sora-2"}, {"input_reference": png()}
+    )
+    request = urllib.request.Request(
+        base + "/v1/videos", data=body, headers={"Content-Type": kind}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        video = json.loads(response.read())
+    assert (
+        video["object"] == "video"
+        and video["id"].startswith("video_")
+        and video["status"] in ("queued", "in_progress")
+    )
+    assert video["prompt"] == "a girl waves" and video["seconds"] == 2.0
+    # JSON with the image as a data: URL, and a last frame given as an earlier upload's name
+    upload = call(base, "POST", "/api/uploads", png(seed=1))[1]["name"]
+    encoded = "data:image/png;base64," + base64.b64encode(png(seed=2)).decode()
+    status, second = call(
+        base, "POST", "/v1/videos", {"input_reference": encoded, "last_frame": upload, "seed": 3}
+    )
+    assert status == 200 and second["id"] != video["id"]
+    deadline = time.monotonic() + 300  # a hang guard only
+    while (polled := call(base, "GET", f"/v1/videos/{video['id']}")[1])["status"] not in (
+        "completed",
+        "failed",
+    ):
+        assert 0 <= polled["progress"] <= 100 and time.monotonic() < deadline
+        time.sleep(0.1)
+    assert polled["status"] == "completed" and polled["progress"] == 100, polled
+    status, mp4 = call(base, "GET", f"/v1/videos/{video['id']}/content")
+    assert status == 200 and mp4[4:8] == b"ftyp"
+    listed = call(base, "GET", "/v1/videos")[1]
+    assert listed["object"] == "list" and [v["id"] for v in listed["data"]] == [video["id"], second["id"]]
+    status, deleted = call(base, "DELETE", f"/v1/videos/{video['id']}")
+    assert status == 200 and deleted == {"id": video["id"], "object": "video", "deleted": True}
+    assert call(base, "GET", f"/v1/videos/{video['id']}/content")[0] == 404  # its file is gone
+    # the page's own shots are not videos of this API; bad input is one line, before anything is stored
+    shot = stored_shot(_db, data)
+    job = jobs.enqueue(_db, shot["id"])
+    assert call(base, "GET", f"/v1/videos/video_{job}")[0] == 404
+    assert call(base, "GET", "/v1/videos/../../etc/passwd")[0] == 404
+    uploads = len(list((data / "uploads").iterdir()))
+    for bad, message in (
+        ({"prompt": "no image"}, "input_reference"),
+        ({"input_reference": encoded, "seconds": "forever"}, "seconds must be a number"),
+        ({"input_reference": encoded, "seconds": 999}, "duration must be"),
+        ({"input_reference": encoded, "colour": "red"}, "unknown field"),
+        ({"input_reference": "data:image/png;base64,@@@"}, "not valid base64"),
+    ):
+        status, error = call(base, "POST", "/v1/videos", bad)
+        assert status == 400 and message in error["detail"], (bad, error)
+    assert len(list((data / "uploads").iterdir())) == uploads
+    schema = call(base, "GET", "/openapi.json")[1]
+    assert {"/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content"} <= set(schema["paths"])
+    assert "multipart/form-data" in schema["paths"]["/v1/videos"]["post"]["requestBody"]["content"]

@@ -20,7 +20,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from ..errors import InputError
-from . import jobs, service
+from . import jobs, service, videos
 from .db import Database, open_db
 from .tts import EMOTIONS, engines, voices
 
@@ -151,6 +151,8 @@ def _body_limit(path: str) -> tuple[str, int, int]:
     """What a request's body is, its limit as told and as enforced."""
     if path == "/api/uploads":
         return "upload", service.MAX_UPLOAD_BYTES, service.MAX_UPLOAD_BYTES + MULTIPART_SLACK
+    if path == "/v1/videos":
+        return "video request", videos.MAX_CREATE_BYTES, videos.MAX_CREATE_BYTES
     return "request body", service.MAX_BODY_BYTES, service.MAX_BODY_BYTES
 
 
@@ -348,7 +350,95 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         path = data / view["result"][kind]
         return _result_file(path, f"shot{view['shot_id']}-job{job_id}{path.suffix}")
 
+    @app.post("/v1/videos", tags=["videos"], openapi_extra=VIDEO_CREATE_BODY)
+    async def create_video(request: Request) -> dict:
+        """Create a video from an image (`input_reference`) and a prompt; it is queued at once."""
+        return videos.create_video(db, data, await _video_fields(request))
+
+    @app.get("/v1/videos", tags=["videos"])
+    def list_videos() -> dict:
+        return {"object": "list", "data": videos.list_videos(db)}
+
+    @app.get("/v1/videos/{video_id}", tags=["videos"])
+    def get_video(video_id: str) -> dict:
+        return videos.video_object(db, videos.job_of(db, video_id))
+
+    @app.get("/v1/videos/{video_id}/content", tags=["videos"])
+    def video_content(video_id: str) -> FileResponse:
+        job_id = videos.job_of(db, video_id)
+        return _result_file(videos.content(db, data, job_id), f"{video_id}.mp4")
+
+    @app.delete("/v1/videos/{video_id}", tags=["videos"])
+    def delete_video(video_id: str) -> dict:
+        return videos.delete_video(db, data, videos.job_of(db, video_id))
+
     return app
+
+
+async def _video_fields(request: Request) -> dict:
+    """A create request's fields: multipart form (files as bytes) or a JSON object."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        form = await request.form(max_files=len(videos.IMAGES), max_fields=len(videos.FIELDS))
+        fields = {}
+        for key, value in form.multi_items():
+            if key in fields:
+                raise InputError(f"field {key[:40]!r} is given twice")
+            fields[key] = await value.read(service.MAX_UPLOAD_BYTES + 1) if hasattr(value, "read") else value
+        return fields
+    if kind.startswith("application/json"):
+        try:
+            fields = await request.json()
+        except ValueError:
+            raise InputError("the body is not valid JSON") from None
+        if not isinstance(fields, dict):
+            raise InputError("the body must be a JSON object")
+        return fields
+    raise InputError("send the video request as multipart/form-data or as JSON")
+
+
+_VIDEO_FIELDS = {
+    "prompt": {"type": "string"},
+    "seconds": {"type": "number", "description": "the shot's length; left out: the model's default"},
+    "motion": {"type": "number", "description": "motion score, 0-100"},
+    "seed": {"type": "integer"},
+    "model": {"type": "string", "description": "accepted for OpenAI clients; the studio's model is used"},
+    "size": {"type": "string", "description": "accepted for OpenAI clients; the model sets the size"},
+}
+IMAGE_TEXT = "a data:image/...;base64 URL, or the name /api/uploads gave"
+VIDEO_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["input_reference"],
+                    "properties": {
+                        **_VIDEO_FIELDS,
+                        **{k: {"type": "string", "format": "binary"} for k in videos.IMAGES},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["input_reference"],
+                    "properties": {
+                        **_VIDEO_FIELDS,
+                        **{
+                            k: {
+                                "type": "string",
+                                "description": "a data:image/...;base64 URL or an upload name",
+                            }
+                            for k in videos.IMAGES
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
 
 
 def _result_file(path: Path, name: str) -> FileResponse:

@@ -249,8 +249,8 @@ def create_shot(db: Database, data: Path, episode_id: int, shot: ShotIn) -> dict
 def _check_shot(db: Database, data: Path, shot: ShotIn) -> tuple[dict, list[dict]]:
     """The shot's columns and dialogue lines, checked: counts and lengths first, the stored images last."""
     lines = _check_dialogue(db, shot.lines)
-    prompt, presets = _check_prompt(shot.prompt, shot.presets)
-    _check_timing(shot)
+    prompt, presets = check_prompt(shot.prompt, shot.presets)
+    check_timing(shot)
     if not (isinstance(shot.seed, int) and 0 <= shot.seed <= MAX_SEED):
         raise InputError(f"seed must be a whole number from 0 to {MAX_SEED}")
     _check_images(data, shot)
@@ -297,7 +297,7 @@ def _line(line: LineIn) -> dict:
     }
 
 
-def _check_prompt(prompt: str, presets: tuple[str, ...]) -> tuple[str, list[str]]:
+def check_prompt(prompt: str, presets: tuple[str, ...]) -> tuple[str, list[str]]:
     """The prompt and quick prompts, each and together (as the model gets them) within MAX_PROMPT."""
     if len(presets) > MAX_PRESETS:
         raise InputError(f"at most {MAX_PRESETS} quick prompts per shot")
@@ -309,7 +309,7 @@ def _check_prompt(prompt: str, presets: tuple[str, ...]) -> tuple[str, list[str]
     return prompt, checked
 
 
-def _check_timing(shot: ShotIn) -> None:
+def check_timing(shot: ShotIn) -> None:
     if len(shot.keyframes) > MAX_KEYFRAMES:
         raise InputError(f"at most {MAX_KEYFRAMES} extra keyframes per shot")
     for keyframe in shot.keyframes:
