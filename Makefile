@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
 	PYTHON=$(PYTHON) scripts/system-packages.sh $(SYSTEM_INSTALL)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,model,ray,web,studio]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,model,ray,web,studio,shots]'
 	touch $(STAMP)
 
 # The main job on the embedded default: ToonWorld episodes (with ground truth and contact sheets), curated

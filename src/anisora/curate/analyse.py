@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import MediaError
 from ..media import RawFrame, iter_raw_frames, probe
 from .config import ClipConfig, CurateConfig, SamplingConfig, SceneConfig
-from .scenes import SceneDetector, candidate_windows
+from .scenes import candidate_windows, make_detector
 from .scorers.base import ClipSamples, FramePair
 
 
@@ -71,7 +71,7 @@ class _Pass:
             )
         self.clips, self.sampling = clips, sampling
         fps = self.info.fps
-        self.detector = SceneDetector(scenes, fps)
+        self.detector = make_detector(scenes, fps)
         w, h = self.info.width, self.info.height
         thumb_width = min(scenes.thumbnail_width, w)
         self.thumb_size = (thumb_width, max(2, round(thumb_width * h / w)))

@@ -22,7 +22,9 @@ X264_PRESETS = Literal[
 
 @dataclass(frozen=True)
 class SceneConfig:
-    detector: Literal["adaptive", "content"] = "adaptive"
+    # adaptive / content: PySceneDetect (+ its ThresholdDetector for fades); transnetv2: the learned detector
+    detector: Literal["adaptive", "content", "transnetv2"] = "adaptive"
+    transnet_threshold: Annotated[float, Range(gt=0, lt=1)] = 0.5  # TransNetV2: transition probability
     # AdaptiveDetector: frame score / mean of its neighbours
     adaptive_threshold: Annotated[float, POSITIVE] = 3.0
     # AdaptiveDetector: minimum change for a cut (PySceneDetect: 15; flat cartoon sets need less)

@@ -1,4 +1,5 @@
-"""Scene cuts with PySceneDetect, fed online from the single decode pass, and candidate clip windows.
+"""Scene cuts with PySceneDetect (or TransNetV2: `transnet`), fed online from the single decode pass, and
+candidate clip windows.
 
 Content cuts come from PySceneDetect's AdaptiveDetector (or ContentDetector); fades through black from its
 ThresholdDetector. Both run on small thumbnails. Detectors report cuts a few frames late, so `horizon`
@@ -18,6 +19,15 @@ from ..errors import InputError
 from .config import ClipConfig, SceneConfig
 
 
+def make_detector(config: SceneConfig, fps: float):
+    """The configured detector: `SceneDetector` (PySceneDetect) or `transnet.TransNetDetector`."""
+    if config.detector == "transnetv2":
+        from .transnet import TransNetDetector
+
+        return TransNetDetector(fps, config.transnet_threshold, config.min_scene_seconds)
+    return SceneDetector(config, fps)
+
+
 class SceneDetector:
     """Feed every frame in order (`push`), then `finish`; `cuts` holds the first frame of every new scene."""
 
@@ -35,7 +45,7 @@ class SceneDetector:
             self._content = ContentDetector(threshold=config.content_threshold, min_scene_len=min_len)
             self._lag = 1
         else:
-            raise InputError(f"scenes.detector must be 'adaptive' or 'content', got {config.detector!r}")
+            raise InputError(f"SceneDetector runs 'adaptive' or 'content', not {config.detector!r}")
         self._fade = (
             ThresholdDetector(threshold=config.fade_threshold, min_scene_len=min_len)
             if (config.fade_threshold > 0)
