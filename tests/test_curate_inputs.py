@@ -38,7 +38,7 @@ def _config(tmp_path: Path, text: str) -> Path:
         ("scenes: {thumbnail_width: 0}", "scenes.thumbnail_width: must be >= 16, got 0"),
         (
             "scenes: {detector: adaptve}",
-            "scenes.detector: expected one of 'adaptive', 'content', got 'adaptve'",
+            "scenes.detector: expected one of 'adaptive', 'content', 'transnetv2', got 'adaptve'",
         ),
         ("output: {crf: 99}", "output.crf: must be <= 51, got 99"),
         ("output: {fps: 0}", "output.fps: must be > 0, got 0"),
