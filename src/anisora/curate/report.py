@@ -592,16 +592,13 @@ def _sources_html(rows: Sequence[dict]) -> str:
 
 def _scatter_html(rows: Sequence[dict], filters: dict, width: int = 640, height: int = 300) -> str:
     """Motion score (x) against quality score (y), kept and dropped, with the two thresholds drawn."""
-    points = [
-        (m, q, _keep(r))
-        for r in sample_rows(rows, len(rows))
-        if (m := _number(r.get("motion_score"))) is not None
-        and (q := _number(r.get("quality_score"))) is not None
+    scored = [
+        r for r in rows if None not in (_number(r.get("motion_score")), _number(r.get("quality_score")))
     ]
-    if not points:
+    if not scored:
         return '<p class="empty">No clip has both a motion and a quality score.</p>'
-    picks = np.linspace(0, len(points) - 1, min(len(points), MAX_SCATTER)).round().astype(int)
-    xs = np.array([m for m, _, _ in points], np.float64)
+    drawn = sample_rows(scored, MAX_SCATTER)
+    xs = np.array([_number(r["motion_score"]) for r in scored], np.float64)
     x_hi = float(np.percentile(xs, 99.5)) if len(xs) >= 50 else float(xs.max())
     x_hi = max(x_hi, _number(filters.get("min_motion")) or 0.0, 1e-6)
     left, right, upper, lower = 46, 14, 14, 40
@@ -633,8 +630,9 @@ def _scatter_html(rows: Sequence[dict], filters: dict, width: int = 640, height:
             f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{left - 6}" y="{y + 3:.1f}" class="tick" text-anchor="end">{t}</text>'
         )
-    for m, q, keep in (points[i] for i in dict.fromkeys(picks.tolist())):
-        colour = KEPT_COLOUR if keep else DROPPED_COLOUR
+    for r in drawn:
+        m, q = _number(r["motion_score"]), _number(r["quality_score"])
+        colour = KEPT_COLOUR if _keep(r) else DROPPED_COLOUR
         parts.append(
             f'<circle cx="{x_of(m):.1f}" cy="{y_of(q):.1f}" r="2.2" fill="{colour}" fill-opacity=".7"/>'
         )
@@ -658,8 +656,9 @@ def _scatter_html(rows: Sequence[dict], filters: dict, width: int = 640, height:
         f'<text x="12" y="{upper + ph / 2:.1f}" class="label" text-anchor="middle" '
         f'transform="rotate(-90 12 {upper + ph / 2:.1f})">quality_score (0-10)</text></svg>'
     )
-    drawn = len(set(picks.tolist()))
-    note = f"{len(points):,} clips" + (f", {drawn:,} drawn (spread evenly)" if drawn < len(points) else "")
+    note = f"{len(scored):,} clips" + (
+        f", {len(drawn):,} drawn (spread evenly)" if len(drawn) < len(scored) else ""
+    )
     caption = f'<figcaption class="note">{note}</figcaption>'
     return f'<figure class="histcard scatter">{"".join(parts)}{caption}</figure>'
 

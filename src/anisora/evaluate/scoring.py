@@ -171,11 +171,13 @@ def case_inputs(case: Case, video: np.ndarray, fps: float) -> tuple[dict[str, An
         inputs["guides"] = guides
     if 0 in guides:
         inputs["image"] = guides[0]
-    first = load_image(request.guides[0].image) if request.guides else video[0]
-    for key, path in (("mask", request.mask), ("motion_gt", case.moving)):
-        if path is not None:
-            mask = load_image(path, background=(0, 0, 0))
-            inputs[key] = fitted_motion_mask(mask, first, height, width, notes)
+    masks = {
+        key: path for key, path in (("mask", request.mask), ("motion_gt", case.moving)) if path is not None
+    }
+    if masks:  # drawn on the first guide as given: fitted as it is
+        first = load_image(request.guides[0].image) if request.guides else video[0]
+    for key, path in masks.items():
+        inputs[key] = fitted_motion_mask(load_image(path, background=(0, 0, 0)), first, height, width, notes)
     if case.reference is not None:
         reference = probe(case.reference)
         if reference.frame_count != frames:

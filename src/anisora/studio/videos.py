@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,4 @@ def _number(value: Any, key: str) -> float | None:
 
 
 def _epoch(iso: str) -> int:
-    from datetime import datetime
-
     return int(datetime.fromisoformat(iso).timestamp())
