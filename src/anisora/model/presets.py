@@ -35,9 +35,11 @@ _TRANSFORMER = {
         use_rotary_positional_embeddings=True,
     ),
     # The demo model: 160x96 at 8 fps (40x24 latent cells of its 4x VAE in 4x4 patches: 10x6 tokens a frame;
-    # 17 frames -> 5 latent frames), text from the 384-d MiniLM encoder.
+    # 17 frames -> 5 latent frames), text from the 384-d MiniLM encoder. A token carries 4x4x16 = 256 latent
+    # values, so the width is 256: `proj_out` maps the width onto them, and at 128 its rank could not predict
+    # the noise in half of those directions (measured: in-between frames of coloured noise after stage 1).
     "demo": dict(
-        num_attention_heads=4,
+        num_attention_heads=8,
         attention_head_dim=32,
         time_embed_dim=128,
         text_embed_dim=384,
