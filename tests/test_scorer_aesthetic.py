@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -150,7 +151,7 @@ def test_clear_errors(weights, tmp_path):
         make(weights, head_path=str(tmp_path / "nowhere.pth"))
     with pytest.raises(InputError):
         make(weights, nope=1)
-    with pytest.raises(InputError):
+    with pytest.raises(ValidationError):
         AestheticConfig(clip_path="x", head_path="y", frames=-1)
     # a head for ViT-L/14 (768-d) does not fit this CLIP (8-d)
     torch.save(head_state(in_dim=768), tmp_path / "l14.pth")

@@ -7,6 +7,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from anisora.curate.scorers.base import ClipSamples, spread
 from anisora.curate.scorers.quality import (
@@ -218,7 +219,7 @@ def test_empty_clip_options_errors_and_pickle(shots, scorer):
     frames = render(shots["clean"][2], count=2)
     fast = QualityScorer(QualityConfig(brisque=False)).score(clip_of(frames))
     assert fast["quality_brisque"] is None and 8.0 < fast["quality_score"] <= 10.0
-    with pytest.raises(InputError):
+    with pytest.raises(ValidationError):
         QualityConfig(frames=-1)
     with pytest.raises(InputError):
         QualityScorer.from_dict({"max_side": 8})

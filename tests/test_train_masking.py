@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from anisora.errors import InputError
 from anisora.model.conditioning import latent_index
@@ -29,7 +30,7 @@ def test_images_and_short_clips():
     assert sample_guide_frames(1, np.random.default_rng(0), config) == []  # the image task has no guide
     middle = sample_guide_frames(9, np.random.default_rng(0), config)
     assert middle[0] == 0 and middle[-1] == 8 and 1 <= middle[1] <= 4
-    with pytest.raises(InputError, match="probability"):
+    with pytest.raises(ValidationError, match="p_first"):
         MaskingConfig(p_first=1.5)
 
 
@@ -38,7 +39,7 @@ def test_train_config_defaults_and_errors(tmp_path):
     assert config.masking.p_drop_all == 0.05 and config.optim.steps > 0
     path = tmp_path / "stage.yaml"
     path.write_text("optim:\n  stepz: 3\n")
-    with pytest.raises(InputError, match="unknown key"):
+    with pytest.raises(InputError, match=r"stage\.yaml: optim\.stepz: unknown key \(did you mean steps\?\)"):
         load_train_config(path)
     path.write_text("masking:\n  p_first: 0.9\n")
     assert load_train_config(path, {"optim": {"steps": 7}}).optim.steps == 7

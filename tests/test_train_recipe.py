@@ -73,7 +73,7 @@ def test_a_run_saves_a_model_that_generates(parts, tmp_path):
     assert pipe.config.fps == 4 and pipe.config.motion_embedding is True and pipe.layout == "anisora"
     image = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
     out = pipe([Guide(image, 0)], num_frames=9, height=32, width=32, num_inference_steps=2, motion_score=1.0)
-    assert out.frames.shape == (9, 32, 32, 3)
+    assert out.frames.shape == (1, 9, 32, 32, 3)
     fresh = build_components("tiny", motion_embedding=True)["transformer"]  # training moved the weights
     trained = transformer_weights(tmp_path / "run")
     assert any(not torch.equal(trained[k], v) for k, v in fresh.state_dict().items() if k in trained)
@@ -202,5 +202,5 @@ def test_lr_factor_warms_up_then_is_constant_or_cosine():
 
 def test_speeds_replay_toonworld_only(tmp_path):
     assert load_train_config(overrides={"data": {"speeds": [0.5, 2]}}).data.speeds == [0.5, 2]
-    with pytest.raises(InputError, match=r"data\.speeds replays ToonWorld shots only"):
+    with pytest.raises(InputError, match=r"data: speeds replays ToonWorld shots only"):
         load_train_config(overrides={"data": {"source": str(tmp_path), "speeds": [2]}})

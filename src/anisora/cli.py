@@ -38,6 +38,31 @@ def _timed_guide(text: str):
     return _guide(text, timed=True)
 
 
+def _setting(text: str):
+    from .typed_config import parse_setting
+
+    try:
+        return parse_setting(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_settings(parser: argparse.ArgumentParser, what: str, example: str) -> None:
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help=f"override one value of {what}, read as YAML, e.g. {example} (repeatable)",
+    )
+
+
+def _print_schema(schema: dict) -> None:
+    print(json.dumps(schema, indent=2))
+
+
 def _cmd_toonworld(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -121,10 +146,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.config import load_train_config
     from .train.recipe import check_stage_order, train
 
-    overrides: dict = {}
-    if args.steps is not None:
-        overrides["optim"] = {"steps": args.steps}
-    stages = [load_train_config(path, overrides) for path in args.config]
+    settings = [*args.settings, *([(("optim", "steps"), args.steps)] if args.steps is not None else [])]
+    stages = [load_train_config(path, settings=settings) for path in args.config]
     check_stage_order(stages)
     for stage in stages:
         final = train(stage, progress=not args.quiet)
@@ -224,9 +247,9 @@ def _curate_config(args: argparse.Namespace, out: Path):
     from .curate.config import load_config
 
     if args.config is not None:
-        return load_config(args.config)
+        return load_config(args.config, settings=args.settings)
     saved = out / "config.yaml"
-    return load_config(saved if saved.exists() else None)
+    return load_config(saved if saved.exists() else None, settings=args.settings)
 
 
 def _save_curate_config(config, out: Path) -> None:
@@ -301,14 +324,31 @@ def _cmd_curate_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_curate_defaults(args: argparse.Namespace) -> int:
-    from .curate.config import CurateConfig, dump_config
+    from .curate.config import CurateConfig, config_schema, dump_config
 
-    print(dump_config(CurateConfig()), end="")
+    if args.schema:
+        _print_schema(config_schema())
+    else:
+        print(dump_config(CurateConfig()), end="")
+    return 0
+
+
+def _cmd_train_defaults(args: argparse.Namespace) -> int:
+    from .train.config import TrainConfig, config_schema
+    from .typed_config import dump_yaml
+
+    if args.schema:
+        _print_schema(config_schema())
+    else:
+        print(dump_yaml(TrainConfig()), end="")
     return 0
 
 
 # `anisora curate export ...` is parsed by its own parser: `curate` itself takes free-form INPUT paths.
-_CURATE_SUBCOMMANDS = {"export": "curate-export", "filter": "curate-filter", "defaults": "curate-defaults"}
+_SUBCOMMANDS = {
+    "curate": {"export": "curate-export", "filter": "curate-filter", "defaults": "curate-defaults"},
+    "train": {"defaults": "train-defaults"},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cu.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     cu.add_argument("--config", type=Path, help="YAML config (see `anisora curate defaults`)")
+    _add_settings(cu, "the config", "filters.min_motion=0.5")
     cu.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     cu.add_argument("--engine", choices=("local", "ray"), default="local")
     cu.add_argument("--ray-address", help="join a Ray cluster (e.g. 'auto'); default: a local Ray instance")
@@ -360,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cf.add_argument("dir", type=Path)
     cf.add_argument("--config", type=Path, help="YAML config with the new thresholds")
+    _add_settings(cf, "the config (default: the folder's config.yaml)", "filters.min_motion=0.5")
     cf.set_defaults(func=_cmd_curate_filter)
 
     ce = sub.add_parser(
@@ -370,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("dir", type=Path, help="the curation folder")
     ce.add_argument("--out", type=Path, help="training-set folder (default: the curation folder's clips/)")
     ce.add_argument("--config", type=Path)
+    _add_settings(ce, "the config (default: the folder's config.yaml)", "output.crf=20")
     ce.add_argument("--top-quality", type=float, help="keep the best share (0-1] by aesthetic/quality")
     ce.add_argument("--top-motion", type=float, help="keep the most moving share (0-1] by motion score")
     ce.add_argument("--subtitles", choices=("keep", "drop", "crop"), default="keep")
@@ -381,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     cd = sub.add_parser(
         "curate-defaults", prog="anisora curate defaults", help="print the default curate config"
     )
+    cd.add_argument("--schema", action="store_true", help="print its JSON Schema instead (for editors)")
     cd.set_defaults(func=_cmd_curate_defaults)
 
     ge = sub.add_parser(
@@ -512,12 +556,20 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="fine-tune the model: the paper's recipe (stages, masking, LoRA); resumable",
         description="Run training stages in order (each YAML in configs/train/ is one stage; a stage starts "
-        "from the previous one's final/). Re-running the same command resumes from the newest checkpoint.",
+        "from the previous one's final/). Re-running the same command resumes from the newest checkpoint. "
+        "Also: `anisora train defaults [--schema]`.",
     )
     tr.add_argument("--config", type=Path, action="append", required=True, help="stage YAML (repeatable)")
     tr.add_argument("--steps", type=int, help="override optim.steps of every stage")
+    _add_settings(tr, "every stage", "data.batch_size=2")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
+
+    td = sub.add_parser(
+        "train-defaults", prog="anisora train defaults", help="print the default training stage config"
+    )
+    td.add_argument("--schema", action="store_true", help="print its JSON Schema instead (for editors)")
+    td.set_defaults(func=_cmd_train_defaults)
 
     tv = sub.add_parser(
         "train-vae",
@@ -592,8 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and argv[0] == "curate" and argv[1] in _CURATE_SUBCOMMANDS:
-        argv = [_CURATE_SUBCOMMANDS[argv[1]], *argv[2:]]
+    if len(argv) >= 2 and argv[1] in _SUBCOMMANDS.get(argv[0], {}):
+        argv = [_SUBCOMMANDS[argv[0]][argv[1]], *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

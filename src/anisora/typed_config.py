@@ -1,174 +1,241 @@
-"""Typed configs from YAML: nested frozen dataclasses built from plain mappings, every value checked.
+"""Typed configs: pydantic models read from YAML, every value checked when the file loads.
 
-Every key is optional in a user's file; an unknown key is an error, so a typo never silently falls back to a
-default. Each value must fit its field's annotation: bool, int, float (int allowed), str, Literal[...],
-`X | None`, list[X], tuple[X, ...], dict[K, V], Any or a nested dataclass; numbers must be finite, and a field
-annotated `Annotated[float, Range(gt=0)]` must also lie in that range. A value that does not fit is a
-one-line InputError naming the key ("filters.min_motion: expected a number, got 'high'"), raised at load time,
-before any work. Curation and training configs are built this way.
+A `Config` is frozen and strict: a number must be a number ("5" is not one; a whole number is a fine
+decimal), true/false must be a boolean, numbers must be finite, and an unknown key is an error, so a typo
+never silently falls back to a default. Ranges are `Field(gt=..., le=...)` constraints, choices are
+`Literal[...]`. Whatever does not fit is one InputError line naming the key, raised before any work, e.g.
+`filters.min_motion: expected a number, got 'high'`. Several problems are joined with "; ".
+
+`--set key.path=value` overrides (`parse_setting`, `apply_settings`) change the mapping read from YAML before
+it is checked, so they are checked the same way. Curation, training and bench configs are built this way.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import operator
+import copy
+import difflib
 import re
 import types
 import typing
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, TypeVar, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError
 
-_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+POSITIVE = Field(gt=0)
+NON_NEGATIVE = Field(ge=0)
+SHARE = Field(ge=0, le=1)
+_SOMETHING = r"\S"
+NOT_BLANK = Field(pattern=_SOMETHING)  # text with something in it besides spaces
 
-
-@dataclass(frozen=True)
-class Range:
-    """Bounds of a number field, `Annotated[float, Range(gt=0)]`; a bound left None is open."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-
-    def check(self, value: float, where: str) -> None:
-        for sign, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)):
-            if bound is not None and not _COMPARE[sign](value, bound):
-                raise InputError(f"{where}: must be {sign} {bound:g}, got {value!r}")
-
-
-POSITIVE = Range(gt=0)
-NON_NEGATIVE = Range(ge=0)
-SHARE = Range(ge=0, le=1)
+Setting = tuple[tuple[str, ...], Any]  # a parsed `--set`: key path and value
 
 # YAML 1.1 reads 2e-4 (no dot) as text: worth saying when a number field gets one
 _DOTLESS_EXPONENT = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+_EXPECTED = {
+    "bool_type": "true or false",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "string_type": "text",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "finite_number": "a finite number",
+}
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUND_KEYS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+
+
+class Config(BaseModel):
+    """Base of typed configs. Values from a user go through `load` (InputError); constructing one in code
+    with a bad value raises pydantic's ValidationError."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
+
+    @classmethod
+    def load(cls, values: Any, where: str = "", source: str | Path | None = None):
+        """An instance from `values` (a mapping; None: the defaults). `where` names the section in messages,
+        `source` the file the values come from."""
+        try:
+            return cls.model_validate({} if values is None else values)
+        except ValidationError as error:
+            problems = explain(error, cls, where)
+            raise InputError(f"{source}: {problems}" if source is not None else problems) from None
+
+
+ConfigT = TypeVar("ConfigT", bound=Config)
+
+
+def load_config_file(
+    model: type[ConfigT],
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    settings: Iterable[Setting] = (),
+) -> ConfigT:
+    """`model`'s defaults, updated by the YAML file at `path`, then by `overrides` (same nesting, merged per
+    section), then by `--set` settings. Problems name the file."""
+    values: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    values = apply_settings(values, settings, model().model_dump())
+    return model.load(values, source=path)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"cannot read config {path}: {exc}") from None
     if not isinstance(values, dict):
         raise InputError(f"config {path}: expected a mapping at the top, got {type(values).__name__}")
     return values
 
 
-def build(cls, values: Any, where: str = ""):
-    """An instance of dataclass `cls` from `values` (a mapping, or None for the defaults), recursively, every
-    value checked against its field's annotation. `where` names the section in messages ("" at the top)."""
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise InputError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
-    hints = typing.get_type_hints(cls, include_extras=True)
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(known), key=str)
-    if unknown:
-        raise InputError(
-            f"{where or 'config'}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(known)}"
-        )
-    return cls(**{name: _fit(value, hints[name], _key(where, name)) for name, value in values.items()})
+def dump_yaml(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _key(where: str, name: Any) -> str:
-    return f"{where}.{name}" if where else str(name)
+def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
+    """The model's JSON Schema (draft 2020-12) for editors, e.g. a `# yaml-language-server: $schema=` line."""
+    schema = model.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": title}
 
 
-def _fit(value: Any, hint: Any, where: str) -> Any:
-    """`value` if it fits the annotation `hint` (YAML lists become tuples for tuples), else InputError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Annotated:
-        value = _fit(value, args[0], where)
-        for rule in args[1:]:
-            if isinstance(rule, Range) and value is not None:
-                rule.check(value, where)
-        return value
-    if origin in (Union, types.UnionType):
-        return _fit_union(value, args, where)
-    if origin is Literal:
-        if not any(value == choice and type(value) is type(choice) for choice in args):
-            raise InputError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value, where)
-    container = origin or hint
-    if container in (list, tuple):
-        return _fit_sequence(value, container, args, where)
-    if container is dict:
-        return _fit_mapping(value, args, where)
-    return _fit_scalar(value, hint, where)
+def parse_setting(text: str) -> Setting:
+    """`key.path=value` -> (("key", "path"), value), the value read as YAML (`0.5`, `content`, `[[80, 48]]`,
+    `null`; nothing after `=` is null)."""
+    key, sep, raw = text.partition("=")
+    path = tuple(part.strip() for part in key.split("."))
+    if not sep or not all(path):
+        raise InputError(f"--set expects KEY.PATH=VALUE such as filters.min_motion=0.5, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        raise InputError(f"--set {key.strip()}: the value is not YAML ({problem})") from None
+    return path, value
 
 
-def _fit_union(value: Any, args: tuple, where: str) -> Any:
-    if value is None and type(None) in args:
-        return None
-    options = [a for a in args if a is not type(None)]
-    if len(options) == 1:  # X | None: X's own message
-        return _fit(value, options[0], where)
-    for option in options:
-        try:
-            return _fit(value, option, where)
-        except InputError:
-            continue
-    raise InputError(f"{where}: expected {' or '.join(map(_describe, options))}, got {value!r}")
+def apply_settings(values: dict[str, Any], settings: Iterable[Setting], defaults: dict[str, Any]) -> dict:
+    """A copy of `values` with each setting applied. A section missing from `values` starts from its
+    `defaults` (so `--set scorers.aesthetic.clip_path=...` adds a scorer to the default ones)."""
+    values = copy.deepcopy(values)
+    for path, value in settings:
+        node: Any = values
+        base: Any = defaults
+        for depth, key in enumerate(path[:-1]):
+            base = base.get(key) if isinstance(base, dict) else None
+            if node.get(key) is None:
+                node[key] = copy.deepcopy(base) if isinstance(base, dict) else {}
+            node = node[key]
+            if not isinstance(node, dict):
+                where = ".".join(path[: depth + 1])
+                raise InputError(f"--set {'.'.join(path)}: {where} is a value, not a section")
+        node[path[-1]] = value
+    return values
 
 
-def _fit_sequence(value: Any, container: type, args: tuple, where: str) -> Any:
-    if not isinstance(value, (list, tuple)):
-        raise InputError(f"{where}: expected a list, got {value!r}")
-    if container is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
-        raise InputError(f"{where}: expected {len(args)} values, got {len(value)}")
-    items = args[:1] * len(value) if container is list or args[-1:] == (Ellipsis,) else args
-    if items:
-        value = [_fit(v, item, f"{where}[{i}]") for i, (v, item) in enumerate(zip(value, items, strict=True))]
-    return container(value)
+def explain(error: ValidationError, model: type[BaseModel], where: str = "") -> str:
+    """One line for all the problems pydantic found: `key.path: what is wrong, got what`."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        loc = problem["loc"]
+        key = _dotted(where, loc)
+        text = _describe(problem, model, loc)
+        lines.append(f"{key}: {text}" if key else text)
+    return "; ".join(dict.fromkeys(lines))
 
 
-def _fit_mapping(value: Any, args: tuple, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise InputError(f"{where}: expected a mapping, got {type(value).__name__}")
-    if not args:
-        return value
-    key_hint, value_hint = args
-    return {_fit(k, key_hint, where): _fit(v, value_hint, _key(where, k)) for k, v in value.items()}
+def _dotted(where: str, loc: tuple) -> str:
+    key = where
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key = f"{key}.{part}" if key else str(part)
+    return key
 
 
-def _fit_scalar(value: Any, hint: Any, where: str) -> Any:
-    if hint is Any:
-        return value
-    if hint is bool:
-        fits = isinstance(value, bool)
-    elif hint is int:
-        fits = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if fits and not math.isfinite(value):
-            raise InputError(f"{where}: expected a finite number, got {value!r}")
-    else:
-        fits = isinstance(value, hint)
-    if not fits:
+def _describe(problem: dict, model: type[BaseModel], loc: tuple) -> str:
+    kind, value, ctx = problem["type"], problem.get("input"), problem.get("ctx") or {}
+    got = f"got {_short(value)}"
+    if kind == "extra_forbidden":
+        return _unknown_key(str(loc[-1]), _model_at(model, loc[:-1]))
+    if kind == "missing":
+        return "required"
+    if kind == "literal_error":
+        return f"expected one of {ctx['expected']}, {got}"
+    if kind in _BOUNDS:
+        sign = _BOUNDS[kind]
+        return f"must be {sign} {ctx[_BOUND_KEYS[sign]]:g}, {got}"
+    if kind in ("too_short", "too_long"):
+        short = kind == "too_short"
+        bound, size = ("at least", ctx["min_length"]) if short else ("at most", ctx["max_length"])
+        return f"expected {bound} {size} value{'' if size == 1 else 's'}, got {len(value)}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == _SOMETHING:
+        return f"must not be blank, {got}"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx['pattern']}, {got}"
+    if kind == "multiple_of":
+        return f"must be a multiple of {ctx['multiple_of']}, {got}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", problem["msg"]))
+    if kind in _EXPECTED:
+        if kind in ("dict_type", "model_type", "model_attributes_type"):
+            got = f"got {type(value).__name__}"
         note = ""
-        if hint is float and isinstance(value, str) and _DOTLESS_EXPONENT.fullmatch(value):
+        if kind == "float_type" and isinstance(value, str) and _DOTLESS_EXPONENT.fullmatch(value):
             note = " (YAML reads an exponent without a dot as text: write 2.0e-4, not 2e-4)"
-        raise InputError(f"{where}: expected {_describe(hint)}, got {value!r}{note}")
-    return value
+        return f"expected {_EXPECTED[kind]}, {got}{note}"
+    return f"{problem['msg'][:1].lower()}{problem['msg'][1:]}, {got}"
 
 
-def _describe(hint: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
-    if hint in names:
-        return names[hint]
-    if typing.get_origin(hint) is Annotated:
-        return _describe(typing.get_args(hint)[0])
-    return getattr(hint, "__name__", str(hint))
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def dump_yaml(config) -> str:
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+def _unknown_key(key: str, model: type[BaseModel] | None) -> str:
+    known = list(model.model_fields) if model is not None else []
+    if not known:
+        return "unknown key; this section takes none"
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown key{hint}; known: {', '.join(known)}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model class that the location `loc` inside `model` holds (None: not a model)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # list items: the model is the item type, found from the field's annotation
+        if not _is_model(current) or part not in current.model_fields:
+            return None
+        current = _model_in(current.model_fields[part].annotation)
+    return current if _is_model(current) else None
+
+
+def _model_in(annotation: Any) -> Any:
+    """The first model class in an annotation such as `X`, `X | None` or `list[X]`."""
+    if _is_model(annotation):
+        return annotation
+    if typing.get_origin(annotation) in (Union, types.UnionType, list, tuple, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)

@@ -136,7 +136,7 @@ class _Pass:
         """Once a long scene has been split, what is left is cut into windows too, never kept whole."""
         if self.window_start == self.scene_start:
             return self.clips
-        return ClipConfig(self.clips.min_seconds, 0.0, self.clips.window_seconds)
+        return self.clips.model_copy(update={"max_seconds": 0.0})  # below the user's range: always split
 
     def _candidate(self, start: int, end: int) -> Candidate:
         inside = [a for a in self.anchors if start <= a.index < end]

@@ -1,6 +1,6 @@
 """Captions for curated clips.
 
-A captioner is a small class like a scorer: `name`, `version`, a frozen dataclass `Config`, and
+A captioner is a small class like a scorer: `name`, `version`, a typed `Config` model, and
 `caption(clip, scores) -> str`, where `scores` are the clip's flat scores from the scorers ("motion_score").
 
 - `NoCaptioner` ("none"): the empty caption; the training prompt is then the score suffix alone.
@@ -23,18 +23,18 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import InputError
+from ..typed_config import Config
 from .scorers.base import ClipSamples, Configured, spread
 
 
-@dataclass(frozen=True)
-class CaptionerConfig:
+class CaptionerConfig(Config):
     """Base for captioner configs: plain data, from the `captions` options of the YAML config."""
 
 
@@ -44,16 +44,6 @@ class Captioner(Configured, ABC):
     @classmethod
     def section(cls) -> str:
         return "captions.options"
-
-    @classmethod
-    def config_from(cls, values: dict[str, Any] | None):
-        known = {f.name for f in fields(cls.Config)}
-        unknown = sorted(set(values or {}) - known) if isinstance(values, dict) else []
-        if unknown:
-            raise InputError(
-                f"captions ({cls.name}): unknown option(s) {unknown}; known: {sorted(known) or 'none'}"
-            )
-        return super().config_from(values)
 
     @abstractmethod
     def caption(self, clip: ClipSamples, scores: dict) -> str:
@@ -68,11 +58,13 @@ class NoCaptioner(Captioner):
         return ""
 
 
-@dataclass(frozen=True)
 class TemplateConfig(CaptionerConfig):
-    text_percent: float = 1.0  # text coverage (% of the frame) from which the clip "has on-screen text"
-    little_motion: float = 1.0  # motion_score (480p px) below this: "little motion"
-    lots_of_motion: float = 4.0  # from this on: "a lot of motion"; between: "some motion"
+    text_percent: float = 1.0
+    """text coverage (% of the frame) from which the clip has "on-screen text"."""
+    little_motion: float = 1.0
+    """motion_score (480p px) below this: "little motion"."""
+    lots_of_motion: float = 4.0
+    """from this on: "a lot of motion"; between: "some motion"."""
 
 
 _TEXT_KEYS = ("text_coverage", "text_area", "text_score")
@@ -139,23 +131,18 @@ DEFAULT_QWEN_PROMPT = (
 SYSTEM_PROMPT = "You are a helpful assistant."
 
 
-@dataclass(frozen=True)
 class Qwen2VLConfig(CaptionerConfig):
-    model_path: str = ""  # required: local Qwen2-VL directory (save_pretrained layout, with tokenizer files)
-    max_new_tokens: int = 160
-    frames: int = 4  # frames shown to the model, evenly spread over the clip's samples
-    max_side: int = 448  # each frame is resized so its long side is at most this before the image processor
+    model_path: str = ""
+    """required: local Qwen2-VL directory (save_pretrained layout, with tokenizer files)"""
+    max_new_tokens: Annotated[int, Field(ge=1)] = 160
+    frames: Annotated[int, Field(ge=1)] = 4
+    """frames shown to the model, evenly spread over the clip's samples"""
+    max_side: Annotated[int, Field(ge=28)] = 448
+    """each frame is resized so its long side is at most this before the image processor"""
     prompt: str = DEFAULT_QWEN_PROMPT
     device: str = "cpu"
-    dtype: str = "auto"  # auto (bfloat16 on CUDA, float32 otherwise) | float32 | bfloat16 | float16
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1 or self.frames < 1 or self.max_side < 28:
-            raise InputError("captions (qwen2vl): max_new_tokens and frames must be >= 1 and max_side >= 28")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise InputError(
-                f"captions (qwen2vl): dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}"
-            )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """auto: bfloat16 on CUDA, float32 otherwise"""
 
 
 class Qwen2VLCaptioner(Captioner):

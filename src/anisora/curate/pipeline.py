@@ -6,7 +6,6 @@ clip has no value), and the shared outputs name sources relative to the output f
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -111,7 +110,7 @@ def _file_problem(path: Path) -> str | None:
 
 def analysis_key(config: CurateConfig) -> str:
     """Settings that change the candidate rows; filters and output options are applied later."""
-    relevant = {k: v for k, v in config.to_dict().items() if k not in ("filters", "output", "overlap")}
+    relevant = {k: v for k, v in config.model_dump().items() if k not in ("filters", "output", "overlap")}
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -146,7 +145,7 @@ def run_curate(
     _clean_stale_temporaries(out)
     key = analysis_key(config)
     if workers > 1 or engine == "ray":  # processes fill the cores: a scoring thread each would only contend
-        config = dataclasses.replace(config, overlap=False)
+        config = config.model_copy(update={"overlap": False})
     paths, input_failures = collect_inputs(inputs)
     state = RunState(out)
     try:
@@ -208,7 +207,7 @@ def finalize(
     summary = summarize(rows, failures, state.videos(), seconds)
     with atomic_output(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    write_report(out, rows, failures, summary, dataclasses.asdict(config.filters))
+    write_report(out, rows, failures, summary, config.filters.model_dump())
     return summary
 
 

@@ -28,38 +28,100 @@ inferred. A case holds the generation `Request` it makes.
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import InputError
 from ..files import atomic_output
 from ..model.request import At, GuideSpec, Request
+from ..typed_config import NOT_BLANK, Config, json_schema
 
-TASKS = ("i2v", "interpolation", "region", "motion", "t2v")
-DIMS = ("2D", "3D")
+Task = Literal["i2v", "interpolation", "region", "motion", "t2v"]
+TASKS = get_args(Task)
+Dim = Literal["2D", "3D"]
 CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SIZE_KEYS = ("frames", "fps", "width", "height")
-CASE_KEYS = {
-    "id",
-    "prompt",
-    "guides",
-    "mask",
-    "reference",
-    "moving",
-    "task",
-    "label",
-    "dim",
-    "motion",
-    "seed",
-    *SIZE_KEYS,
-}
+
+Positive = Annotated[int, Field(gt=0)]
+Text = Annotated[str, NOT_BLANK]
+
+
+class GuideEntry(Config):
+    """A guide image at a pixel frame (an index, negative from the end, or "last") or at a time `at`."""
+
+    frame: int | Literal["last"] | None = None
+    """pixel frame index (negative: from the end) or "last"; default 0"""
+    at: Annotated[float, Field(ge=0, le=1)] | None = None
+    """a time 0-1 of the clip, placed as AniSora V3 does (instead of frame)"""
+    image: Text
+    """image file, relative to the bench file's folder"""
+    strength: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+    @field_validator("frame", mode="before")
+    @classmethod
+    def _index_or_last(cls, value: Any) -> Any:
+        if value is None or value == "last" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"expected an integer or 'last', got {value!r}")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> GuideEntry:
+        if self.frame is not None and self.at is not None:
+            raise ValueError("give frame or at, not both")
+        return self
+
+
+class BenchDefaults(Config):
+    """Values every case of the file gets unless it sets its own."""
+
+    frames: Positive | None = None
+    fps: Positive | None = None
+    width: Positive | None = None
+    height: Positive | None = None
+    dim: Dim | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class CaseEntry(BenchDefaults):
+    """One case of a bench file (paths relative to the file's folder)."""
+
+    id: Annotated[str, Field(pattern=f"^{CASE_ID.pattern}$")]
+    """names the output files"""
+    prompt: Text
+    guides: list[GuideEntry] = Field(default_factory=list)
+    mask: Text | None = None
+    """motion-region mask (white = may move)"""
+    reference: Text | None = None
+    """ground-truth video"""
+    moving: Text | None = None
+    """where the ground truth moves (white), for the PSNR inside it and the motion mask's recall"""
+    task: Task | None = None
+    """inferred when left out (never "motion"): region with a mask, interpolation with a guide after frame
+    0, i2v with a guide at frame 0 only, else t2v"""
+    label: Text | None = None
+    """action label"""
+    motion: Annotated[float, Field(ge=0)] | None = None
+    """motion score to ask for (required by a motion case)"""
+
+
+class BenchFile(Config):
+    """A YAML bench file."""
+
+    name: str | None = None
+    """default: the file's name"""
+    defaults: BenchDefaults | None = None
+    cases: list[CaseEntry]
+
+
+def bench_schema() -> dict[str, Any]:
+    """JSON Schema of a YAML bench file, for editors."""
+    return json_schema(BenchFile, "anisora evaluate bench file")
 
 
 @dataclass(frozen=True)
@@ -141,21 +203,16 @@ def _jsonl_cases(text: str, path: Path) -> list[tuple[str, Any]]:
 
 
 def _yaml_cases(text: str, path: Path) -> tuple[str, dict, list[Any]]:
+    """The bench's name, its defaults (only the keys it sets) and its raw cases."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not YAML ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise InputError(f"{path}: expected a mapping with a 'cases:' list")
-    unknown = sorted(set(data) - {"name", "defaults", "cases"})
-    if unknown:
-        raise InputError(
-            f"{path}: unknown top-level key(s) {', '.join(unknown)}; known: name, defaults, cases"
-        )
-    defaults = data.get("defaults") or {}
-    if not isinstance(defaults, dict) or set(defaults) - set(SIZE_KEYS) - {"dim", "seed"}:
-        raise InputError(f"{path}: defaults may set {', '.join(SIZE_KEYS)}, dim and seed")
-    return str(data.get("name") or path.stem), defaults, data["cases"]
+    header = BenchFile.load({**data, "cases": []}, source=path)  # the cases are checked one by one
+    defaults = header.defaults.model_dump(exclude_unset=True) if header.defaults else {}
+    return header.name or path.stem, defaults, data["cases"]
 
 
 def parse_case(item: Any, root: Path, defaults: dict, where: str) -> Case:
@@ -165,102 +222,41 @@ def parse_case(item: Any, root: Path, defaults: dict, where: str) -> Case:
     if not isinstance(case_id, str) or not CASE_ID.fullmatch(case_id):
         raise InputError(f"{where}: id must be 1-100 characters of A-Z a-z 0-9 . _ - (got {case_id!r})")
     where = f"{where} ({case_id})"
-    unknown = sorted(set(item) - CASE_KEYS)
-    if unknown:
-        raise InputError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(CASE_KEYS))}"
-        )
-    values = {**defaults, **item}
-    prompt = values.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError(f"{where}: prompt must be a non-empty string")
-    guides = tuple(
-        _guide(g, root, f"{where} guide {j + 1}") for j, g in enumerate(values.get("guides") or [])
-    )
-    mask = _file(values.get("mask"), root, f"{where} mask")
-    task = values.get("task") or infer_task(guides, mask)
-    if task not in TASKS:
-        raise InputError(f"{where}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    entry = CaseEntry.load({**defaults, **item}, source=where)
+    guides = tuple(_guide(g, root, f"{where}: guides[{j}]") for j, g in enumerate(entry.guides))
+    mask = _file(entry.mask, root, f"{where}: mask")
+    task = entry.task or infer_task(guides, mask)
     if task == "region" and mask is None:
         raise InputError(f"{where}: a region case needs a mask")
     if task in ("i2v", "interpolation", "region", "motion") and not guides:
         raise InputError(f"{where}: a {task} case needs guide images")
-    dim = values.get("dim")
-    if dim is not None and dim not in DIMS:
-        raise InputError(f"{where}: dim must be 2D or 3D, got {dim!r}")
-    label = values.get("label")
-    if label is not None and (not isinstance(label, str) or not label.strip()):
-        raise InputError(f"{where}: label must be a non-empty string")
-    motion = values.get("motion")
-    if motion is not None and not (_number(motion) and math.isfinite(motion) and motion >= 0):
-        raise InputError(f"{where}: motion must be a number >= 0, got {motion!r}")
-    if task == "motion" and motion is None:
+    if task == "motion" and entry.motion is None:
         raise InputError(f"{where}: a motion case needs the motion score to ask for")
-    sizes = {key: _positive_int(values.get(key), f"{where} {key}") for key in SIZE_KEYS}
-    seed = values.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise InputError(f"{where}: seed must be an integer >= 0, got {seed!r}")
     request = Request(
         guides=guides,
         mask=mask,
-        prompt=prompt,
-        motion=float(motion) if motion is not None else None,
-        seed=seed,
-        **sizes,
+        prompt=entry.prompt,
+        motion=entry.motion,
+        seed=entry.seed,
+        **{key: getattr(entry, key) for key in SIZE_KEYS},
     )
-    reference = _file(values.get("reference"), root, f"{where} reference")
-    moving = _file(values.get("moving"), root, f"{where} moving")
-    return Case(case_id, request, reference, task, label, dim, moving)
+    reference = _file(entry.reference, root, f"{where}: reference")
+    moving = _file(entry.moving, root, f"{where}: moving")
+    return Case(case_id, request, reference, task, entry.label, entry.dim, moving)
 
 
-def _guide(item: Any, root: Path, where: str) -> GuideSpec:
-    keys = set(item) if isinstance(item, dict) else set()
-    if (
-        not keys
-        or keys - {"frame", "at", "image", "strength"}
-        or "image" not in keys
-        or {"frame", "at"} <= keys
-    ):
-        raise InputError(
-            f"{where}: expected {{frame: N or last (or at: T in 0-1), image: PATH[, strength: S]}}, "
-            f"got {item!r}"
-        )
-    if "at" in item:
-        if not (_number(item["at"]) and 0 <= item["at"] <= 1):
-            raise InputError(f"{where}: at must be a time in [0, 1], got {item['at']!r}")
-        frame = At(float(item["at"]))
-    else:
-        frame = item.get("frame", 0)
-        if not (frame == "last" or (isinstance(frame, int) and not isinstance(frame, bool))):
-            raise InputError(f"{where}: frame must be an integer or 'last', got {frame!r}")
-    strength = item.get("strength", 1.0)
-    if not (_number(strength) and 0.0 < strength <= 1.0):
-        raise InputError(f"{where}: strength must be in (0, 1], got {strength!r}")
-    image = _file(item["image"], root, f"{where} image")
-    return GuideSpec(image, frame, float(strength))
+def _guide(entry: GuideEntry, root: Path, where: str) -> GuideSpec:
+    frame = At(entry.at) if entry.at is not None else (0 if entry.frame is None else entry.frame)
+    return GuideSpec(_file(entry.image, root, f"{where}.image"), frame, entry.strength)
 
 
-def _file(value: Any, root: Path, where: str) -> Path | None:
+def _file(value: str | None, root: Path, where: str) -> Path | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise InputError(f"{where}: expected a file path, got {value!r}")
     path = Path(os.path.realpath(root / value))  # realpath: a symlink loop is a path that is no file
     if not path.is_file():
         raise InputError(f"{where}: {path} does not exist")
     return path
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _positive_int(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InputError(f"{where} must be a positive integer, got {value!r}")
-    return value
 
 
 def write_bench(path: Path, name: str, cases: list[dict], defaults: dict | None = None) -> None:

@@ -98,6 +98,13 @@ def _ratings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from .cases import bench_schema
+
+    print(json.dumps(bench_schema(), indent=2))
+    return 0
+
+
 def _metric_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "learned metrics (local weights; without them the offline defaults run)"
@@ -186,3 +193,6 @@ def add_evaluate_parser(sub: argparse._SubParsersAction, size_type) -> None:
     rs = evs.add_parser("ratings", help="win rates with 95%% confidence intervals from a votes file")
     rs.add_argument("--db", type=Path, required=True, help="the rating page's SQLite file")
     rs.set_defaults(func=_ratings)
+
+    sh = evs.add_parser("schema", help="print the JSON Schema of YAML bench files (for editors)")
+    sh.set_defaults(func=_schema)

@@ -2,102 +2,123 @@
 
 A stage starts from `init.model` (the previous stage's `final/` directory, or any diffusers directory) or,
 when that is empty, from fresh weights of the `init.architecture` preset with `init.vae` and the text encoder.
+Values are checked when the file loads (types, ranges, choices; unknown keys are an error);
+`anisora train defaults --schema` prints the JSON Schema of a stage file for editors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from ..errors import InputError
-from ..typed_config import build, read_yaml
+from pydantic import Field, model_validator
+
+from ..typed_config import NON_NEGATIVE, POSITIVE, SHARE, Config, Setting, json_schema, load_config_file
 from .masking import MaskingConfig
 
-
-@dataclass(frozen=True)
-class InitConfig:
-    model: str | None = None  # diffusers directory to start from (previous stage, CogVideoX-5B-I2V, ...)
-    architecture: str = "demo"  # preset for fresh weights (anisora.model.presets) when `model` is empty
-    vae: str | None = None  # trained VAE directory for fresh weights (required with a fresh architecture)
-    text_encoder: str = "minilm"  # "minilm" (the frozen MiniLM a registry package ships) or a T5 directory
-    layout: str = "anisora"
-    motion_embedding: bool = True  # numeric motion score added to the timestep embedding
+BucketSide = Annotated[int, Field(gt=0, multiple_of=16)]
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    source: str = "toonworld"  # "toonworld" or a curation folder (anisora curate --out)
-    seed: int = 0  # ToonWorld seed; evaluation uses anisora.toonworld.held_out.EVAL_SEED, never trained on
-    resolutions: list = field(default_factory=lambda: [[160, 96]])  # [width, height] buckets
-    fps: float = 8.0
-    min_seconds: float = 2.0
-    max_seconds: float = 4.0
-    image_share: float = 0.1  # share of one-frame (image) samples: the multi-task mix
-    batch_size: int = 4
-    num_shots: int | None = (
-        None  # ToonWorld: train on shots [0, num_shots) only (None: a new shot per sample)
+class InitConfig(Config):
+    model: str | None = None
+    """diffusers directory to start from (previous stage, CogVideoX-5B-I2V, ...)"""
+    architecture: str = "demo"
+    """preset for fresh weights (anisora.model.presets) when `model` is empty"""
+    vae: str | None = None
+    """trained VAE directory for fresh weights (required with a fresh architecture)"""
+    text_encoder: str = "minilm"
+    """"minilm" (the frozen MiniLM a registry package ships) or a T5 directory"""
+    layout: Literal["anisora", "v1"] = "anisora"
+    """transformer input layout; "anisora" widens a V1 model to the 36-channel mask layout"""
+    motion_embedding: bool = True
+    """numeric motion score added to the timestep embedding"""
+
+
+class DataConfig(Config):
+    source: str = "toonworld"
+    """"toonworld" or a curation folder (anisora curate --out)"""
+    seed: Annotated[int, NON_NEGATIVE] = 0
+    """ToonWorld seed; evaluation uses anisora.toonworld.held_out.EVAL_SEED, never trained on"""
+    resolutions: Annotated[
+        list[Annotated[list[BucketSide], Field(min_length=2, max_length=2)]], Field(min_length=1)
+    ] = Field(default_factory=lambda: [[160, 96]])
+    """[width, height] buckets, multiples of 16"""
+    fps: Annotated[float, POSITIVE] = 8.0
+    min_seconds: Annotated[float, Field(ge=2, le=8)] = 2.0
+    max_seconds: Annotated[float, Field(ge=2, le=8)] = 4.0
+    image_share: Annotated[float, SHARE] = 0.1
+    """share of one-frame (image) samples: the multi-task mix"""
+    batch_size: Annotated[int, Field(ge=1)] = 4
+    num_shots: Annotated[int, Field(ge=1)] | None = None
+    """ToonWorld: train on shots [0, num_shots) only (None: a new shot per sample)"""
+    speeds: Annotated[list[Annotated[float, POSITIVE]], Field(min_length=1)] = Field(
+        default_factory=lambda: [1.0]
     )
-    speeds: list = field(default_factory=lambda: [1.0])  # ToonWorld playback speeds, each shot at each one
-    cache: str | None = None  # folder for VAE latents and text features, computed once (frozen encoders)
-    foreground: str | None = (
-        None  # curated clips' masks for region LoRA: "motion" (MOG2) or a .onnx segmenter
-    )
+    """ToonWorld playback speeds, each shot at each one"""
+    cache: str | None = None
+    """folder for VAE latents and text features, computed once (frozen encoders)"""
+    foreground: str | None = None
+    """curated clips' masks for region LoRA: "motion" (MOG2) or a .onnx segmenter"""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if self.min_seconds > self.max_seconds:
+            raise ValueError(f"min_seconds {self.min_seconds:g} is above max_seconds {self.max_seconds:g}")
+        if self.source != "toonworld" and self.speeds != [1.0]:
+            raise ValueError("speeds replays ToonWorld shots only; curated clips play as they were cut")
+        return self
 
 
-@dataclass(frozen=True)
-class OptimConfig:
-    steps: int = 1000
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    schedule: str = (
-        "constant"  # after warm-up: "constant", or "cosine" down to a tenth of lr at the last step
-    )
+class OptimConfig(Config):
+    steps: Annotated[int, Field(ge=1)] = 1000
+    lr: Annotated[float, POSITIVE] = 2e-4
+    weight_decay: Annotated[float, NON_NEGATIVE] = 0.01
+    warmup_steps: Annotated[int, NON_NEGATIVE] = 50
+    grad_clip: Annotated[float, POSITIVE] = 1.0
+    ema_decay: Annotated[float, SHARE] = 0.999
+    schedule: Literal["constant", "cosine"] = "constant"
+    """after warm-up: constant, or cosine down to a tenth of lr at the last step"""
 
 
-@dataclass(frozen=True)
-class LoraConfig:
-    rank: int = 0  # 0 = train the full transformer; > 0 = train a LoRA of this rank only
-    alpha: int = 16
-    targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
-    region: bool = False  # motion-region training: latent outside the foreground mask = the guide latent
+class LoraConfig(Config):
+    rank: Annotated[int, NON_NEGATIVE] = 0
+    """0 = train the full transformer; > 0 = train a LoRA of this rank only"""
+    alpha: Annotated[int, POSITIVE] = 16
+    targets: list[str] = Field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    region: bool = False
+    """motion-region training: latent outside the foreground mask = the guide latent"""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     name: str = "run"
     out: str = "runs/run"
-    init: InitConfig = field(default_factory=InitConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    masking: MaskingConfig = field(default_factory=MaskingConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    text_dropout: float = 0.1  # prompt replaced by "" this often, for classifier-free guidance
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate)
+    init: InitConfig = InitConfig()
+    data: DataConfig = DataConfig()
+    masking: MaskingConfig = MaskingConfig()
+    optim: OptimConfig = OptimConfig()
+    lora: LoraConfig = LoraConfig()
+    text_dropout: Annotated[float, SHARE] = 0.1
+    """prompt replaced by "" this often, for classifier-free guidance"""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """accelerate's mixed precision"""
     gradient_checkpointing: bool = False
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    seed: int = 0  # noise, timesteps, guides and text dropout derive from (seed, step)
-
-    def __post_init__(self) -> None:
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise InputError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
-        if self.checkpoint_every < 1 or self.keep_checkpoints < 1 or self.optim.steps < 1:
-            raise InputError("checkpoint_every, keep_checkpoints and optim.steps must be at least 1")
-        if self.optim.schedule not in ("constant", "cosine"):
-            raise InputError(f"optim.schedule must be constant or cosine, got {self.optim.schedule!r}")
-        if self.data.source != "toonworld" and list(self.data.speeds) != [1.0]:
-            raise InputError("data.speeds replays ToonWorld shots only; curated clips play as they were cut")
-        if not 0.0 <= self.text_dropout <= 1.0:
-            raise InputError(f"text_dropout must be in [0, 1], got {self.text_dropout!r}")
+    checkpoint_every: Annotated[int, Field(ge=1)] = 100
+    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
+    seed: Annotated[int, NON_NEGATIVE] = 0
+    """noise, timesteps, guides and text dropout derive from (seed, step)"""
 
 
-def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, updated by the YAML at `path`, then by `overrides` (same nesting, merged per section)."""
-    values: dict[str, Any] = read_yaml(path) if path is not None else {}
-    for key, value in (overrides or {}).items():
-        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
-    return build(TrainConfig, values, "config")
+def load_train_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    settings: Sequence[Setting] = (),
+) -> TrainConfig:
+    """Defaults, updated by the YAML at `path`, then by `overrides` (same nesting, merged per section), then
+    by `--set` `settings`."""
+    return load_config_file(TrainConfig, path, overrides, settings)
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON Schema of a training stage file."""
+    return json_schema(TrainConfig, "anisora train stage config")

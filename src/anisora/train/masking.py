@@ -8,26 +8,25 @@ strictly between the first and the last. One-frame (image) samples get no guide:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
-from ..errors import InputError
 from ..model.conditioning import TEMPORAL, latent_frame_count
+from ..typed_config import SHARE, Config
+
+Probability = Annotated[float, SHARE]
 
 
-@dataclass(frozen=True)
-class MaskingConfig:
-    p_first: float = 0.5
-    p_last: float = 0.5
-    p_other: float = 0.5
-    p_drop_all: float = 0.05
-
-    def __post_init__(self) -> None:
-        for name in ("p_first", "p_last", "p_other", "p_drop_all"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f"masking.{name} must be a probability in [0, 1], got {value!r}")
+class MaskingConfig(Config):
+    p_first: Probability = 0.5
+    """the first frame is a guide this often"""
+    p_last: Probability = 0.5
+    """the last frame is a guide this often"""
+    p_other: Probability = 0.5
+    """one frame in between is a guide this often"""
+    p_drop_all: Probability = 0.05
+    """no guide at all this often (text to video)"""
 
 
 def sample_guide_frames(num_frames: int, rng: np.random.Generator, config: MaskingConfig) -> list[int]:

@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +85,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     start = _resume(out, accelerator, optimizer, schedule, ema, trained)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        (out / "config.json").write_text(json.dumps(config.model_dump(), indent=2) + "\n")
     log = _Log(out / "log.jsonl", accelerator.is_main_process)
     log.keep_until(start)
     bar = tqdm(

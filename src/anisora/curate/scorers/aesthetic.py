@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from ...errors import InputError
 from .base import ClipSamples, Scorer, ScorerConfig, spread
@@ -34,19 +34,15 @@ HEAD_DROPOUTS = {1: 0.2, 3: 0.2, 5: 0.1}
 _HEAD_KEY = re.compile(r"(?:^|\.)(layers\.\d+\.(?:weight|bias))$")
 
 
-@dataclass(frozen=True)
 class AestheticConfig(ScorerConfig):
-    clip_path: str = ""  # required: local CLIP directory (save_pretrained layout)
-    head_path: str = ""  # required: the MLP head, .pth state dict or .safetensors
-    frames: int = 0  # frames per clip, evenly spread over the K sampled ones; 0 = all K
+    clip_path: str = ""
+    """required: local CLIP directory (save_pretrained layout)"""
+    head_path: str = ""
+    """required: the MLP head, .pth state dict or .safetensors"""
+    frames: Annotated[int, Field(ge=0)] = 0
+    """frames per clip, evenly spread over the K sampled ones; 0 = all K"""
     device: str = "cpu"
-    batch_size: int = 16
-
-    def __post_init__(self):
-        if self.frames < 0:
-            raise InputError(f"scorers.aesthetic.frames must be >= 0 (0 = all), got {self.frames}")
-        if self.batch_size < 1:
-            raise InputError(f"scorers.aesthetic.batch_size must be >= 1, got {self.batch_size}")
+    batch_size: Annotated[int, Field(ge=1)] = 16
 
 
 def load_head_state(path: str | Path) -> dict:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ...typed_config import build
+from ...typed_config import Config
 
 Score = float | int | bool | str | None
 
@@ -72,8 +72,7 @@ class ClipSamples:
         return self.frames.shape[2] / self.width if len(self.frames) else 1.0
 
 
-@dataclass(frozen=True)
-class ScorerConfig:
+class ScorerConfig(Config):
     """Base for scorer configs: plain data, loaded from the `scorers.<name>` section of the YAML config."""
 
 
@@ -98,7 +97,7 @@ class Configured:
     def config_from(cls, values: dict[str, Any] | None):
         """The typed config from the YAML section (None: the defaults); a value that does not fit is a
         one-line InputError."""
-        return build(cls.Config, values, cls.section())
+        return cls.Config.load(values, cls.section())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None):
@@ -112,7 +111,7 @@ class Configured:
 
     def cache_key(self) -> str:
         """Name, version and a digest of the config: equal keys mean equal outputs for the same clip."""
-        text = json.dumps(asdict(self.config), sort_keys=True, default=str)
+        text = json.dumps(self.config.model_dump(), sort_keys=True, default=str)
         return f"{self.name}@{self.version}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import cv2
 import numpy as np
+from pydantic import Field
 
+from ...typed_config import NON_NEGATIVE
 from .base import ClipSamples, Scorer, ScorerConfig
 
 
-@dataclass(frozen=True)
 class BordersConfig(ScorerConfig):
-    black_level: float = 24.0  # a row/column is black when its brightest channel averages at most this
-    max_share: float = 0.3  # more than this of a side in "border" means a dark picture, not bars
-    min_pixels: int = 2  # bars thinner than this (source pixels) are ignored
+    black_level: Annotated[float, Field(ge=0, le=255)] = 24.0
+    """a row/column is black when its brightest channel averages at most this"""
+    max_share: Annotated[float, Field(gt=0, le=1)] = 0.3
+    """more than this of a side in "border" means a dark picture, not bars"""
+    min_pixels: Annotated[int, NON_NEGATIVE] = 2
+    """bars thinner than this (source pixels) are ignored"""
 
 
 def _mean_brightest(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,16 +3,16 @@ across a series' episodes; `anisora.curate.filters.mark_duplicates` compares the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
-from ...typed_config import Range
+from pydantic import Field
+
 from .base import ClipSamples, Scorer, ScorerConfig, spread
 
 
-@dataclass(frozen=True)
 class DedupConfig(ScorerConfig):
-    frames: Annotated[int, Range(ge=1)] = 3  # hashed frames, spread evenly over the clip
+    frames: Annotated[int, Field(ge=1)] = 3
+    """hashed frames, spread evenly over the clip"""
 
 
 class DedupScorer(Scorer):

@@ -9,13 +9,13 @@ frames is reported on its own.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from ...errors import InputError
+from ...typed_config import POSITIVE, SHARE
 from .base import ClipSamples, FramePair, Scorer, ScorerConfig
 
 _PRESETS = {
@@ -25,19 +25,17 @@ _PRESETS = {
 }
 
 
-@dataclass(frozen=True)
 class MotionConfig(ScorerConfig):
-    reference_height: int = 480  # magnitudes are in pixels of a frame with this short side
-    preset: str = "fast"  # DIS preset: ultrafast | fast | medium (fast: ~9 ms per 854x480 pair, one core)
-    max_pairs: int = 4  # pairs per clip, evenly chosen among the sampled ones
-    static_held_share: float = 0.9  # static: at least this share of frames repeats the previous one ...
-    static_flow: float = 0.15  # ... or the median per-pair max |flow| (480p px) is below this
-
-    def __post_init__(self) -> None:
-        if self.preset not in _PRESETS:
-            raise InputError(f"scorers.motion.preset must be one of {sorted(_PRESETS)}, got {self.preset!r}")
-        if self.max_pairs < 1:
-            raise InputError(f"scorers.motion.max_pairs must be at least 1, got {self.max_pairs}")
+    reference_height: Annotated[int, POSITIVE] = 480
+    """magnitudes are in pixels of a frame with this short side"""
+    preset: Literal["ultrafast", "fast", "medium"] = "fast"
+    """DIS preset (fast: ~9 ms per 854x480 pair, one core)"""
+    max_pairs: Annotated[int, Field(ge=1)] = 4
+    """pairs per clip, evenly chosen among the sampled ones"""
+    static_held_share: Annotated[float, SHARE] = 0.9
+    """static: at least this share of frames repeats the previous one ..."""
+    static_flow: Annotated[float, Field(ge=0)] = 0.15
+    """... or the median per-pair max |flow| (480p px) is below this"""
 
 
 class MotionScorer(Scorer):

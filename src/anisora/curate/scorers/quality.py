@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import cv2
 import numpy as np
+from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
-from ...errors import InputError
 from .base import ClipSamples, Scorer, ScorerConfig, spread
 
 DARK, BRIGHT = 5, 250  # grey levels counted as clipped (<= DARK or >= BRIGHT)
@@ -62,17 +61,13 @@ _QUALITY_KEYS = ("score", "brisque", "sharpness", "noise", "brightness", "clippe
 _ROUNDING = 1e-9  # |grey - local mean| below this is rounding error (grey is in [0, 1])
 
 
-@dataclass(frozen=True)
 class QualityConfig(ScorerConfig):
-    frames: int = 1  # frames used per clip, evenly spread over the K sampled ones; 0 = all
-    max_side: int = 256  # BRISQUE runs on the frame resized to this long side at most (its cost ~ pixels)
-    brisque: bool = True  # False skips BRISQUE (the slow part); its weight is then shared by the others
-
-    def __post_init__(self):
-        if self.frames < 0:
-            raise InputError(f"scorers.quality.frames must be >= 0 (0 = all), got {self.frames}")
-        if self.max_side < 32:
-            raise InputError(f"scorers.quality.max_side must be >= 32, got {self.max_side}")
+    frames: Annotated[int, Field(ge=0)] = 1
+    """frames used per clip, evenly spread over the K sampled ones; 0 = all"""
+    max_side: Annotated[int, Field(ge=32)] = 256
+    """BRISQUE runs on the frame resized to this long side at most (its cost ~ pixels)"""
+    brisque: bool = True
+    """False skips BRISQUE (the slow part); its weight is then shared by the others"""
 
 
 def _clip01(x: float) -> float:

@@ -54,67 +54,56 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
-from ...errors import InputError
 from .base import ClipSamples, Score, Scorer, ScorerConfig, spread
 
 BANDS = ("bottom", "top")
 
 
-@dataclass(frozen=True)
 class TextConfig(ScorerConfig):
-    frames: int = 4  # frames used per clip, evenly spread over the K sampled ones; 0 = all
-    limit_side: int = 480  # the detector sees the frame with its long side at most this (limit_type=max)
-    min_side: int = 270  # ... and the short side at least this (smaller frames are upscaled, cubic)
-    sharpen: float = 1.5  # unsharp-mask amount applied before resizing (0 = off) ...
-    sharpen_sigma: float = 1.5  # ... with a Gaussian of this sigma in analysis pixels
-    thresh: float = 0.3  # detector: text probability that binarizes the map (rapidocr default)
-    box_thresh: float = 0.5  # detector: minimum mean text probability inside a box (rapidocr default)
-    unclip_ratio: float = 1.6  # detector: how far boxes are grown around the text kernel (rapidocr default)
-    max_box_height: float = 0.3  # boxes taller than this share of the frame height are dropped (artefacts)
-    bottom_band: float = 0.25  # subtitle bands: box centres in the lower 25 % ...
-    top_band: float = 0.2  # ... or the upper 20 % of the frame
-    center_tolerance: float = 0.03  # |centre of the line - centre of the frame| <= this x width
-    gap: float = 1.5  # a line is cut into segments at horizontal gaps wider than this x line height
-    persistence: float = 0.5  # share of the used frames that must show the subtitle block
-    position_tolerance: float = 0.04  # its outer edge stays within this x height of one place
-    threads: int = 1  # onnxruntime intra-op threads
+    frames: Annotated[int, Field(ge=0)] = 4
+    """frames used per clip, evenly spread over the K sampled ones; 0 = all"""
+    limit_side: Annotated[int, Field(ge=32)] = 480
+    """the detector sees the frame with its long side at most this (limit_type=max) ..."""
+    min_side: Annotated[int, Field(ge=1)] = 270
+    """... and the short side at least this (smaller frames are upscaled, cubic); at most limit_side"""
+    sharpen: Annotated[float, Field(ge=0)] = 1.5
+    """unsharp-mask amount applied before resizing (0 = off) ..."""
+    sharpen_sigma: Annotated[float, Field(gt=0)] = 1.5
+    """... with a Gaussian of this sigma in analysis pixels"""
+    thresh: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    """detector: text probability that binarizes the map (rapidocr default)"""
+    box_thresh: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """detector: minimum mean text probability inside a box (rapidocr default)"""
+    unclip_ratio: Annotated[float, Field(gt=0)] = 1.6
+    """detector: how far boxes are grown around the text kernel (rapidocr default)"""
+    max_box_height: Annotated[float, Field(gt=0, le=1)] = 0.3
+    """boxes taller than this share of the frame height are dropped (artefacts)"""
+    bottom_band: Annotated[float, Field(gt=0, le=0.5)] = 0.25
+    """subtitle bands: box centres in the lower 25 % ..."""
+    top_band: Annotated[float, Field(gt=0, le=0.5)] = 0.2
+    """... or the upper 20 % of the frame"""
+    center_tolerance: Annotated[float, Field(ge=0, le=0.5)] = 0.03
+    """|centre of the line - centre of the frame| <= this x width"""
+    gap: Annotated[float, Field(ge=0)] = 1.5
+    """a line is cut into segments at horizontal gaps wider than this x line height"""
+    persistence: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """share of the used frames that must show the subtitle block"""
+    position_tolerance: Annotated[float, Field(ge=0)] = 0.04
+    """its outer edge stays within this x height of one place"""
+    threads: Annotated[int, Field(ge=1)] = 1
+    """onnxruntime intra-op threads"""
 
-    def __post_init__(self):
-        def check(ok: bool, what: str) -> None:
-            if not ok:
-                raise InputError(f"scorers.text.{what}")
-
-        check(self.frames >= 0, f"frames must be >= 0 (0 = all), got {self.frames}")
-        check(self.limit_side >= 32, f"limit_side must be >= 32, got {self.limit_side}")
-        check(
-            1 <= self.min_side <= self.limit_side, f"min_side must be in 1..limit_side, got {self.min_side}"
-        )
-        check(self.sharpen >= 0.0, f"sharpen must be >= 0 (0 = off), got {self.sharpen}")
-        check(self.sharpen_sigma > 0.0, f"sharpen_sigma must be > 0, got {self.sharpen_sigma}")
-        check(0.0 < self.thresh < 1.0, f"thresh must be in (0, 1), got {self.thresh}")
-        check(0.0 < self.box_thresh < 1.0, f"box_thresh must be in (0, 1), got {self.box_thresh}")
-        check(self.unclip_ratio > 0.0, f"unclip_ratio must be > 0, got {self.unclip_ratio}")
-        check(
-            0.0 < self.max_box_height <= 1.0, f"max_box_height must be in (0, 1], got {self.max_box_height}"
-        )
-        for key in ("bottom_band", "top_band"):
-            value = getattr(self, key)
-            check(0.0 < value <= 0.5, f"{key} must be in (0, 0.5], got {value}")
-        check(
-            0.0 <= self.center_tolerance <= 0.5,
-            f"center_tolerance must be in [0, 0.5], got {self.center_tolerance}",
-        )
-        check(self.gap >= 0.0, f"gap must be >= 0, got {self.gap}")
-        check(0.0 < self.persistence <= 1.0, f"persistence must be in (0, 1], got {self.persistence}")
-        check(
-            self.position_tolerance >= 0.0, f"position_tolerance must be >= 0, got {self.position_tolerance}"
-        )
-        check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+    @model_validator(mode="after")
+    def _min_side_fits(self) -> TextConfig:
+        if self.min_side > self.limit_side:
+            raise ValueError(f"min_side must be at most limit_side ({self.limit_side}), got {self.min_side}")
+        return self
 
 
 @dataclass(frozen=True)
