@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -301,3 +302,61 @@ def test_compare_needs_two_distinct_runs(runs):
 
 def test_summarize_nothing():
     assert summarize([]) == {"cases": 0, "overall": {}, "by_task": {}, "by_label": {}, "by_task_label": {}}
+
+
+class _Page(HTMLParser):
+    """The frames table of compare.html: per case row, its run cells and their images; all <script> tags."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.rows: dict[str, list[dict]] = {}
+        self.case: str | None = None
+        self.cell: dict | None = None
+        self.scripts = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.scripts += tag == "script"
+        if tag == "tr" and "data-case" in a:
+            self.case = a["data-case"]
+            self.rows[self.case] = []
+        elif tag == "td" and "data-run" in a and self.case:
+            self.cell = {"run": a["data-run"], "images": [], "problem": False}
+            self.rows[self.case].append(self.cell)
+        elif tag == "img" and self.cell is not None:
+            self.cell["images"].append(a["src"])
+        elif tag == "div" and a.get("class") == "noimg" and self.cell is not None:
+            self.cell["problem"] = True
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.cell = None
+        elif tag == "tr":
+            self.case = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_compare_page_shows_each_case_from_each_run(runs, tmp_path):
+    run_a, run_b = runs
+    out = tmp_path / "cmp"
+    c = compare_runs([run_a, run_b], out=out)
+    names = [r["name"] for r in c["runs"]]
+    page = (out / "compare.html").read_text(encoding="utf-8")
+    parsed = _Page()
+    parsed.feed(page)
+    common = [r["case"] for r in RECORDS_A if r["case"] != "video-x"]
+    assert sorted(parsed.rows) == sorted(common) and len(parsed.rows) == c["cases_in_common"]
+    for case, cells in parsed.rows.items():
+        assert [cell["run"] for cell in cells] == names, case  # one cell per run, in run order
+        a, b = cells
+        if case == MISSING_VIDEO:
+            assert a["problem"] and not a["images"]
+        else:  # run A has videos: its strips, linked relative to the page; run B has none
+            assert a["images"] and all((out / src).resolve().is_file() for src in a["images"])
+            assert (out / a["images"][0]).resolve() == (run_a / "strips" / f"{case}.jpg").resolve()
+        assert b["problem"] and not b["images"]
+    # the prompt with a script tag is shown as text, never run
+    assert parsed.scripts == 0 and EVIL not in page and any(EVIL in t for t in parsed.text)

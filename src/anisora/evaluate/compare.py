@@ -1,13 +1,15 @@
-"""Side-by-side comparison of finished `anisora evaluate` runs: metric means per run, overall and per task.
+"""Side-by-side comparison of finished `anisora evaluate` runs: metric means per run, overall and per task,
+and each case's frames from every run.
 
 Only the cases present in every run are compared (matched by case id), so each run is measured on the same
 videos; the comparison says how many cases were left out. `compare_runs` builds the comparison (and writes
-compare.json and compare.html when given a folder), `format_table` renders it for a terminal.
+compare.json and compare.html when given a folder), `format_table` renders it for a terminal. compare.html
+shows the runs' own frame strips (RUN/strips, made where missing), linked relative to it: it stays readable
+while the runs keep their place next to it.
 """
 
 from __future__ import annotations
 
-import html
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -15,12 +17,14 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import shareable_path
-from .report import bar_chart_svg, format_value, html_page, task_order, task_title
+from ..reporting import render
+from .report import OPEN_CARDS, format_value, frame_strip, metric_chart, task_anchor, task_order, task_title
 from .results import (
     UNRANKED,
     load_run,
     metric_order,
     names_a_path,
+    record_values,
     run_file,
     summarize,
     to_json,
@@ -28,10 +32,6 @@ from .results import (
 )
 
 OVERALL = "overall"
-
-
-def _esc(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def _names(infos: Sequence[dict], dirs: Sequence[Path]) -> list[str]:
@@ -113,7 +113,8 @@ def compare_runs(
         folder = Path(out)
         shared = _shareable(comparison, folder)
         write_text_atomic(folder / "compare.json", to_json(shared, indent=1) + "\n")
-        write_text_atomic(folder / "compare.html", render_html(shared))
+        frames = _frames(names, dirs, [records for _, records, _ in loaded], common, folder)
+        write_text_atomic(folder / "compare.html", render_html(shared, frames))
     return comparison
 
 
@@ -170,43 +171,85 @@ def format_table(comparison: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_html(comparison: dict) -> str:
-    """compare.html: the runs, then per table the means (best in bold) and a bar chart per metric."""
-    runs = comparison["runs"]
-    names = [r["name"] for r in runs]
-    run_rows = "".join(
-        f"<tr><td><b>{_esc(r['name'])}</b></td><td>{_esc(r['dir'])}</td><td>{_esc(r['model'])}</td>"
-        f'<td class="num">{r["cases"]:,}</td><td class="num">{r["not_in_common"]:,}</td></tr>'
-        for r in runs
-    )
-    body = [
-        '<section id="runs"><h2>Runs</h2><table><thead><tr><th>name</th><th>directory</th><th>model</th>'
-        '<th class="num">cases</th><th class="num">not in every run</th></tr></thead>'
-        f"<tbody>{run_rows}</tbody></table><p>{_esc(_left_out_line(comparison))}. Only these are compared; "
-        "the best run of a row is in bold (green bars) where higher is better; motion_score and "
-        "dynamic_degree are not ranked.</p></section>"
-    ]
-    nav = [("runs", "runs")]
-    for key, table in comparison["tables"].items():
-        nav.append((f"t-{key}", _block_title(key)))
-        head = "".join(f'<th class="num">{_esc(n)}</th>' for n in names)
-        rows, charts = [], []
-        for metric, row in table["metrics"].items():
-            cells = []
-            for n in names:
-                text = _esc(format_value(metric, row["means"][n]))
-                tip = f"n={row['n'][n]}"
-                shown = f'<b class="best">{text}</b>' if n in row["best"] else text
-                cells.append(f'<td class="num" title="{_esc(tip)}">{shown}</td>')
-            rows.append(f'<tr data-metric="{_esc(metric)}"><td>{_esc(metric)}</td>{"".join(cells)}</tr>')
-            bars = bar_chart_svg(metric, [(n, row["means"][n]) for n in names], best=row["best"])
-            charts.append(
-                f'<figure class="chart"><figcaption><b>{_esc(metric)}</b></figcaption>{bars}</figure>'
-            )
-        body.append(
-            f'<section id="t-{_esc(key)}"><h2>{_esc(_block_title(key))} <small>{table["cases"]:,} cases'
-            f'</small></h2><div class="scroll"><table><thead><tr><th>metric</th>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div>"
-            f'<div class="charts">{"".join(charts)}</div></section>'
+def _frames(
+    names: Sequence[str], dirs: Sequence[Path], records: Sequence[list[dict]], common: set[str], folder: Path
+) -> list[dict]:
+    """Per task, each case in common (in the first run's order): its prompt, the ground-truth strip where the
+    case has one, and each run's strip and scores, linked for a page in `folder`."""
+    by_case = [{r["case"]: r for r in run_records} for run_records in records]
+    tasks: dict[str | None, list[dict]] = {}
+    for first in records[0]:
+        case = first["case"]
+        if case not in common:
+            continue
+        runs = [(run_dir, cases[case]) for run_dir, cases in zip(dirs, by_case, strict=True)]
+        truth = next(((d, r["reference"]) for d, r in runs if r.get("reference")), None)
+        cells = []
+        for name, (run_dir, record) in zip(names, runs, strict=True):
+            values = record_values(record)
+            scores = [(m, format_value(m, values[m])) for m in metric_order(values)]
+            strip = frame_strip(run_dir, record.get("video"), case, folder)
+            cells.append({"run": name, "strip": strip, "scores": scores})
+        tasks.setdefault(first.get("task"), []).append(
+            {
+                "case": case,
+                "label": first.get("label"),
+                "prompt": first.get("prompt"),
+                "truth": frame_strip(truth[0], truth[1], f"{case}.truth", folder) if truth else None,
+                "cells": cells,
+            }
         )
-    return html_page("Comparison: " + " vs ".join(names), _left_out_line(comparison), nav, "".join(body))
+    return [
+        {
+            "anchor": task_anchor(t),
+            "title": task_title(t),
+            "cases": tasks[t],
+            "open": len(tasks[t]) <= OPEN_CARDS,
+        }
+        for t in task_order(list(tasks))
+    ]
+
+
+def render_html(comparison: dict, frames: Sequence[dict] = ()) -> str:
+    """compare.html: the runs, per table the means (best in bold) and a bar chart per metric, then the frames
+    of each case from each run side by side (`frames`, from `_frames`)."""
+    names = [r["name"] for r in comparison["runs"]]
+    tables = []
+    for key, table in comparison["tables"].items():
+        rows = table["metrics"]
+        tables.append(
+            {
+                "anchor": f"t-{key}",
+                "title": _block_title(key),
+                "cases": table["cases"],
+                "rows": [
+                    {
+                        "metric": m,
+                        "cells": [
+                            (format_value(m, row["means"][n]), f"n={row['n'][n]}", n in row["best"])
+                            for n in names
+                        ],
+                    }
+                    for m, row in rows.items()
+                ],
+                "charts": [
+                    metric_chart(m, [(n, row["means"][n]) for n in names], best=row["best"])
+                    for m, row in rows.items()
+                ],
+            }
+        )
+    nav = [("runs", "runs"), *((t["anchor"], t["title"]) for t in tables)]
+    if frames:
+        nav.append(("frames", "frames"))
+    return render(
+        "compare.html",
+        title="Comparison: " + " vs ".join(names),
+        subtitle=_left_out_line(comparison),
+        nav=nav,
+        runs=comparison["runs"],
+        names=names,
+        left_out=_left_out_line(comparison),
+        tables=tables,
+        frames=frames,
+        with_truth=any(case["truth"] for task in frames for case in task["cases"]),
+    )
