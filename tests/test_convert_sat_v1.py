@@ -232,7 +232,9 @@ def test_loads_as_a_v1_pipeline_with_the_grid_of_the_learned_embedding(converted
     scheduler = pipe.scheduler.config
     assert type(pipe.scheduler).__name__ == "CogVideoXDPMScheduler"
     assert scheduler.prediction_type == "v_prediction" and scheduler.rescale_betas_zero_snr
-    assert json.loads((converted / "model_index.json").read_text())["_class_name"] == "AnisoraPipeline"
+    index = json.loads((converted / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_anisora", "AnisoraPipeline"]
+    assert (converted / "pipeline_anisora.py").is_file()  # plain diffusers loads it with trust_remote_code
 
 
 def test_weights_are_bf16_on_disk(converted):

@@ -13,6 +13,7 @@ from anisora.model.info import ModelInfo
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components, build_wan_components
 from anisora.model.request import Request
+from anisora.model.vae import uint8_frames
 
 SIZE = dict(num_frames=9, height=32, width=48)
 
@@ -40,10 +41,10 @@ def cogvideox():
 
 def test_a_guide_at_a_later_frame_is_fitted_and_the_rest_kept(cogvideox):
     guides = [Guide(smooth(0), 0), Guide(smooth(1), 8)]
-    plain = make(cogvideox, guides).frames
-    fitted = make(cogvideox, guides, guide_fit_steps=10).frames
+    plain = uint8_frames(make(cogvideox, guides).frames[0])
+    fitted = uint8_frames(make(cogvideox, guides, guide_fit_steps=10).frames[0])
     assert error(fitted[8], smooth(1)) < 0.9 * error(plain[8], smooth(1))
-    np.testing.assert_array_equal(make(cogvideox, guides, guide_fit_steps=0).frames, plain)
+    np.testing.assert_array_equal(uint8_frames(make(cogvideox, guides, guide_fit_steps=0).frames[0]), plain)
     # frame 0 is pinned, not fitted; the unguided frames change far less than the fitted one
     assert error(fitted[0], plain[0]) <= 1.0
     assert error(fitted[1:8], plain[1:8]) < error(fitted[8], plain[8])
@@ -74,8 +75,8 @@ def test_wan_fits_every_full_strength_guide_and_is_diffusers_without_steps():
     """Wan pins no frame, so frame 0 is fitted too; without steps the output is diffusers' decode."""
     pipe = AnisoraWanPipeline(**build_wan_components())
     guides = [Guide(smooth(0), 0), Guide(smooth(1), 8)]
-    plain = make(pipe, guides).frames
-    fitted = make(pipe, guides, guide_fit_steps=10).frames
+    plain = uint8_frames(make(pipe, guides).frames[0])
+    fitted = uint8_frames(make(pipe, guides, guide_fit_steps=10).frames[0])
     assert fitted.shape == plain.shape and fitted.dtype == np.uint8
     # the tiny random decoder saturates (Wan's decode clamps to [-1, 1]) over much of frame 8, where no
     # gradient reaches; frame 0 is where it shows

@@ -13,6 +13,7 @@ from anisora.model.conditioning import Guide
 from anisora.model.info import ModelInfo
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components, transformer_config, vae_config
+from anisora.model.vae import uint8_frames
 from anisora.model.weights import load_lora, load_pipeline, widen_to_anisora
 
 SIZE = dict(num_frames=9, height=32, width=48)
@@ -34,6 +35,11 @@ def run(pipe, guides=None, seed=0, **kwargs):
     return pipe(guides, prompt="a girl waves", **kwargs)
 
 
+def video(out) -> np.ndarray:
+    """The one video of an "np" output as (F, H, W, 3) uint8, as `sampling.sample` gives it."""
+    return uint8_frames(out.frames[0])
+
+
 class Recorder:
     """Records the transformer's inputs at every call."""
 
@@ -52,9 +58,9 @@ def pipe():
 
 def test_output_frames_and_seeds(pipe):
     a, b, c = run(pipe, seed=1), run(pipe, seed=1), run(pipe, seed=2)
-    assert a.frames.shape == (9, 32, 48, 3) and a.frames.dtype == np.uint8
+    assert a.frames.shape == (1, 9, 32, 48, 3) and a.frames.dtype == np.float32
     np.testing.assert_array_equal(a.frames, b.frames)
-    assert np.abs(a.frames.astype(int) - c.frames).max() > 0
+    assert np.abs(video(a).astype(int) - video(c)).max() > 0
     assert a.prompt == "a girl waves"
 
 
@@ -83,12 +89,12 @@ def test_guide_placement_in_the_transformer_input(pipe):
 
 def test_dynamic_cfg_and_both_schedulers(pipe):
     plain, dynamic = run(pipe), run(pipe, use_dynamic_cfg=True)
-    assert np.abs(plain.frames.astype(int) - dynamic.frames).max() > 0
+    assert np.abs(video(plain).astype(int) - video(dynamic)).max() > 0
     dpm = tiny()
     dpm.scheduler = CogVideoXDPMScheduler.from_config(dpm.scheduler.config)
     steps = []
     out = run(dpm, progress=lambda i, n: steps.append((i, n)))
-    assert out.frames.shape == (9, 32, 48, 3) and steps == [(1, 3), (2, 3), (3, 3)]
+    assert out.frames.shape == (1, 9, 32, 48, 3) and steps == [(1, 3), (2, 3), (3, 3)]
     config = dpm.scheduler.config
     assert config.prediction_type == "v_prediction" and config.rescale_betas_zero_snr
 
@@ -114,8 +120,8 @@ def test_a_full_strength_first_frame_guide_comes_back_as_its_vae_round_trip(pipe
     torch.testing.assert_close(latents[0], guide, rtol=0, atol=1e-6)
     round_trip = pipe.decode_latents(guide[None, None])[0, :, 0]
     expected = ((round_trip.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    pinned = np.abs(run(pipe).frames[0].astype(int) - expected).mean()
-    free = np.abs(run(pipe, guides=[Guide(panel(), 0, 0.99)]).frames[0].astype(int) - expected).mean()
+    pinned = np.abs(video(run(pipe))[0].astype(int) - expected).mean()
+    free = np.abs(video(run(pipe, guides=[Guide(panel(), 0, 0.99)]))[0].astype(int) - expected).mean()
     assert pinned < 0.5 * free
     late = run(pipe, guides=[Guide(panel(), 8)], output_type="latent").frames[0]
     assert (late[2] - guide).abs().max() > 0.1
@@ -145,7 +151,7 @@ def test_a_4x_vae_with_4x4_patches_sizes_latents_regions_and_checks_from_its_con
     guide = pipe._encode_guides(pixels)[0, :, 0]
     torch.testing.assert_close(latents[:, :, :, 6:], guide[None, :, :, 6:].expand(3, -1, -1, -1))
     assert (latents[1:, :, :, :6] - guide[None, :, :, :6]).abs().max() > 0.1
-    assert run(pipe).frames.shape == (9, 32, 48, 3)
+    assert run(pipe).frames.shape == (1, 9, 32, 48, 3)
     with pytest.raises(InputError, match="multiple of 16 \\(4x VAE, 4x4 patches\\)"):
         run(pipe, width=40)
 
@@ -180,7 +186,7 @@ def test_motion_embedding_changes_the_output_and_is_saved(tmp_path):
     pipe = tiny(motion_embedding=True)
     slow, fast = run(pipe, motion_score=0.5), run(pipe, motion_score=3.0)
     assert slow.prompt.endswith("motion score: 0.5.")
-    assert np.abs(slow.frames.astype(int) - fast.frames).max() > 0
+    assert np.abs(video(slow).astype(int) - video(fast)).max() > 0
     assert any("motion embedding used" in n for n in run(pipe).notes)
     pipe.save_pretrained(tmp_path)
     loaded = load_pipeline(tmp_path)
@@ -191,7 +197,8 @@ def test_motion_embedding_changes_the_output_and_is_saved(tmp_path):
 
 def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "model_index.json").read_text())["_class_name"] == "AnisoraPipeline"
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_anisora", "AnisoraPipeline"]  # diffusers' custom-pipeline form
     assert list((tmp_path / "transformer").glob("*.safetensors"))
     loaded = load_pipeline(tmp_path)
     loaded.set_progress_bar_config(disable=True)
@@ -255,12 +262,12 @@ def test_lora_is_loaded_and_scaled(pipe, tmp_path):
     AnisoraPipeline.save_lora_weights(
         tmp_path, transformer_lora_layers=get_peft_model_state_dict(trained.transformer)
     )
-    base = run(pipe).frames
+    base = video(run(pipe))
     with_lora = tiny()
     load_lora(with_lora, tmp_path, scale=1.0)
-    assert np.abs(run(with_lora).frames.astype(int) - base).max() > 0
+    assert np.abs(video(run(with_lora)).astype(int) - base).max() > 0
     with_lora.set_adapters(["lora"], [0.0])
-    np.testing.assert_array_equal(run(with_lora).frames, base)
+    np.testing.assert_array_equal(video(run(with_lora)), base)
 
 
 def test_bad_model_inputs(tmp_path, pipe):

@@ -53,4 +53,4 @@ def test_pipeline_encodes_prompts_with_minilm(encoder):
         num_inference_steps=2,
         generator=torch.Generator().manual_seed(0),
     )
-    assert out.frames.shape == (9, 32, 48, 3)
+    assert out.frames.shape == (1, 9, 32, 48, 3)

@@ -63,7 +63,7 @@ def test_guides_at_any_frame_are_in_the_mask_and_the_condition():
     calls = Calls(pipe.transformer)
     guides = [Guide(panel(), 0), Guide(panel(1), 5, 0.5)]
     out = pipe(guides, prompt="a cat", num_inference_steps=1, **SIZE)
-    assert out.frames.shape == (9, 32, 48, 3) and out.frames.dtype == np.uint8
+    assert out.frames.shape == (1, 9, 32, 48, 3) and out.frames.dtype == np.float32
     (seen,) = calls.of(pipe.transformer)  # guidance 1: one call, no unconditional pass
     expected = reproject_mask(
         pixel_frame_mask(9, [(0, 1.0), (5, 0.5)])
@@ -91,7 +91,7 @@ def test_wan22_experts_switch_at_the_boundary():
 def test_any_4k_plus_1_frames_and_bad_requests():
     pipe = tiny()
     assert (
-        pipe([Guide(panel(), 0)], num_inference_steps=1, num_frames=5, height=32, width=48).frames.shape[0]
+        pipe([Guide(panel(), 0)], num_inference_steps=1, num_frames=5, height=32, width=48).frames.shape[1]
         == 5
     )
     with pytest.raises(InputError, match="not of the form 4k\\+1"):

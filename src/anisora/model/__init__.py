@@ -6,7 +6,7 @@ The names below load on first use, so torch-free parts (`anisora.model.request`)
 from importlib import import_module
 
 _EXPORTS = {
-    "AnisoraOutput": "pipeline",
+    "AnisoraOutput": "diffusers_call",
     "AnisoraPipeline": "pipeline",
     "At": "request",
     "ConditionRequest": "conditioning",

@@ -23,6 +23,7 @@ from .conditioning import (
     Layout,
     layout_for,
 )
+from .hub import pipeline_class_name
 
 # What a directory without an fps entry plays at: CogVideoX-5B-I2V's own rate (49 frames = 6 s).
 DEFAULT_FPS = 8
@@ -85,7 +86,7 @@ class ModelInfo:
         path = model_directory(path)
         index = model_index(path)
         presets = index.get("anisora_presets")
-        if index.get("_class_name") in WAN_PIPELINES:
+        if pipeline_class_name(index) in WAN_PIPELINES:
             return cls.wan(presets, path)
         transformer, vae = (read_config(path / part / "config.json") for part in ("transformer", "vae"))
         try:

@@ -14,7 +14,11 @@ whose denoising loop reads top to bottom:
    section 2.2; at frame 0, a full-strength guide's latent) are replaced by their reference noised to the next
    step, and by the clean reference after the last step;
 5. guides at other frames are fitted through the decoder (`guide_fit`, `guide_fit_steps` steps);
-6. the VAE decodes; frames come back as uint8 (F, H, W, 3).
+6. the VAE decodes; frames come back as `output_type` asks.
+
+Beside `guides`, the call keeps diffusers' contract (`anisora.model.diffusers_call`: `image=`/`last_image=`,
+prompt lists, `num_videos_per_prompt`, `output_type`, step-end callbacks, `return_dict`), and saved folders
+load in plain diffusers (`anisora.model.hub`).
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
+from typing import ClassVar
 
 import numpy as np
 import torch
 from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import PipelineImageInput
 from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import retrieve_timesteps
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -35,34 +42,43 @@ from .conditioning import (
     Conditioning,
     Guide,
     build_conditioning,
+    conditioned_prompt,
     latent_frame_count,
     layout_for,
 )
+from .diffusers_call import (
+    AnisoraOutput,
+    check_output_type,
+    negative_prompt_list,
+    prompt_list,
+    step_end_inputs,
+    video_count,
+    with_shortcuts,
+)
 from .guide_fit import fit_guides, fit_targets
+from .hub import FolderPipeline
 from .info import DEFAULT_FPS, ModelInfo
-from .vae import cpu_autocast, video_frames
+from .text_encoder import named_text_encoder
+from .vae import cpu_autocast
 
 MOTION_EMBED_SCALE = 100.0  # motion score x 100 feeds the sinusoidal embedding, like a timestep
 DEFAULT_MOTION = 1.0  # for models with a motion embedding when no score is asked for (V1 range 0.5-1.5)
 
 
-@dataclass
-class AnisoraOutput:
-    frames: np.ndarray  # (F, H, W, 3) uint8, or the final latents (1, T, C, h, w) with output_type="latent"
-    prompt: str  # the prompt the model saw, with the score suffix
-    notes: list[str] = field(default_factory=list)  # adjustments made to the request (cropping, defaults)
-
-
-class AnisoraPipeline(CogVideoXImageToVideoPipeline):
+class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
     """CogVideoX components in the "anisora" (noise + mask + guides) or official V1 (noise + guides) layout.
 
     `motion_embedding=True` marks a transformer trained with a numeric motion score added to its timestep
     embedding (diffusers' "ofs" embedding); `fps` is the frame rate it was trained at;
-    `text_encoder_name="minilm"` marks a model saved without its text encoder because a registry package
-    ships it (see `anisora.model.weights`); `anisora_presets` the release's sampling settings (see
+    `text_encoder_name="minilm"` names a text encoder a registry package ships (`text_encoder.
+    named_text_encoder`): built without a text encoder, the pipeline resolves it by that name, and it saves
+    the model without it; `anisora_presets` the release's sampling settings (see
     `anisora.model.info.PRESET_TYPES`). All are saved in model_index.json; a CogVideoX directory has none of
     them and gets False, 8 (CogVideoX-5B-I2V's rate), None and the defaults.
     """
+
+    _optional_components: ClassVar[list[str]] = ["tokenizer", "text_encoder"]  # named ones are not saved
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "prompt_embeds"]  # with CFG: [negative; text]
 
     def __init__(
         self,
@@ -76,6 +92,8 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         text_encoder_name: str | None = None,
         anisora_presets: dict | None = None,
     ):
+        if text_encoder is None and text_encoder_name is not None:
+            tokenizer, text_encoder = named_text_encoder(text_encoder_name)
         super().__init__(tokenizer, text_encoder, vae, transformer, scheduler)
         self.register_to_config(
             motion_embedding=motion_embedding,
@@ -83,6 +101,19 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
             text_encoder_name=text_encoder_name,
             anisora_presets=anisora_presets,
         )
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """diffusers' save, with the module plain diffusers loads (`anisora.model.hub`), and without a text
+        encoder that `text_encoder_name` names."""
+        if self.config.text_encoder_name is None:
+            super().save_pretrained(save_directory, *args, **kwargs)
+            return
+        tokenizer, text_encoder = self.tokenizer, self.text_encoder
+        self.register_modules(tokenizer=None, text_encoder=None)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder)
 
     @property
     def layout(self):
@@ -93,8 +124,11 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         self,
         guides: Sequence[Guide] = (),
         *,
-        prompt: str = "",
-        negative_prompt: str = "",
+        image: PipelineImageInput | None = None,
+        last_image: PipelineImageInput | None = None,
+        prompt: str | list[str] = "",
+        negative_prompt: str | list[str] = "",
+        num_videos_per_prompt: int = 1,
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -105,39 +139,55 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         guidance_scale: float = 6.0,
         guide_fit_steps: int = 0,
         use_dynamic_cfg: bool = False,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         max_sequence_length: int | None = None,
         output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
         attention_kwargs: dict | None = None,
-    ) -> AnisoraOutput:
+    ) -> AnisoraOutput | tuple:
+        """Generate `num_videos_per_prompt` videos per prompt from `guides` (and the diffusers shortcuts
+        `image`, `last_image`; see `anisora.model.diffusers_call` for the contract). `progress(step, steps)`
+        is called after every step."""
         self._check_model()
+        check_output_type(output_type)
         if num_inference_steps < 1:
             raise InputError(f"steps must be at least 1, got {num_inference_steps}")
         if not (math.isfinite(guidance_scale) and guidance_scale >= 0):
             raise InputError(f"guidance scale must be >= 0, got {guidance_scale}")
+        prompts = prompt_list(prompt)
+        negatives = negative_prompt_list(negative_prompt, len(prompts))
+        batch = video_count(len(prompts), num_videos_per_prompt, generator)
+        step_inputs = step_end_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
+        )
         config = self.transformer.config
         num_frames = num_frames or config.sample_frames
         height = height or config.sample_height * self.vae_scale_factor_spatial
         width = width or config.sample_width * self.vae_scale_factor_spatial
+        guides = with_shortcuts(guides, image, last_image, num_frames)
         device, dtype = self._execution_device, self.transformer.dtype
         info = ModelInfo.of(self)
         request = info.condition(
-            num_frames, height, width, guides, motion_mask, prompt, motion_score, aesthetic_score
+            num_frames, height, width, guides, motion_mask, prompts[0], motion_score, aesthetic_score
         )
         info.check_size(num_frames, height, width)
         cond = build_conditioning(
             request, self._encode_guides, latent_channels=config.out_channels, device=device, dtype=dtype
         )
+        texts = [conditioned_prompt(replace(request, prompt=text)) for text in prompts]
 
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._interrupt = False
         do_cfg = guidance_scale > 1.0
         prompt_embeds, negative_embeds = self.encode_prompt(
-            cond.prompt,
-            negative_prompt,
+            texts,
+            negatives,
             do_classifier_free_guidance=do_cfg,
+            num_videos_per_prompt=num_videos_per_prompt,
             max_sequence_length=max_sequence_length or config.max_text_seq_length,
             device=device,
             dtype=dtype,
@@ -148,7 +198,7 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
         self._num_timesteps = len(timesteps)
         t_lat = cond.guide_latents.shape[1]
-        shape = (1, t_lat, config.out_channels, height // info.spatial, width // info.spatial)
+        shape = (batch, t_lat, config.out_channels, height // info.spatial, width // info.spatial)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         latents = latents * self.scheduler.init_noise_sigma
         pin_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
@@ -160,16 +210,18 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         old_pred_original_sample = None
         with self.progress_bar(total=len(timesteps)) as bar, self._learned_positions_for(num_frames):
             for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
                 self._current_timestep = t
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                batch = model_input.shape[0]
+                doubled = model_input.shape[0]
                 velocity = self.predict_velocity(
                     model_input,
                     cond,
                     prompt_embeds,
-                    t.expand(batch),
-                    motion=None if ofs is None else ofs.expand(batch),
+                    t.expand(doubled),
+                    motion=None if ofs is None else ofs.expand(doubled),
                     rotary=rotary,
                     attention_kwargs=attention_kwargs,
                 ).float()
@@ -197,6 +249,11 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
                 if pins is not None:
                     following = timesteps[i + 1] if i + 1 < len(timesteps) else None
                     latents = self._pin(latents, *pins, pin_noise, following)
+                if callback_on_step_end is not None:
+                    tensors = {"latents": latents, "prompt_embeds": prompt_embeds}
+                    returned = callback_on_step_end(self, i, t, {name: tensors[name] for name in step_inputs})
+                    latents = returned.pop("latents", latents)
+                    prompt_embeds = returned.pop("prompt_embeds", prompt_embeds)
                 bar.update()
                 if progress is not None:
                     progress(i + 1, len(timesteps))
@@ -207,15 +264,21 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
         else:
             if guide_fit_steps:
                 targets = fit_targets(request.guides, height, width, pinned=cond.pinned_frames)
-                latents = fit_guides(
-                    latents, self.decode_latents, targets, guide_fit_steps, time_dim=1, movable=cond.region
-                )
-            frames = video_frames(self.decode_latents(latents)[0])
+                decode, steps = self.decode_latents, guide_fit_steps
+                fitted = [
+                    fit_guides(video, decode, targets, steps, time_dim=1, movable=cond.region)
+                    for video in latents.split(1)
+                ]
+                latents = torch.cat(fitted)
+            video = self.decode_latents(latents)
+            frames = self.video_processor.postprocess_video(video, output_type=output_type)
         self.maybe_free_model_hooks()
         notes = list(cond.notes)
         if ofs is not None and motion_score is None:
             notes.append(f"no motion score given: the motion embedding used {DEFAULT_MOTION}")
-        return AnisoraOutput(frames, cond.prompt, notes)
+        if not return_dict:
+            return (frames,)
+        return AnisoraOutput(frames, texts if isinstance(prompt, (list, tuple)) else texts[0], notes)
 
     def predict_velocity(
         self,
@@ -266,6 +329,11 @@ class AnisoraPipeline(CogVideoXImageToVideoPipeline):
             embed.pos_embedding, embed.sample_frames = full, frames
 
     def _check_model(self) -> None:
+        if self.text_encoder is None or self.tokenizer is None:
+            raise InputError(
+                "this model has no text encoder: save it with one, or name a packaged one "
+                "(text_encoder_name in model_index.json)"
+            )
         config = self.transformer.config
         if config.patch_size_t is not None:
             raise InputError("CogVideoX 1.5 models (temporal patches) are not supported")

@@ -188,6 +188,9 @@ class Request:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("prompt", "negative_prompt"):  # one video per request: a list is not a prompt here
+            if not isinstance(getattr(self, name), str):
+                raise InputError(f"{name.replace('_', ' ')} must be a string, got {getattr(self, name)!r}")
         if self.seed > MAX_SEED:
             raise InputError(f"seed must be at most 2**64 - 1, got {self.seed}")
         if (self.width is None) != (self.height is None):

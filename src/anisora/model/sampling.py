@@ -29,6 +29,7 @@ from .conditioning import (
 )
 from .info import ModelInfo
 from .request import MIN_WINDOW_S, Image, KnownSpec, Request, Video, resolve_frame
+from .vae import uint8_frames
 
 # A mask video's red channel from here up marks a given pixel: the official "> 0" after scaling to [-1, 1].
 KNOWN_THRESHOLD = 128
@@ -126,6 +127,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         optional["use_dynamic_cfg"] = True
     result = pipe(
         c.guides,
+        output_type="np",
         prompt=c.prompt,
         negative_prompt=request.negative_prompt,
         num_frames=c.num_frames,
@@ -153,7 +155,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         "layout": info.layout,
         "motion_embedding": bool(getattr(pipe.config, "motion_embedding", False)),
     }
-    return Sample(result.frames, prepared.fps, result.prompt, result.notes, resolved)
+    return Sample(uint8_frames(result.frames[0]), prepared.fps, result.prompt, result.notes, resolved)
 
 
 def _windows(request: Request, info: ModelInfo) -> list[Request]:

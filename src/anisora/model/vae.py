@@ -43,3 +43,8 @@ def video_frames(video: torch.Tensor) -> np.ndarray:
     """A decoded video (3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8: `video_tensor`'s inverse."""
     video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return video.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def uint8_frames(video: np.ndarray) -> np.ndarray:
+    """One video of a pipeline's "np" output, (F, H, W, 3) float in [0, 1] -> (F, H, W, 3) uint8."""
+    return (np.asarray(video) * 255).round().clip(0, 255).astype(np.uint8)

@@ -17,7 +17,7 @@ import torch
 from ..errors import InputError
 from ..files import SHIPPED
 from .conditioning import TEMPORAL, Layout, input_channels
-from .info import ModelInfo, model_directory, model_index
+from .info import ModelInfo, model_directory
 from .pipeline import AnisoraPipeline
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -50,8 +50,7 @@ def load_pipeline(
     if ModelInfo.read(path).backbone == "wan":
         return _load_wan(path, layout, dtype, lora, lora_scale)
     try:
-        extra = _shipped_text_encoder(path)
-        pipe = AnisoraPipeline.from_pretrained(path, dtype=DTYPES[dtype], local_files_only=True, **extra)
+        pipe = AnisoraPipeline.from_pretrained(path, dtype=DTYPES[dtype], local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"cannot load the model in {path}: {error}") from None
     if layout is not None and layout != pipe.layout:
@@ -76,20 +75,6 @@ def _load_wan(path: Path, layout, dtype: str, lora, lora_scale: float):
     if lora is not None:
         load_lora(pipe, lora, lora_scale)
     return pipe
-
-
-def _shipped_text_encoder(path: Path) -> dict:
-    """The tokenizer and text encoder for a model saved without them (`text_encoder_name`), else nothing."""
-    index = model_index(path)
-    name = index.get("text_encoder_name")
-    if name is None or index.get("text_encoder") not in (None, [None, None]):
-        return {}
-    if name != "minilm":
-        raise InputError(f"{path}: unknown text_encoder_name {name!r} (known: minilm)")
-    from .text_encoder import minilm_text_encoder
-
-    tokenizer, text_encoder = minilm_text_encoder()
-    return {"tokenizer": tokenizer, "text_encoder": text_encoder}
 
 
 def widen_to_anisora(transformer):

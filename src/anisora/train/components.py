@@ -6,7 +6,7 @@
   encoder: the trained VAE at `init.vae` and the frozen MiniLM a registry package ships ("minilm"), or a T5
   directory (its `tokenizer/` and `text_encoder/`).
 A model whose text encoder comes from a package is saved without it (`text_encoder_name`), which keeps the
-shipped demo model small; `anisora.model.load_pipeline` puts it back.
+shipped demo model small; `AnisoraPipeline` resolves it again when it loads.
 """
 
 from __future__ import annotations
@@ -69,21 +69,8 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
 
 
 def save_pipeline(pipe: AnisoraPipeline, path: str | os.PathLike[str]) -> None:
-    """`save_pretrained`, leaving out a text encoder that a package ships (see the module docstring)."""
-    if pipe.config.text_encoder_name is None:
-        pipe.save_pretrained(path)
-        return
-    AnisoraPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        vae=pipe.vae,
-        transformer=pipe.transformer,
-        scheduler=pipe.scheduler,
-        motion_embedding=pipe.config.motion_embedding,
-        fps=pipe.config.fps,
-        text_encoder_name=pipe.config.text_encoder_name,
-        anisora_presets=pipe.config.anisora_presets,
-    ).save_pretrained(path)
+    """`save_pretrained`, which leaves out a text encoder that a package ships (see the module docstring)."""
+    pipe.save_pretrained(path)
 
 
 def _text_encoder(name: str):

@@ -21,16 +21,21 @@ clip's encoding is the latent that decodes to a still region. Its frame 0 is the
 With `guide_fit_steps` the denoised latent comes back from diffusers undecoded, full-strength guides are
 fitted through the decoder (`anisora.model.guide_fit`; Wan pins no frame, so frame 0 is fitted too) and the
 video is decoded here as diffusers decodes it.
+
+The call keeps diffusers' contract (`anisora.model.diffusers_call`), its `image` and `last_image` being
+guides at the first and last frames, and saved folders load in plain diffusers (`anisora.model.hub`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 from diffusers import WanImageToVideoPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import PipelineImageInput
 from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
@@ -51,12 +56,20 @@ from ..conditioning import (
     latent_region,
     reproject_pixel_mask,
 )
+from ..diffusers_call import (
+    AnisoraOutput,
+    check_output_type,
+    negative_prompt_list,
+    prompt_list,
+    step_end_inputs,
+    video_count,
+    with_shortcuts,
+)
 from ..guide_fit import fit_guides, fit_targets
-from ..pipeline import AnisoraOutput
-from ..vae import video_frames
+from ..hub import FolderPipeline
 
 
-class AnisoraWanPipeline(WanImageToVideoPipeline):
+class AnisoraWanPipeline(FolderPipeline, WanImageToVideoPipeline):
     """Wan2.1 / Wan2.2 image-to-video components (AniSora V2, V3, V3.1, V3.2, anymask) taking guides at any
     frames and known pixels at any frame and place.
 
@@ -65,11 +78,12 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
     """
 
     # The call's fitted inputs, for `prepare_latents`; `_region` (cells that may move, static latent, noise)
-    # is built there and read by the step-end callback.
+    # is built there and read by the step-end callback; `_videos_per_prompt` is read by `encode_image`.
     _guides: tuple[Guide, ...] = ()
     _known: KnownPixels | None = None
     _motion_cells: np.ndarray | None = None
     _region: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    _videos_per_prompt = 1
 
     def __init__(
         self,
@@ -104,10 +118,13 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         self,
         guides: Sequence[Guide] = (),
         *,
+        image: PipelineImageInput | None = None,
+        last_image: PipelineImageInput | None = None,
         known: KnownPixels | None = None,
         motion_mask: np.ndarray | None = None,
-        prompt: str = "",
-        negative_prompt: str = "",
+        prompt: str | list[str] = "",
+        negative_prompt: str | list[str] = "",
+        num_videos_per_prompt: int = 1,
         num_frames: int = 81,
         height: int = 480,
         width: int = 832,
@@ -116,22 +133,33 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         num_inference_steps: int = 8,
         guidance_scale: float = 1.0,
         guide_fit_steps: int = 0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
         **kwargs,
-    ) -> AnisoraOutput:
-        """Generate from guides and/or known pixels (see `conditioning.KnownPixels`; a guide wins over known
-        pixels at its frame). `motion_mask` (H x W, white = may move, drawn on the first guide) keeps the rest
-        of the first guide still. CLIP sees the first listed guide, else the known pixels of frame 0 (grey
-        where unknown). Other keywords go to diffusers' `WanImageToVideoPipeline.__call__`; with a motion mask
-        a `callback_on_step_end` runs after the region is pinned and sees the pinned latents. `progress(step,
-        steps)` is called after every step."""
+    ) -> AnisoraOutput | tuple:
+        """Generate from guides (with diffusers' `image` and `last_image` shortcuts) and/or known pixels
+        (see `conditioning.KnownPixels`; a guide wins over known pixels at its frame). `motion_mask` (H x W,
+        white = may move, drawn on the first guide) keeps the rest of the first guide still. CLIP sees the
+        first listed guide, else the known pixels of frame 0 (grey where unknown). Other keywords go to
+        diffusers' `WanImageToVideoPipeline.__call__`; with a motion mask a `callback_on_step_end` runs after
+        the region is pinned and sees the pinned latents. `progress(step, steps)` follows every step."""
         from ..info import ModelInfo
 
+        check_output_type(output_type)
+        prompts = prompt_list(prompt)
+        negatives = negative_prompt_list(negative_prompt, len(prompts))
+        video_count(len(prompts), num_videos_per_prompt, generator)
+        step_inputs = step_end_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
+        )
+        guides = with_shortcuts(guides, image, last_image, num_frames)
         info = ModelInfo.of(self)  # the release's aesthetic default and prompt suffix
         request = info.condition(
-            num_frames, height, width, guides, motion_mask, prompt, motion_score, aesthetic_score
+            num_frames, height, width, guides, motion_mask, prompts[0], motion_score, aesthetic_score
         )
         check_request(request, frame_step=TEMPORAL)  # Wan's VAE decodes any 4k+1 frames
         if known is not None:
@@ -141,15 +169,18 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         if motion_mask is not None and getattr(self.scheduler.config, "use_flow_sigmas", True) is False:
             raise InputError("a motion mask needs a flow-matching scheduler (UniPC with use_flow_sigmas)")
         if motion_mask is not None or progress is not None:
-            user = kwargs.get("callback_on_step_end"), kwargs.get("callback_on_step_end_tensor_inputs")
-            kwargs.update(self._step_end(*user, progress))
+            kwargs.update(self._step_end(callback_on_step_end, step_inputs, progress))
+        elif callback_on_step_end is not None:
+            kwargs.update(
+                callback_on_step_end=callback_on_step_end, callback_on_step_end_tensor_inputs=step_inputs
+            )
         notes, fitted = [], []
         for guide in request.guides:
-            image, note = fit_image(guide.image, height, width)
-            fitted.append(Guide(image, guide.frame, guide.strength))
+            fitted_image, note = fit_image(guide.image, height, width)
+            fitted.append(Guide(fitted_image, guide.frame, guide.strength))
             if note:
                 notes.append(f"guide at frame {guide.frame}: {note}")
-        self._guides = tuple(fitted)
+        self._guides, self._videos_per_prompt = tuple(fitted), num_videos_per_prompt
         self._known = None if known is None else fit_known(known, height, width, notes)
         if motion_mask is not None:
             region = fitted_motion_mask(motion_mask, request.guides[0].image, height, width, notes)
@@ -159,7 +190,7 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         else:
             given = self._known.mask[0][..., None] > 0
             clip_image = np.where(given, self._known.video[0], 128).astype(np.uint8)
-        prompt = conditioned_prompt(request)
+        texts = [conditioned_prompt(replace(request, prompt=text)) for text in prompts]
         fitting_asked = guide_fit_steps > 0 and output_type != "latent"
         targets = fit_targets(self._guides, height, width) if fitting_asked else {}
         fitting = bool(targets)
@@ -169,26 +200,35 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
         try:
             out = super().__call__(
                 image=Image.fromarray(clip_image),
-                prompt=prompt,
-                negative_prompt=negative_prompt,
+                prompt=texts,
+                negative_prompt=negatives,
+                num_videos_per_prompt=num_videos_per_prompt,
                 height=height,
                 width=width,
                 num_frames=num_frames,
                 num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale,
                 generator=generator,
-                output_type="latent" if output_type == "latent" or fitting else "np",
+                output_type="latent" if fitting else output_type,
                 **kwargs,
             )
         finally:
             self._guides, self._known, self._motion_cells, self._region = (), None, None, None
+            self._videos_per_prompt = 1
         frames = out.frames
         if fitting:
-            latents = fit_guides(frames, self._decode, targets, guide_fit_steps, time_dim=2, movable=movable)
-            frames = video_frames(self._decode(latents)[0])
-        elif output_type != "latent":
-            frames = (np.asarray(frames[0]) * 255).round().clip(0, 255).astype(np.uint8)
-        return AnisoraOutput(frames, prompt, notes)
+            latents = torch.cat([
+                fit_guides(video, self._decode, targets, guide_fit_steps, time_dim=2, movable=movable)
+                for video in frames.split(1)
+            ])  # fmt: skip
+            frames = self.video_processor.postprocess_video(self._decode(latents), output_type=output_type)
+        if not return_dict:
+            return (frames,)
+        return AnisoraOutput(frames, texts if isinstance(prompt, (list, tuple)) else texts[0], notes)
+
+    def encode_image(self, image, device: torch.device | None = None) -> torch.Tensor:
+        """CLIP's embedding (Wan2.1) once per video of a prompt: diffusers repeats it once per prompt only."""
+        return super().encode_image(image, device).repeat(self._videos_per_prompt, 1, 1)
 
     def prepare_latents(
         self,
@@ -257,14 +297,12 @@ class AnisoraWanPipeline(WanImageToVideoPipeline):
     def _step_end(
         self,
         user: Callable | None,
-        tensor_inputs: Sequence[str] | None,
+        tensor_inputs: Sequence[str],
         progress: Callable[[int, int], None] | None,
     ) -> dict:
         """diffusers' step-end callback keywords: pin the static region (with a motion mask), report
-        `progress`, then run the caller's callback."""
-        inputs = list(tensor_inputs or ["latents"])
-        if isinstance(user, (PipelineCallback, MultiPipelineCallbacks)):
-            inputs = list(user.tensor_inputs)  # diffusers reads them off the object, which we wrap
+        `progress`, then run the caller's callback with the tensors it asked for (and the latents)."""
+        inputs = list(tensor_inputs)
         if "latents" not in inputs:
             inputs.append("latents")
 

@@ -446,11 +446,15 @@ def _write_scheduler(folder: Path) -> None:
 
 
 def _write_model_index(out: Path) -> None:
-    """model_index.json as `AnisoraPipeline.save_pretrained` writes it."""
+    """model_index.json and pipeline.py as `AnisoraPipeline.save_pretrained` writes them."""
     import diffusers
 
+    from ..hub import class_entry, write_pipeline_file
+    from ..pipeline import AnisoraPipeline
+
+    write_pipeline_file(out, AnisoraPipeline)
     index = {
-        "_class_name": "AnisoraPipeline",
+        "_class_name": class_entry(AnisoraPipeline),
         "_diffusers_version": diffusers.__version__,
         "fps": FPS,
         "motion_embedding": False,

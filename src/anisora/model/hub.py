@@ -1,0 +1,72 @@
+"""Model folders that plain diffusers loads the way it loads a Hub custom pipeline, offline.
+
+`save_pretrained` writes beside the components a module importing the pipeline class from the installed
+`anisora` package (`pipeline_anisora.py`, `pipeline_anisora_wan.py`) and names it in model_index.json, as
+`"_class_name": ["pipeline_anisora", "AnisoraPipeline"]`: diffusers' form for a pipeline whose code is in the
+folder. So `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` returns our class. The
+pipeline classes load such a folder as themselves, without running the folder's code.
+
+Each class has its own module name because diffusers imports every local folder's module under its file
+name: two folders' `pipeline.py` would share one module, and `custom_pipeline=` would find both classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+
+class FolderPipeline:
+    """Mixin for a `DiffusionPipeline` subclass (listed before it) whose saved folders carry its module."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *args, **kwargs) -> None:
+        write_pipeline_file(Path(save_directory), type(self))
+        super().save_pretrained(save_directory, *args, **kwargs)  # last: a push_to_hub sends the module too
+
+    def to_json_string(self) -> str:
+        """model_index.json's text (diffusers' `ConfigMixin`): the class named by the folder's module."""
+        config = json.loads(super().to_json_string())
+        config["_class_name"] = class_entry(type(self))
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike[str]) -> dict:
+        """diffusers reads model_index.json (local or from the Hub) through this `ConfigMixin` hook: a folder
+        naming this very class in its module loads as this class, without running the folder's code."""
+        config = super()._dict_from_json_file(json_file)
+        if config.get("_class_name") == class_entry(cls):
+            config["_class_name"] = cls.__name__
+        return config
+
+
+def write_pipeline_file(folder: Path, cls: type) -> None:
+    """The module in `folder` that imports `cls` from the installed `anisora` package."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{module_name(cls)}.py").write_text(pipeline_code(cls), encoding="utf-8")
+
+
+def class_entry(cls: type) -> list[str]:
+    """model_index.json's `_class_name` for `cls` in a folder with its module."""
+    return [module_name(cls), cls.__name__]
+
+
+def module_name(cls: type) -> str:
+    """AnisoraPipeline -> pipeline_anisora, AnisoraWanPipeline -> pipeline_anisora_wan."""
+    words = re.findall(r"[A-Z][a-z0-9]*", cls.__name__.removesuffix("Pipeline"))
+    return "_".join(["pipeline", *(word.lower() for word in words)])
+
+
+def pipeline_code(cls: type) -> str:
+    return (
+        f'"""diffusers loads {cls.__name__}, from the installed `anisora` package, with\n'
+        '`DiffusionPipeline.from_pretrained(this_folder, trust_remote_code=True)`."""\n\n'
+        f'from {cls.__module__} import {cls.__name__}\n\n__all__ = ["{cls.__name__}"]\n'
+    )
+
+
+def pipeline_class_name(index: dict) -> str | None:
+    """The pipeline class model_index.json names: `_class_name` is a class, or [module, class]."""
+    name = index.get("_class_name")
+    return name[1] if isinstance(name, list) and len(name) == 2 else name
