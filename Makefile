@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 CHECKED := src tests benchmarks scripts
 
 # Debian packages: what `make install` needs to make the venv, and what the tests use (Chromium drives the
-# pages, espeak-ng is a studio voice, the CJK font draws subtitles). scripts/system-packages.sh installs the
-# missing ones with apt-get when run as root, else names the command to run.
+# pages, espeak-ng is a studio voice, the CJK font draws subtitles, the studio's queue is tested on a
+# PostgreSQL server the tests start). scripts/system-packages.sh installs the missing ones with apt-get when
+# run as root, else names the command to run.
 SYSTEM_INSTALL := python3-venv
-SYSTEM_TEST := chromium espeak-ng fonts-wqy-microhei
+SYSTEM_TEST := chromium espeak-ng fonts-wqy-microhei postgresql
 
 .PHONY: install demo demo-model eval-demo test test-stress system-test lint format bench clean
 
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
 	PYTHON=$(PYTHON) scripts/system-packages.sh $(SYSTEM_INSTALL)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,model,ray,web,studio,shots]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,model,ray,web,studio,postgres,shots]'
 	touch $(STAMP)
 
 # The main job on the embedded default: ToonWorld episodes (with ground truth and contact sheets), curated

@@ -11,6 +11,7 @@ present() {
         chromium) command -v chromium >/dev/null ;;
         espeak-ng) command -v espeak-ng >/dev/null ;;
         fonts-wqy-microhei) [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] ;;
+        postgresql) command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ;;
         *) echo "system-packages.sh: no check for $1" >&2; exit 2 ;;
     esac
 }

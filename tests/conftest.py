@@ -1,5 +1,6 @@
 """Shared fixtures: `live_server(app)` runs an ASGI app with uvicorn on a free loopback port (the web tests
-use a real server: the venv has no httpx for Starlette's TestClient, and a real one is what browsers see)."""
+use a real server: the venv has no httpx for Starlette's TestClient, and a real one is what browsers see);
+`postgres_url` is a new database on a PostgreSQL server started for the session (tests/pg_server.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+
+from pg_server import running_postgres, server_binaries
 
 
 @contextmanager
@@ -37,3 +40,18 @@ def _live_server(app) -> Iterator[str]:
 def live_server():
     """`with live_server(app) as base_url: ...`"""
     return _live_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql")
+    with running_postgres(binaries) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()

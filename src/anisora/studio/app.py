@@ -79,6 +79,10 @@ class EpisodeBody(Body):
     title: Name
 
 
+class JobBody(Body):
+    model: Label | None = None  # only workers serving this model take the job; None: any worker
+
+
 class LineBody(Body):
     text: Line
     character_id: Id | None = None
@@ -321,9 +325,9 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         return service.get_shot(db, shot_id)
 
     @app.post("/api/shots/{shot_id}/jobs", status_code=201)
-    def enqueue(shot_id: PathId) -> dict:
+    def enqueue(shot_id: PathId, body: JobBody | None = None) -> dict:
         service.get_shot(db, shot_id)  # 404 for an unknown shot; 409 (JobConflict) when it has an active job
-        return jobs.job_view(db, jobs.enqueue(db, shot_id))
+        return jobs.job_view(db, jobs.enqueue(db, shot_id, body.model if body else None))
 
     @app.get("/api/jobs")
     def list_jobs(status: str | None = None) -> list[dict]:

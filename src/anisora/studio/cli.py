@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 import threading
 from pathlib import Path
+
+from ..errors import InputError
 
 
 def _studio(args: argparse.Namespace) -> int:
@@ -27,13 +31,50 @@ def _studio(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from ..model.loading import check_load
+    from ..model.request import LoadOptions
+    from ..model.weights import demo_model_dir
     from .db import open_db
-    from .worker import Worker
+    from .supervisor import on_stop_signals, supervise, worker_devices
+    from .worker import Worker, resolve_device
 
-    worker = Worker(open_db(args.db), args.data, args.model, args.steps, args.burn_subtitles)
-    print(f"worker {worker.worker_id} on {args.db}; Ctrl-C to stop", flush=True)
-    worker.run_forever(threading.Event())
+    if not args.data.is_dir():
+        raise InputError(f"data folder {args.data} does not exist: give the studio's (on shared storage)")
+    devices = worker_devices(args.devices) if args.devices else [args.device]
+    devices = [resolve_device(device) for device in devices]  # an unknown or missing device: one line, now
+    check_load(LoadOptions(str(args.model or demo_model_dir())))  # and so is a folder that is no model
+    stop = threading.Event()
+    on_stop_signals(stop)
+    if len(devices) > 1:
+        return supervise([_worker_command(args, device) for device in devices], stop)
+    db = open_db(args.db)
+    worker = Worker(
+        db,
+        args.data,
+        args.model,
+        args.steps,
+        args.burn_subtitles,
+        device=devices[0],
+        model_name=args.model_name,
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    studio_log = logging.getLogger("anisora.studio")
+    studio_log.addHandler(handler)
+    studio_log.setLevel(logging.INFO)
+    print(f"worker {worker.worker_id} on {db.display_url}; Ctrl-C to stop", flush=True)
+    worker.run_forever(stop)
     return 0
+
+
+def _worker_command(args: argparse.Namespace, device: str) -> list[str]:
+    """The `anisora worker` command line of one device's worker process."""
+    command = [sys.executable, "-m", "anisora.cli", "worker", "--device", device]
+    command += ["--db", args.db, "--data", str(args.data)]
+    for flag, value in (("--model", args.model), ("--model-name", args.model_name), ("--steps", args.steps)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command + (["--burn-subtitles"] if args.burn_subtitles else [])
 
 
 def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
@@ -57,10 +98,20 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     st.set_defaults(func=_studio)
 
-    wo = sub.add_parser("worker", help="run a studio worker against a shared database")
+    wo = sub.add_parser("worker", help="run studio workers (one per device) against a shared database")
     wo.add_argument("--db", required=True, help="the studio's database URL")
     wo.add_argument("--data", type=Path, required=True, help="the studio's data folder (shared storage)")
+    where = wo.add_mutually_exclusive_group()
+    where.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    where.add_argument(
+        "--devices",
+        help="one worker process per device: 'all' (every visible GPU; one cpu worker without one) or a list,"
+        " e.g. cuda:0,cuda:1 (cpu,cpu: two CPU workers)",
+    )
     wo.add_argument("--model", help="model folder (default: the shipped demo model)")
+    wo.add_argument(
+        "--model-name", help="the name jobs ask for this model by (default: the model folder's name)"
+    )
     wo.add_argument("--steps", type=int, help="sampling steps per clip (default: the model's)")
     wo.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     wo.set_defaults(func=_worker)

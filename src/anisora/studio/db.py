@@ -3,6 +3,8 @@
 SQLite by default (one file under the data folder; WAL so readers never wait for the writer), PostgreSQL by
 URL when workers on several hosts share one queue. Tables are created on open. Datetimes are timezone-aware
 UTC on every backend. Files (panels, masks, results) live on disk; the database stores their file names only.
+A column added since a database was made is added to it on open (`_add_new_columns`; new columns are
+nullable).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ..errors import InputError
 JOB_STATUSES = ("queued", "running", "paused", "done", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running", "paused")  # a shot has at most one job in these (ONE_ACTIVE_JOB)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SCHEMA_LOCK = 0x616E69736F7261  # PostgreSQL advisory lock key held while the tables are made ("anisora")
 # An execution option read by the SQLite "begin" hook: the transaction starts with BEGIN IMMEDIATE.
 _IMMEDIATE = "anisora_begin_immediate"
 
@@ -163,7 +166,8 @@ class Job(Base):
     stage: Mapped[str] = mapped_column(String(200), default="")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
-    worker: Mapped[str | None] = mapped_column(String(200))
+    worker: Mapped[str | None] = mapped_column(String(200))  # "HOST:PID:DEVICE": its claimer (worker.py)
+    model: Mapped[str | None] = mapped_column(String(100))  # the model asked for; None: any worker's
     heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime)
     control: Mapped[str | None] = mapped_column(String(20))  # "pause" / "cancel" asked while running
     result: Mapped[dict | None] = mapped_column(JSON)
@@ -285,11 +289,33 @@ def open_db(url: str) -> Database:
         ) from None
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
-    # The write lock (on SQLite) keeps two processes opening a new database at once from racing on CREATE.
+    # The write lock (SQLite) or a transaction-wide advisory lock (PostgreSQL) keeps processes opening a new
+    # or older database at once from racing on CREATE and ALTER.
     with engine.execution_options(**{_IMMEDIATE: True}).begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
         Base.metadata.create_all(connection)
+        _add_new_columns(connection)
         _add_one_active_job_index(connection)
     return Database(engine, url)
+
+
+def _add_new_columns(connection: Connection) -> None:
+    """For a database made by an older studio: add the columns its tables lack (nullable, no default, so
+    existing rows read as None)."""
+    quote = connection.dialect.identifier_preparer.quote
+    schema = inspect(connection)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in schema.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"{table.name}.{column.name} is new and NOT NULL: it needs a migration")
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}"
+            )
 
 
 def _add_one_active_job_index(connection: Connection) -> None:

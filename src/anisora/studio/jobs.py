@@ -10,22 +10,27 @@ Status machine::
     failed / cancelled --retry--> queued
 
 A running job cannot be stopped from outside: pause / cancel set `control`, the worker's next `report` answers
-False, the worker stops and calls `release`, which settles the job. A worker that stops beating (the server
-died) is found by `requeue_stale` (or at once by `requeue_dead_local` when its process on this host is gone)
-and its job goes back to the queue; whatever that worker says about the job afterwards is ignored, since the
-job is no longer its own. A job lost `MAX_ATTEMPTS` times fails with the reason instead of going back again.
+False, the worker stops and calls `release`, which settles the job. A worker that stops beating (its process
+or host died) is found by `requeue_stale` (or at once by `requeue_dead_local` when its process on this host
+is gone; the server and every worker call both) and its job goes back to the queue; whatever that worker says
+about the job afterwards is ignored, since the job is no longer its own. A job lost `MAX_ATTEMPTS` times
+fails with the reason instead of going back again.
 Claiming is atomic across processes and hosts: on SQLite every write transaction starts with BEGIN IMMEDIATE
 (one writer at a time, see db.py); on PostgreSQL the claim takes the oldest queued row with SELECT ... FOR
 UPDATE SKIP LOCKED. A shot has at most one active (queued, running or paused) job: the database enforces it
 (db.ONE_ACTIVE_JOB), and enqueue and retry answer JobConflict.
+
+A job may ask for a model by name (`enqueue(..., model=NAME)`); a worker claims only the jobs that ask for no
+model or for the one it serves.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -40,6 +45,7 @@ from .db import ACTIVE_STATUSES, JOB_STATUSES, Database, Job, Shot, utcnow
 STALE_S = 60.0  # a running job whose worker has not beaten for this long is taken back
 HEARTBEAT_S = 10.0  # how often a worker beats for its job, whatever stage it is in
 MAX_ATTEMPTS = 3  # a job whose worker was lost this many times fails instead of going back to the queue
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a served model's name, as jobs ask for it
 
 # What `release` and `requeue_stale` make of a running job, by the control that was asked for.
 _SETTLED = {"pause": "paused", "cancel": "cancelled", None: "queued"}
@@ -97,28 +103,44 @@ def _one_active_job(db: Database) -> Iterator[Session]:
         raise JobConflict("the shot already has an active job") from None
 
 
-def enqueue(db: Database, shot_id: int) -> int:
-    """Queue a generation of a shot; returns the job id. JobConflict when the shot has an active job."""
+def check_model_name(name: str) -> str:
+    """`name` if it can name a served model (letters, digits, ".", "_", "-"; at most 100), else InputError."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise InputError(
+            f"model name {str(name)[:120]!r} is not valid: 1-100 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def enqueue(db: Database, shot_id: int, model: str | None = None) -> int:
+    """Queue a generation of a shot, for any worker or only for those serving `model`; returns the job id.
+    JobConflict when the shot has an active job."""
+    if model is not None:
+        check_model_name(model)
     with _one_active_job(db) as s:
         if s.get(Shot, shot_id) is None:
             raise InputError(f"shot {shot_id} does not exist")
         _check_no_active_job(s, shot_id)
-        job = Job(shot_id=shot_id, status="queued", stage="queued")
+        job = Job(shot_id=shot_id, status="queued", stage="queued", model=model)
         s.add(job)
         s.flush()
         return job.id
 
 
-def claim_query() -> Select[tuple[Job]]:
-    """The oldest queued job, locked for this transaction; rows another claimer holds are skipped."""
-    stmt = select(Job).where(Job.status == "queued").order_by(Job.id).limit(1)
+def claim_query(model: str | None = None) -> Select[tuple[Job]]:
+    """The oldest queued job that asks for no model or for `model`, locked for this transaction; rows another
+    claimer holds are skipped."""
+    servable = Job.model.is_(None) if model is None else or_(Job.model.is_(None), Job.model == model)
+    stmt = select(Job).where(Job.status == "queued", servable).order_by(Job.id).limit(1)
     return stmt.with_for_update(skip_locked=True)
 
 
-def claim(db: Database, worker_id: str) -> int | None:
-    """Take the oldest queued job for `worker_id` (running, attempts + 1); None when nothing is queued."""
+def claim(db: Database, worker_id: str, model: str | None = None) -> int | None:
+    """Take the oldest queued job `worker_id` can make, serving `model` (running, attempts + 1); None when
+    there is none."""
     with db.session() as s:
-        job = s.scalars(claim_query()).first()
+        job = s.scalars(claim_query(model)).first()
         if job is None:
             return None
         job.status, job.worker, job.heartbeat = "running", worker_id, utcnow()
@@ -166,12 +188,22 @@ def release(db: Database, job_id: int, worker_id: str) -> bool:
         return True
 
 
-def finish(db: Database, job_id: int, worker_id: str, result: dict[str, Any]) -> bool:
-    """The job is done with `result` (JSON-ready); ignored (False) when the job is no longer this worker's."""
+def finish(
+    db: Database,
+    job_id: int,
+    worker_id: str,
+    result: dict[str, Any],
+    publish: Callable[[], None] | None = None,
+) -> bool:
+    """The job is done with `result` (JSON-ready); ignored (False) when the job is no longer this worker's.
+    `publish` (putting the result's files in place) runs only for the job's owner, while the job's row is
+    locked, so that only the owner publishes; if it raises, the job is left as it was."""
     with db.session() as s:
         job = _owned(s, job_id, worker_id)
         if job is None:
             return False
+        if publish is not None:
+            publish()
         job.status, job.progress, job.stage, job.result = "done", 1.0, "done", dict(result)
         job.control, job.heartbeat = None, utcnow()
         return True

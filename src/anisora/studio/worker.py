@@ -1,18 +1,28 @@
 """The studio worker: claims shot jobs from the queue and makes them (dub, time, generate, mux, subtitle).
 
-One worker holds one model in memory. Progress goes to the queue at every dubbed line and sampling step;
-when the queue answers that the job was paused or cancelled, the worker stops there and hands the job back.
-A thread beats for the job every `jobs.HEARTBEAT_S` through every stage, so a long one (dubbing, decoding,
-muxing) never looks like a lost worker. A job's inputs are loaded and checked before it is dubbed. Results
-go under DATA/results/shot<id>/job<id>/: part<k>.mp4 (+ .wav, .srt) per model clip, shot.mp4 (+ .wav, .srt)
-for the whole shot.
+One worker serves one model on one device, loaded once and kept warm; it is named "HOST:PID:DEVICE" in the
+queue, and claims only the jobs that ask for no model or for its own (by name: the model folder's, or
+`model_name`). Progress goes to the queue at every dubbed line and sampling step; when the queue answers that
+the job was paused or cancelled, or the worker is asked to stop, it stops there and hands the job back. A
+thread beats for the job every `jobs.HEARTBEAT_S` through every stage, so a long one (dubbing, decoding,
+muxing) never looks like a lost worker. Between jobs a worker takes back the jobs of workers that died on
+its host or went silent anywhere (`jobs.requeue_dead_local`, `jobs.requeue_stale`), so the queue heals
+without a server. A job's inputs are loaded and checked before it is dubbed. Results go under
+DATA/results/shot<id>/job<id>/: part<k>.mp4 (+ .wav, .srt) per model clip, shot.mp4 (+ .wav, .srt) for the
+whole shot. They are written in a staging folder next to it (".job<id>.<random>.tmp") that becomes the job's
+folder in the same transaction that marks the job done, and only if the job is still this worker's: no
+reader sees a half-made result, and a worker that lost its job cannot overwrite the new owner's. Staging
+folders left by a killed worker are removed when the job is claimed again and when a worker starts.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
+import re
+import secrets
 import shutil
 import socket
 import threading
@@ -24,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import AnisoraError, InputError, MediaError
 from ..media import load_image, probe
@@ -44,6 +56,9 @@ from .service import MAX_ASPECT, MAX_DIALOGUE_S, check_image_size, check_keyfram
 from .tts import VoiceProfile, synthesize
 
 log = logging.getLogger(__name__)
+REAP_S = 5.0  # how often an idle or finishing worker looks for jobs whose worker is gone
+STAGING = re.compile(r"\.job(\d+)\.[0-9a-f]+\.tmp")
+_serial = itertools.count()  # tells apart the workers of one process on one device
 
 
 class JobStopped(Exception):
@@ -88,6 +103,27 @@ def shot_size(panel_height: int, panel_width: int, model_height: int, model_widt
     return height, width
 
 
+def resolve_device(device: str | None) -> str:
+    """The torch device a worker runs on, by name ("cpu", "cuda:1"): `device`, or cuda when present, else
+    cpu; InputError for a device this machine lacks."""
+    import torch
+
+    from ..model.loading import device_of
+    from ..model.request import LoadOptions
+
+    resolved = device_of(LoadOptions("", device=device))
+    if resolved.type == "cuda" and resolved.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(resolved)
+
+
+def served_model_name(model: str | os.PathLike[str] | None) -> str:
+    """The name jobs ask for a model by: the model folder's name (the shipped demo model's: "demo-model")."""
+    from ..model.weights import DEMO_MODEL
+
+    return jobs.check_model_name(Path(model or DEMO_MODEL).resolve().name)
+
+
 class Worker:
     def __init__(
         self,
@@ -98,11 +134,20 @@ class Worker:
         burn_subtitles: bool = False,
         worker_id: str | None = None,
         heartbeat_s: float = jobs.HEARTBEAT_S,
+        device: str | None = None,
+        model_name: str | None = None,
     ):
         self.db, self.data, self.model = db, Path(data), model
         self.steps, self.burn, self.heartbeat_s = steps, burn_subtitles, heartbeat_s
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.device = resolve_device(device)
+        self.model_name = jobs.check_model_name(model_name) if model_name else served_model_name(model)
+        serial = next(_serial)
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{self.device}" + (f"#{serial}" if serial else "")
+        )
         self._pipe = None
+        self._stop = threading.Event()
+        self._reaped = -math.inf  # time.monotonic() of the last look for lost jobs
 
     @property
     def pipe(self):
@@ -111,7 +156,8 @@ class Worker:
             from ..model.request import LoadOptions
             from ..model.weights import demo_model_dir
 
-            self._pipe = open_pipeline(LoadOptions(str(self.model or demo_model_dir())))
+            load = LoadOptions(str(self.model or demo_model_dir()), device=self.device)
+            self._pipe = open_pipeline(load)
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
 
@@ -122,32 +168,64 @@ class Worker:
         return ModelInfo.of(self.pipe)
 
     def run_forever(self, stop: threading.Event, poll: float = 0.5) -> None:
+        """Make jobs until `stop` is set; a job running then is handed back to the queue at its next step."""
+        self._stop = stop
         _ = self.pipe  # loaded before the first claim: a long load must not look like a dead worker
+        remove_abandoned_staging(self.db, self.data)
+        log.info("worker %s serves model %s", self.worker_id, self.model_name)
         while not stop.is_set():
-            if not self.run_once():
+            try:
+                busy = self.run_once()
+            except DBAPIError:  # the database restarting or unreachable: wait and try again
+                log.warning("worker %s: database error:\n%s", self.worker_id, traceback.format_exc())
+                busy = False
+            if not busy:
                 stop.wait(poll)
 
     def run_once(self) -> bool:
-        """Claim and make one job; False when the queue is empty."""
-        job_id = jobs.claim(self.db, self.worker_id)
+        """Take back lost jobs (every `REAP_S`), then claim and make one job; False when none is queued for
+        this worker."""
+        if time.monotonic() - self._reaped >= REAP_S:
+            for job_id in jobs.requeue_dead_local(self.db) + jobs.requeue_stale(self.db):
+                log.info("worker %s re-queued job %s (its worker was lost)", self.worker_id, job_id)
+            self._reaped = time.monotonic()
+        job_id = jobs.claim(self.db, self.worker_id, self.model_name)
         if job_id is None:
             return False
+        log.info("worker %s claimed job %s", self.worker_id, job_id)
         self.process(job_id)
         return True
 
     def process(self, job_id: int) -> None:
+        staging = None
         try:
             with self._heartbeat(job_id):
-                result = self._make(job_id)
+                spec = self._spec(job_id)
+                final = self.data / "results" / f"shot{spec.shot_id}" / f"job{job_id}"
+                staging = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+                result = self._make(job_id, spec, staging, final)
+            self._finish(job_id, result, staging, final)
         except JobStopped:
             jobs.release(self.db, job_id, self.worker_id)
+            log.info("worker %s stopped job %s", self.worker_id, job_id)
         except AnisoraError as exc:
             jobs.fail(self.db, job_id, self.worker_id, str(exc))
+            log.info("worker %s: job %s failed: %s", self.worker_id, job_id, exc)
+        except DBAPIError:
+            raise  # not the job's fault: the job stays running and is taken back once its heartbeat stops
         except Exception as exc:  # a bug must fail the job, not kill the worker loop
             log.error("job %s failed:\n%s", job_id, traceback.format_exc())
             jobs.fail(self.db, job_id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _finish(self, job_id: int, result: dict, staging: Path, final: Path) -> None:
+        """The job done, its staging folder becoming its results folder in the same transaction."""
+        if jobs.finish(self.db, job_id, self.worker_id, result, publish=lambda: _publish(staging, final)):
+            log.info("worker %s finished job %s", self.worker_id, job_id)
         else:
-            jobs.finish(self.db, job_id, self.worker_id, result)
+            log.info("worker %s: job %s was no longer its own; its result is dropped", self.worker_id, job_id)
 
     @contextmanager
     def _heartbeat(self, job_id: int) -> Iterator[None]:
@@ -171,7 +249,7 @@ class Worker:
             thread.join()
 
     def _report(self, job_id: int, progress: float, stage: str) -> None:
-        if not jobs.report(self.db, job_id, self.worker_id, progress, stage):
+        if self._stop.is_set() or not jobs.report(self.db, job_id, self.worker_id, progress, stage):
             raise JobStopped
 
     def _spec(self, job_id: int) -> ShotSpec:
@@ -232,11 +310,12 @@ class Worker:
             )
         return timeline, dubbing
 
-    def _make(self, job_id: int) -> dict:
+    def _make(self, job_id: int, spec: ShotSpec, out: Path, final: Path) -> dict:
+        """Make the job's files in the staging folder `out` (made once the inputs passed their checks); the
+        result names them as they will be once `out` is `final`."""
         from ..model.request import GuideSpec, Request
         from ..model.sampling import sample
 
-        spec = self._spec(job_id)
         started = time.perf_counter()
         images = self._images(spec)
         timeline, dubbing = self._dub(job_id, spec)
@@ -246,9 +325,7 @@ class Worker:
             timeline.seconds, timeline.pauses, fps, spec.seconds, info.frame_step, info.max_frames
         )
         check_keyframes_fit((at for at, _ in images.keyframes), sum(p.seconds for p in parts))
-        out = self.data / "results" / f"shot{spec.shot_id}" / f"job{job_id}"
-        shutil.rmtree(out, ignore_errors=True)  # a retried or re-queued job starts clean
-        out.mkdir(parents=True)
+        _start_staging(out, final)
         first, videos, model_seconds = images.panel, [], 0.0
         shot_cues, offset = [], 0.0  # subtitles in shot seconds (parts may end in silence)
         guide_frames: list[list[int]] = []  # per part
@@ -290,17 +367,22 @@ class Worker:
         self._report(job_id, 0.97, "assembling")
         shot = out / "shot.mp4"
         seconds = concat_videos(videos, shot) if len(videos) > 1 else _copy_part(videos[0][0], shot)
+
+        def stored(path: Path) -> str:
+            return (final / path.name).relative_to(self.data).as_posix()
+
         return {
-            "video": shot.relative_to(self.data).as_posix(),
-            "srt": shot.with_suffix(".srt").relative_to(self.data).as_posix(),
-            "wav": shot.with_suffix(".wav").relative_to(self.data).as_posix(),
-            "parts": [v.relative_to(self.data).as_posix() for v, _ in videos],
+            "video": stored(shot),
+            "srt": stored(shot.with_suffix(".srt")),
+            "wav": stored(shot.with_suffix(".wav")),
+            "parts": [stored(v) for v, _ in videos],
             "seconds": round(seconds, 3),
             "cues": shot_cues,
             "frames": [p.frames for p in parts],
             "guide_frames": guide_frames,
             "fps": fps,
             "dubbing": dubbing,
+            "model": self.model_name,
             "seconds_model": round(model_seconds, 3),
             "seconds_total": round(time.perf_counter() - started, 3),
         }
@@ -321,3 +403,37 @@ def _copy_part(part: Path, shot: Path) -> float:
         shutil.copyfile(part.with_suffix(suffix), shot.with_suffix(suffix))
     info = probe(shot)
     return info.frame_count / info.fps
+
+
+def _start_staging(staging: Path, final: Path) -> None:
+    """Make the empty staging folder of the job whose results go to `final`, once the staging folders that
+    earlier attempts left (a killed worker's) are removed."""
+    for left in final.parent.glob(f".{final.name}.*.tmp"):
+        shutil.rmtree(left, ignore_errors=True)
+    staging.mkdir(parents=True)
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """`staging` becomes `final` (replacing what an attempt that lost the job after publishing left)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+
+
+def remove_abandoned_staging(db: Database, data: Path) -> list[Path]:
+    """Remove the staging folders under DATA/results whose job is not running (their worker was killed);
+    returns them. The folders are listed before the jobs are read: a job claimed meanwhile keeps its own."""
+    found = {}
+    for folder in (data / "results").glob("shot*/.job*.tmp"):
+        match = STAGING.fullmatch(folder.name)
+        if match:
+            found[folder] = int(match.group(1))
+    if not found:
+        return []
+    with db.session(write=False) as s:
+        stmt = select(Job.id).where(Job.id.in_(set(found.values())), Job.status == "running")
+        running = set(s.scalars(stmt))
+    abandoned = [folder for folder, job_id in found.items() if job_id not in running]
+    for folder in abandoned:
+        shutil.rmtree(folder, ignore_errors=True)
+    return abandoned
