@@ -207,7 +207,7 @@ def _rotary(config, frames: int, height: int, width: int, device):
 
 def big_loss(model, layout: str, scheduler, frames: int, height: int, width: int, device) -> torch.Tensor:
     """One step's loss on random latents and text. No pipeline is built at this size: "ours" feeds the
-    transformer what `AnisoraPipeline.predict_velocity` would, the 2C+4 channel input of the conditioning
+    transformer what `AnisoraPipeline.predict` would, the 2C+4 channel input of the conditioning
     module (`build_conditioning` + `Conditioning.model_input`, first and last frames as guides, random guide
     latents in place of the VAE); "diffusers" feeds [noisy, first-frame latent padded with zeros]."""
     c = model.config

@@ -99,6 +99,19 @@ def test_dynamic_cfg_and_both_schedulers(pipe):
     assert config.prediction_type == "v_prediction" and config.rescale_betas_zero_snr
 
 
+@pytest.mark.parametrize("scheduler", [None, CogVideoXDPMScheduler])
+def test_a_clean_latent_predictor_is_sampled_to_its_prediction(scheduler, monkeypatch):
+    """The demo preset predicts the clean latent ("sample"): a transformer that always predicts the same
+    latent must be sampled to exactly that latent, by DDIM and by DPM++, on the zero-terminal-SNR schedule."""
+    pipe = tiny()
+    config = {**pipe.scheduler.config, "prediction_type": "sample"}
+    pipe.scheduler = (scheduler or type(pipe.scheduler)).from_config(config)
+    clean = torch.randn(1, 3, 4, 4, 6, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(pipe, "predict", lambda noisy, *args, **kwargs: clean.expand_as(noisy))
+    out = run(pipe, guides=[], output_type="latent", guidance_scale=1.0)
+    torch.testing.assert_close(out.frames.float(), clean, rtol=1e-4, atol=1e-4)
+
+
 def test_motion_region_pins_the_static_area_to_the_guide_latent(pipe):
     mask = np.zeros((32, 48), np.uint8)
     mask[:, :24] = 255  # the left half may move

@@ -204,3 +204,29 @@ def test_speeds_replay_toonworld_only(tmp_path):
     assert load_train_config(overrides={"data": {"speeds": [0.5, 2]}}).data.speeds == [0.5, 2]
     with pytest.raises(InputError, match=r"data: speeds replays ToonWorld shots only"):
         load_train_config(overrides={"data": {"source": str(tmp_path), "speeds": [2]}})
+
+
+def test_targets_follow_the_schedulers_prediction_type():
+    """v is learnt as diffusers defines it, unweighted; a clean-latent ("sample") prediction, the demo
+    preset's, learns the latent itself weighted by 1 + SNR capped at 5, so that neither the low-noise steps
+    (SNR up to ~1e3) nor the pure-noise step (SNR 0 on this schedule) are lost."""
+    from anisora.model.presets import scheduler_config
+    from anisora.train.recipe import SAMPLE_WEIGHT_CAP, _target
+
+    latents, noise = torch.randn(3, 2, 4, 2, 2), torch.randn(3, 2, 4, 2, 2)
+    steps = torch.tensor([0, 500, 999])
+    v_scheduler = build_components("tiny")["scheduler"]
+    target, weight = _target(v_scheduler, latents, noise, steps)
+    torch.testing.assert_close(target, v_scheduler.get_velocity(latents, noise, steps))
+    assert weight.flatten().tolist() == [1.0, 1.0, 1.0]
+
+    from diffusers import CogVideoXDDIMScheduler
+
+    sample_scheduler = CogVideoXDDIMScheduler(**scheduler_config("demo"))
+    assert sample_scheduler.config.prediction_type == "sample"
+    target, weight = _target(sample_scheduler, latents, noise, steps)
+    assert target is latents
+    alphas = sample_scheduler.alphas_cumprod[steps]
+    expected = (1 + alphas / (1 - alphas)).clamp(max=SAMPLE_WEIGHT_CAP)
+    assert weight.flatten().tolist() == pytest.approx(expected.tolist())
+    assert weight.flatten()[0] == SAMPLE_WEIGHT_CAP and weight.flatten()[-1] == pytest.approx(1.0)

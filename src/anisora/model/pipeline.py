@@ -216,7 +216,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 doubled = model_input.shape[0]
-                velocity = self.predict_velocity(
+                prediction = self.predict(
                     model_input,
                     cond,
                     prompt_embeds,
@@ -230,12 +230,12 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
                     if use_dynamic_cfg:  # diffusers' / the official cosine ramp
                         ramp = ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0
                         scale = 1 + guidance_scale * (1 - math.cos(math.pi * ramp)) / 2
-                    uncond, text = velocity.chunk(2)
-                    velocity = uncond + scale * (text - uncond)
+                    uncond, text = prediction.chunk(2)
+                    prediction = uncond + scale * (text - uncond)
                 if isinstance(self.scheduler, CogVideoXDPMScheduler):
                     previous = timesteps[i - 1] if i > 0 else None
                     latents, old_pred_original_sample = self.scheduler.step(
-                        velocity,
+                        prediction,
                         old_pred_original_sample,
                         t,
                         previous,
@@ -244,7 +244,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
                         return_dict=False,
                     )
                 else:
-                    latents = self.scheduler.step(velocity, t, latents, **step_kwargs, return_dict=False)[0]
+                    latents = self.scheduler.step(prediction, t, latents, **step_kwargs, return_dict=False)[0]
                 latents = latents.to(dtype)
                 if pins is not None:
                     following = timesteps[i + 1] if i + 1 < len(timesteps) else None
@@ -280,7 +280,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             return (frames,)
         return AnisoraOutput(frames, texts if isinstance(prompt, (list, tuple)) else texts[0], notes)
 
-    def predict_velocity(
+    def predict(
         self,
         noisy: torch.Tensor,
         cond: Conditioning,
@@ -292,8 +292,9 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         attention_kwargs: dict | None = None,
         model: torch.nn.Module | None = None,
     ) -> torch.Tensor:
-        """The transformer's v-prediction for `noisy` (B, T, C, h, w) under `cond`; sampling and training
-        both call this. `motion` is the motion-embedding input (scores x MOTION_EMBED_SCALE) or None;
+        """The transformer's prediction for `noisy` (B, T, C, h, w) under `cond`, of what the scheduler's
+        `prediction_type` names (v, or the clean latent for the demo preset); sampling and training both
+        call this. `motion` is the motion-embedding input (scores x MOTION_EMBED_SCALE) or None;
         `model` is the transformer as wrapped for distributed training (default: ours)."""
         return (model or self.transformer)(
             hidden_states=cond.model_input(noisy, self.layout),

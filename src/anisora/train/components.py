@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..model.pipeline import AnisoraPipeline
-from ..model.presets import SCHEDULER, transformer_config, vae_config
+from ..model.presets import scheduler_config, transformer_config, vae_config
 from ..model.weights import load_pipeline
 from .config import TrainConfig
 from .data import data_presets
@@ -60,7 +60,7 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
         text_encoder=text_encoder,
         vae=vae,
         transformer=CogVideoXTransformer3DModel(**transformer_args),
-        scheduler=CogVideoXDDIMScheduler(**SCHEDULER),
+        scheduler=CogVideoXDDIMScheduler(**scheduler_config(init.architecture)),
         motion_embedding=init.motion_embedding,
         fps=round(config.data.fps),
         text_encoder_name="minilm" if init.text_encoder == "minilm" else None,

@@ -6,8 +6,9 @@ One step:
 2. The clips are VAE-encoded (posterior sample); the masking strategy opens guide frames, which the
    conditioning module (`anisora.model.conditioning`, the same code as inference) encodes and places.
 3. Prompts (with the official score suffix) become "" with probability `text_dropout` (for CFG).
-4. v-prediction MSE on the zero-terminal-SNR schedule the sampler uses: x_t = sqrt(a) x0 + sqrt(1-a) eps,
-   target v = sqrt(a) eps - sqrt(1-a) x0 (diffusers' `get_velocity`). With `lora.region`, the noisy latent
+4. MSE on the zero-terminal-SNR schedule the sampler uses: x_t = sqrt(a) x0 + sqrt(1-a) eps, for the
+   scheduler's prediction type: v = sqrt(a) eps - sqrt(1-a) x0 (diffusers' `get_velocity`; the released
+   models), or the clean latent x0 weighted by min(1 + SNR, 5) (the demo preset; see `_target`). With `lora.region`, the noisy latent
    outside the foreground mask is the guide latent noised alike, and only the inside counts (paper 2.2).
 5. accelerate (single CPU, DDP, FSDP) handles devices, mixed precision and gradient sync; gradients are
    clipped; an EMA of the trained weights is kept.
@@ -52,6 +53,8 @@ from .data import (
 )
 from .foreground import foreground_detector
 from .masking import sample_guide_frames
+
+SAMPLE_WEIGHT_CAP = 5.0
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
@@ -177,24 +180,37 @@ def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, st
     noise = torch.randn(latents.shape, generator=generator).to(device)
     timesteps = timesteps.to(device)
     noisy = pipe.scheduler.add_noise(latents, noise, timesteps)
-    target = pipe.scheduler.get_velocity(latents, noise, timesteps)
-    weight = torch.ones_like(latents[:, :1, :1])
+    target, weight = _target(pipe.scheduler, latents, noise, timesteps)
     if config.lora.region and cond.region is not None:
         reference = cond.region_latent.expand_as(latents)
         noisy = cond.region * noisy + (1 - cond.region) * pipe.scheduler.add_noise(
             reference, noise, timesteps
         )
-        weight = cond.region
+        weight = weight * cond.region
     motion = None
     if pipe.config.motion_embedding:
         scores = torch.tensor([s.motion_score for s in samples], device=device, dtype=torch.float32)
         motion = scores * MOTION_EMBED_SCALE
     rotary = pipe.rotary_embeddings(bucket.height, bucket.width, latents.shape[1], device)
-    prediction = pipe.predict_velocity(
-        noisy, cond, text, timesteps, motion=motion, rotary=rotary, model=transformer
-    )
+    prediction = pipe.predict(noisy, cond, text, timesteps, motion=motion, rotary=rotary, model=transformer)
     error = F.mse_loss(prediction.float(), target, reduction="none") * weight
     return error.sum() / (weight.expand_as(error).sum().clamp(min=1.0))
+
+
+def _target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor):
+    """(target, per-sample weight) for the scheduler's prediction type. v is learnt unweighted. A clean-latent
+    prediction is weighted by 1 + SNR, capped at `SAMPLE_WEIGHT_CAP`: 1 + SNR makes its error the v error
+    it implies, which stops low-noise steps from being ignored; the cap keeps them from taking over (the
+    min-SNR idea of Hang et al. 2023)."""
+    kind = scheduler.config.prediction_type
+    ones = latents.new_ones(latents.shape[0], 1, 1, 1, 1)
+    if kind == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps), ones
+    if kind == "sample":
+        alphas = scheduler.alphas_cumprod.to(latents.device)[timesteps].float()
+        snr = alphas / (1 - alphas).clamp(min=1e-8)
+        return latents, (1 + snr).clamp(max=SAMPLE_WEIGHT_CAP).reshape(ones.shape)
+    raise InputError(f"cannot train a {kind!r} prediction; the demo trains v_prediction or sample")
 
 
 def lr_factor(optim: OptimConfig, step: int) -> float:
