@@ -8,8 +8,9 @@ One step:
 3. Prompts (with the official score suffix) become "" with probability `text_dropout` (for CFG).
 4. MSE on the zero-terminal-SNR schedule the sampler uses: x_t = sqrt(a) x0 + sqrt(1-a) eps, for the
    scheduler's prediction type: v = sqrt(a) eps - sqrt(1-a) x0 (diffusers' `get_velocity`; the released
-   models), or the clean latent x0 weighted by min(1 + SNR, 5) (the demo preset; see `_target`). With `lora.region`, the noisy latent
-   outside the foreground mask is the guide latent noised alike, and only the inside counts (paper 2.2).
+   models), or the clean latent x0 weighted by min(1 + SNR, 5) (the demo preset; see `_target`). With
+   `lora.region`, the noisy latent outside the foreground mask is the guide latent noised alike, and only
+   the inside counts (paper 2.2).
 5. accelerate (single CPU, DDP, FSDP) handles devices, mixed precision and gradient sync; gradients are
    clipped; an EMA of the trained weights is kept.
 Every `checkpoint_every` steps the trained weights, optimizer, LR schedule and EMA are saved atomically;
