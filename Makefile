@@ -29,9 +29,9 @@ $(STAMP): pyproject.toml constraints.txt
 # Then the shipped demo model animates a held-out ToonWorld panel between its first and last keyframes,
 # inside a motion mask: demo/generated/keyframes.mp4 and its contact sheet keyframes.preview.png.
 demo: install
-	$(BIN)/anisora toonworld --out demo/raw --episodes 3 --seconds 20 --size 320x180 --seed 0 --contact-sheet
-	$(BIN)/anisora curate demo/raw --out demo/curated
-	$(BIN)/anisora toonworld-keyframes --out demo/keyframes
+	$(BIN)/anisora toonworld episodes --out demo/raw --episodes 3 --seconds 20 --size 320x180 --seed 0 --contact-sheet
+	$(BIN)/anisora curate run demo/raw --out demo/curated
+	$(BIN)/anisora toonworld keyframes --out demo/keyframes
 	$(BIN)/anisora generate --image demo/keyframes/first.png --guide last:demo/keyframes/last.png \
 		--mask demo/keyframes/mask.png --motion 8 --prompt "$$(cat demo/keyframes/prompt.txt)" \
 		--out demo/generated/keyframes.mp4 --preview --overwrite
@@ -43,13 +43,13 @@ STAGES := stage1_80x48_4fps stage2_80x48_8fps stage3_160x96_8fps
 RUNS := runs/toonworld
 DEMO_MODEL := src/anisora/model/assets/demo-model
 demo-model: install $(RUNS)/demo-vae/training.json
-	$(BIN)/anisora train $(foreach s,$(STAGES),--config configs/train/toonworld/$(s).yaml)
-	$(BIN)/anisora train --config configs/train/toonworld/region_lora.yaml
+	$(BIN)/anisora train run $(foreach s,$(STAGES),--config configs/train/toonworld/$(s).yaml)
+	$(BIN)/anisora train run --config configs/train/toonworld/region_lora.yaml
 	rm -rf $(DEMO_MODEL).new && mkdir -p $(dir $(DEMO_MODEL))
 	cp -r $(RUNS)/stage3/final $(DEMO_MODEL).new
 	cp -r $(RUNS)/region-lora/final $(DEMO_MODEL).new/region-lora
 	$(MAKE) eval-demo MODEL=$(DEMO_MODEL).new
-	$(BIN)/anisora model-card --model $(DEMO_MODEL).new --vae-run $(RUNS)/demo-vae \
+	$(BIN)/anisora evaluate model-card --model $(DEMO_MODEL).new --vae-run $(RUNS)/demo-vae \
 		$(foreach s,stage1 stage2 stage3,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora \
 		--eval-run $(EVAL)/demo-model --round-trip $(EVAL)/baseline-round-trip \
 		--crossfade $(EVAL)/baseline-crossfade --ablation "with the region LoRA=$(EVAL)/demo-model-region-lora" \
@@ -80,7 +80,7 @@ eval-demo: install
 # The demo VAE (4x spatial, 16 channels) trains for 2 hours of CPU; interrupted, the same command continues
 # where it stopped.
 $(RUNS)/demo-vae/training.json:
-	$(BIN)/anisora train-vae --out $(RUNS)/demo-vae --minutes 120 --bf16 --quiet --eval-every 250
+	$(BIN)/anisora train vae --out $(RUNS)/demo-vae --minutes 120 --bf16 --quiet --eval-every 250
 
 test: lint system-test
 	$(BIN)/pytest -q

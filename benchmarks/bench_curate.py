@@ -1,6 +1,6 @@
 """Curation benchmarks, measured in one run on 60 s 1280x720 24 fps H.264 ToonWorld files:
 
-1. `anisora curate --no-clips` (probe, scenes, every default scorer, manifest, report; one worker, run
+1. `anisora curate run --no-clips` (probe, scenes, every default scorer, manifest, report; one worker, run
    in-process so Python start-up is not counted) / a bare PyAV decode loop of the same file; goal <= 1.5.
 2. Frames per second of writing the kept clips (decode the ranges again, re-encode to H.264).
 3. Speed-up of 2 workers over 1 on two such files (the CLI in fresh processes, as a user runs it).
@@ -61,6 +61,7 @@ def cli_curate(inputs: list[Path], out: Path, workers: int) -> float:
         "-m",
         "anisora.cli",
         "curate",
+        "run",
         *map(str, inputs),
         "--out",
         str(out),
@@ -107,7 +108,7 @@ def main() -> None:
         one = min(cli_curate(videos, root / "w1", 1) for _ in range(2))
         two = min(cli_curate(videos, root / "w2", 2) for _ in range(2))
         print(
-            f"2 files, `anisora curate --no-clips` (cold processes, model loading included): 1 worker "
+            f"2 files, `anisora curate run --no-clips` (cold processes, model loading included): 1 worker "
             f"{one:.2f} s, 2 workers {two:.2f} s, speed-up {one / two:.2f}x"
         )
 

@@ -326,6 +326,7 @@ def test_bad_and_unusual_inputs(tmp_path):
     config.write_text("sampling:\n  max_pixels: 8000000\n", encoding="utf-8")
     args = [
         "curate",
+        "run",
         str(inputs),
         str(listing),
         str(inputs / "audio_only.wav"),
@@ -363,7 +364,19 @@ def test_bad_and_unusual_inputs(tmp_path):
     assert vfr[-1]["end_time"] == pytest.approx(probe(inputs / "vfr.mp4").duration, abs=0.06)
     # a second run does nothing new and says the same
     assert (
-        main(["curate", str(inputs), str(listing), "--out", str(out), "--config", str(config), "--quiet"])
+        main(
+            [
+                "curate",
+                "run",
+                str(inputs),
+                str(listing),
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--quiet",
+            ]
+        )
         == 1
     )
     assert _manifest(out) == rows
@@ -371,7 +384,7 @@ def test_bad_and_unusual_inputs(tmp_path):
 
 def test_resume_after_kill_9_gives_the_same_manifest(tmp_path):
     _corpus(tmp_path / "corpus", range(200, 204), 8, size=(160, 96))
-    command = [sys.executable, "-m", "anisora.cli", "curate", str(tmp_path / "corpus"), "--quiet"]
+    command = [sys.executable, "-m", "anisora.cli", "curate", "run", str(tmp_path / "corpus"), "--quiet"]
     reference = tmp_path / "reference"
     subprocess.run([*command, "--out", str(reference)], check=True, capture_output=True)
     resumed = tmp_path / "resumed"

@@ -82,7 +82,7 @@ def test_output_presets_are_the_encoders():
 def test_bad_config_value_is_one_line_from_the_cli_before_any_work(tmp_path, capsys):
     config = _config(tmp_path, "sampling: {sample_fps: 0}")
     out = tmp_path / "out"
-    assert main(["curate", str(tmp_path), "--out", str(out), "--config", str(config), "--quiet"]) == 2
+    assert main(["curate", "run", str(tmp_path), "--out", str(out), "--config", str(config), "--quiet"]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"anisora: error: {config}: sampling.sample_fps: must be > 0, got 0"
     assert not out.exists()
@@ -91,7 +91,7 @@ def test_bad_config_value_is_one_line_from_the_cli_before_any_work(tmp_path, cap
 def test_output_that_is_a_file_is_one_line_and_kept(tmp_path, capsys):
     target = tmp_path / "notes.txt"
     target.write_text("finished work\n", encoding="utf-8")
-    assert main(["curate", str(tmp_path), "--out", str(target), "--quiet"]) == 2
+    assert main(["curate", "run", str(tmp_path), "--out", str(target), "--quiet"]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"anisora: error: --out {target}: is a file, not a folder"
     assert target.read_text(encoding="utf-8") == "finished work\n"
@@ -160,7 +160,7 @@ def test_unreadable_folders_and_symlink_loops_are_failure_rows(tmp_path, monkeyp
     out = tmp_path / "out"
     try:
         inputs_named = [inputs, tmp_path / "ring.mp4", listing, secret]
-        code = main(["curate", *map(str, inputs_named), "--out", str(out), "--quiet"])
+        code = main(["curate", "run", *map(str, inputs_named), "--out", str(out), "--quiet"])
     finally:
         locked.chmod(0o755)
         secret.chmod(0o644)

@@ -24,7 +24,7 @@ def _curate(inputs: list[Path], out: Path, *extra: str) -> int:
     """`anisora curate` under umask 022 (the modes a shared machine would give)."""
     old = os.umask(0o022)
     try:
-        return main(["curate", *map(str, inputs), "--out", str(out), "--quiet", *extra])
+        return main(["curate", "run", *map(str, inputs), "--out", str(out), "--quiet", *extra])
     finally:
         os.umask(old)
 

@@ -1,4 +1,4 @@
-"""`anisora curate --workers N`: the pool's worker processes never outlive a parent killed with kill -9."""
+"""`anisora curate run --workers N`: the pool's worker processes never outlive a parent killed by kill -9."""
 
 from __future__ import annotations
 
@@ -68,7 +68,16 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
         "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
         "ANISORA_TEST_BUSY": str(busy),
     }
-    command = [sys.executable, "-m", "anisora.cli", "curate", str(corpus), "--out", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "anisora.cli",
+        "curate",
+        "run",
+        str(corpus),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     parent = subprocess.Popen(
         [*command, "--workers", "2", "--quiet", "--no-clips"],
         env=env,

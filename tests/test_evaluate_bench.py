@@ -638,7 +638,7 @@ def test_cli_run_records_a_corrupt_case_and_finishes_the_rest(
     args += ["--steps", "2", "--quiet"]
     assert main(args) == 1
     captured = capsys.readouterr()
-    assert "failed: broken: generation:" in captured.err and '"cases": 1' in captured.out
+    assert "error: case broken failed: generation:" in captured.err and '"cases": 1' in captured.out
     failures = json.loads((out / "failures.json").read_text())
     assert list(failures) == ["broken"] and "broken.png" in failures["broken"]
     assert [r["case"] for r in jsonl(out / "results.jsonl")] == ["fine"]
@@ -775,8 +775,8 @@ def test_a_symlink_loop_among_the_videos_is_a_failure_the_rest_is_scored(media, 
     assert main([*args, "--out", str(tmp_path / "run"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert [line for line in err.splitlines() if line.startswith("failed:")] == [
-        f"failed: loop: {tmp_path / 'loop.mp4'}: too many levels of symbolic links"
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: case loop failed: {tmp_path / 'loop.mp4'}: too many levels of symbolic links"
     ]
     assert [r["case"] for r in jsonl(tmp_path / "run" / "results.jsonl")] == ["good"]
 
@@ -819,7 +819,7 @@ def test_rescoring_a_missing_video_is_a_failure_not_a_crash(media, tmp_path, cap
     assert main(args) == 0
     videos[1].unlink()
     assert main(args) == 1
-    assert "failed: b:" in capsys.readouterr().err
+    assert "case b failed:" in capsys.readouterr().err
 
 
 @contextmanager

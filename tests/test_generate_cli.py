@@ -67,16 +67,40 @@ def test_same_seed_same_video(inputs, tmp_path):
         (["--frames", "9", "--guide", "4:{root}/missing.png"], "missing.png"),
         (["--frames", "9", "--mask", "{root}/model/model_index.json"], "model_index.json"),
         (["--frames", "9", "--size", "60x48"], "multiple of 16"),
+        (["--frames", "9", "--motion", "nan"], "motion score must be a finite number"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, extra, message):
+def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.setattr(loading_module, "load_pipeline", _must_not_load)
     out = tmp_path / "bad.mp4"
     assert generate(inputs, out, *(e.format(root=inputs) for e in extra)) == 2
-    err = capsys.readouterr().err  # model-loading progress bars may come first
-    errors = [line for line in err.splitlines() if line.startswith("anisora:")]
-    assert len(errors) == 1 and errors[0].startswith("anisora: error:") and message in errors[0]
-    assert "Traceback" not in err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("anisora: error:") and message in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown", "hidden"),
+    [
+        (
+            [],
+            ["2/2 [", "note: guide at frame 0"],
+            ["Loading pipeline components", "Loading weights", "DEBUG"],
+        ),
+        (["-q"], [], ["2/2 [", "note:", "Loading"]),
+        (["-v"], ["DEBUG anisora.model.loading: loading", "Loading pipeline components", "2/2 ["], []),
+    ],
+)
+def test_quiet_and_verbose_choose_what_generate_says(inputs, tmp_path, capsys, flags, shown, hidden):
+    """Default: the sampling bar and notes, no library loading bars; -q: nothing but the result; -v: debug
+    lines and the loading bars too."""
+    out = tmp_path / "shot.mp4"
+    assert generate(inputs, out, "--frames", "9", *flags) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{out}  9 frames 64x48 at 8 fps") and captured.out.count("\n") == 1
+    assert all(text in captured.err for text in shown), captured.err
+    assert not any(text in captured.err for text in hidden), captured.err
+    assert flags != ["-q"] or captured.err == ""
 
 
 @pytest.mark.parametrize(
@@ -107,8 +131,7 @@ def test_bad_request_is_refused_before_the_model_loads(inputs, tmp_path, capsys,
 
 @pytest.mark.parametrize("size", ["0x0", "64x-48"])
 def test_non_positive_size_is_refused(inputs, tmp_path, capsys, size):
-    with pytest.raises(SystemExit):
-        generate(inputs, tmp_path / "x.mp4", "--size", size)
+    assert generate(inputs, tmp_path / "x.mp4", "--size", size) == 2
     assert "must be positive" in capsys.readouterr().err
 
 
@@ -132,8 +155,7 @@ def test_existing_output_is_kept_and_missing_model_explained(inputs, tmp_path, c
     monkeypatch.setattr(weights, "DEMO_MODEL", tmp_path / "no-demo-model")
     assert main(["generate", "--image", str(inputs / "first.png"), "--out", str(tmp_path / "x.mp4")]) == 2
     assert "train it with `make demo-model`" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["generate", "--model", "m", "--guide", "nonsense", "--out", "x.mp4"])
+    assert main(["generate", "--model", "m", "--guide", "nonsense", "--out", "x.mp4"]) == 2
     assert "FRAME[@STRENGTH]:IMAGE" in capsys.readouterr().err
 
 

@@ -193,6 +193,7 @@ def test_cli_writes_episodes_and_rejects_bad_input(tmp_path, capsys):
         main(
             [
                 "toonworld",
+                "episodes",
                 "--out",
                 str(tmp_path),
                 "--episodes",
@@ -215,7 +216,7 @@ def test_cli_writes_episodes_and_rejects_bad_input(tmp_path, capsys):
         assert (tmp_path / f"{name}.sheet.png").stat().st_size > 0
         assert json.loads((tmp_path / f"{name}.json").read_text(encoding="utf-8"))["episode"] == name
     capsys.readouterr()
-    assert main(["toonworld", "--out", str(tmp_path), "--seconds", "0"]) == 2
+    assert main(["toonworld", "episodes", "--out", str(tmp_path), "--seconds", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("anisora: error:") and "\n" not in err
 

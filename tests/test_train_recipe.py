@@ -99,18 +99,20 @@ def test_kill_9_and_the_same_command_continues_the_same_run(parts, tmp_path):
     steps = {"optim": {"steps": 8, "warmup_steps": 1}}
     reference = stage(parts, tmp_path / "whole", **steps)
     interrupted = stage(parts, tmp_path / "killed", **steps)
-    command = [sys.executable, "-m", "anisora.cli", "train", "--quiet", "--config"]
+    command = [sys.executable, "-m", "anisora.cli", "train", "run", "--quiet", "--config"]
     subprocess.run([*command, str(reference)], check=True, capture_output=True)
 
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_AFTER_STEP_4, "train", "--quiet", "--config", str(interrupted)],
+        [sys.executable, "-c", KILLED_AFTER_STEP_4, "train", "run", "--quiet", "--config", str(interrupted)],
         capture_output=True,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
     assert (tmp_path / "killed" / "checkpoints" / "step_00000004.pt").exists()
     assert not (tmp_path / "killed" / "final").exists()
-    resumed = subprocess.run([*command, str(interrupted)], check=True, capture_output=True, text=True)
-    assert "resumed from" in resumed.stdout + resumed.stderr
+    resumed = subprocess.run(  # without --quiet: it says where it resumed
+        [*command[:-2], "--config", str(interrupted)], check=True, capture_output=True, text=True
+    )
+    assert "resumed from" in resumed.stderr
 
     a, b = transformer_weights(tmp_path / "whole"), transformer_weights(tmp_path / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -122,7 +124,7 @@ def test_two_cpu_processes_with_gloo(parts, tmp_path):
     config = stage(parts, tmp_path / "ddp", optim={"steps": 2, "warmup_steps": 1})
     port = free_port()  # a fixed port fails when another run of the suite holds it
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
-    command = [*launch, "-m", "anisora.cli", "train", "--quiet", "--config", str(config)]
+    command = [*launch, "-m", "anisora.cli", "train", "run", "--quiet", "--config", str(config)]
     subprocess.run(command, check=True, env={**os.environ, "ACCELERATE_USE_CPU": "true"})  # gloo backend
     log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert [(e["step"], e["processes"]) for e in log] == [(1, 2), (2, 2)]  # one log, by the main process

@@ -66,7 +66,7 @@ def test_rejects_clip_lengths_the_vae_cannot_encode(tmp_path):
 
 def test_train_vae_cli_writes_the_vae_and_its_history(tmp_path, capsys):
     out = tmp_path / "vae"
-    args = ["train-vae", "--out", str(out), "--steps", "1", "--frames", "1", "--crop", "16x16", "--quiet"]
+    args = ["train", "vae", "--out", str(out), "--steps", "1", "--frames", "1", "--crop", "16x16", "--quiet"]
     assert main(args) == 0
     history = json.loads((out / "training.json").read_text())
     assert len(history["loss"]) == 1 and history["settings"]["crop"] == [16, 16]

@@ -215,12 +215,12 @@ def test_a_bad_setting_on_the_cli_is_one_line_before_any_work(tmp_path, capsys):
     assert not (folder / "config.yaml").exists()
     stage = TRAIN_CONFIGS[0]
     out = tmp_path / "run"
-    code = main(["train", "--config", str(stage), "--set", f"out={out}", "--set", "optim.lr=fast"])
+    code = main(["train", "run", "--config", str(stage), "--set", f"out={out}", "--set", "optim.lr=fast"])
     assert code == 2 and not out.exists()
     error = capsys.readouterr().err.strip()
     assert error == f"anisora: error: {stage}: optim.lr: expected a number, got 'fast'"
-    with pytest.raises(SystemExit):  # argparse: not KEY=VALUE
-        main(["train", "--config", str(stage), "--set", "optim.lr"])
+    assert main(["train", "run", "--config", str(stage), "--set", "optim.lr"]) == 2  # not KEY=VALUE
+    assert "--set expects KEY.PATH=VALUE" in capsys.readouterr().err
 
 
 def test_settings_reach_every_training_stage(tmp_path, monkeypatch, capsys):
@@ -229,8 +229,10 @@ def test_settings_reach_every_training_stage(tmp_path, monkeypatch, capsys):
     trained = []
     monkeypatch.setattr(recipe, "train", lambda stage, progress: trained.append(stage) or "final")
     stages = [str(p) for p in sorted((REPO / "configs" / "train" / "toonworld").glob("stage*.yaml"))]
+    (tmp_path / "vae").mkdir()  # stage 1's VAE: it must exist before anything trains
     settings = ["--set", "data.batch_size=2", "--set", "optim.schedule=constant", "--steps", "3"]
-    assert main(["train", *(a for p in stages for a in ("--config", p)), *settings, "--quiet"]) == 0
+    settings += ["--set", f"init.vae={tmp_path / 'vae'}"]
+    assert main(["train", "run", *(a for p in stages for a in ("--config", p)), *settings, "--quiet"]) == 0
     assert len(trained) == len(stages) == 3
     assert all((s.data.batch_size, s.optim.schedule, s.optim.steps) == (2, "constant", 3) for s in trained)
 

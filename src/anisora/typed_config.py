@@ -93,8 +93,10 @@ def load_config_file(
 def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read config {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"cannot read config {path}: {yaml_problem(exc)}") from None
     if not isinstance(values, dict):
         raise InputError(f"config {path}: expected a mapping at the top, got {type(values).__name__}")
     return values
@@ -120,9 +122,17 @@ def parse_setting(text: str) -> Setting:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        problem = str(exc).splitlines()[0]
-        raise InputError(f"--set {key.strip()}: the value is not YAML ({problem})") from None
+        raise InputError(f"--set {key.strip()}: the value is not YAML ({yaml_problem(exc)})") from None
     return path, value
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: where and what (its own message draws the spot over several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return str(error).splitlines()[0]
+    what = ", ".join(part for part in (error.context, error.problem) if part)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
 
 
 def apply_settings(values: dict[str, Any], settings: Iterable[Setting], defaults: dict[str, Any]) -> dict:

@@ -59,7 +59,7 @@ def load_manifest(path: Path) -> list[dict]:
     if path.is_dir():
         path = path / "manifest.parquet"
     if not path.exists():
-        raise InputError(f"{path}: no manifest here (run `anisora curate` first)")
+        raise InputError(f"{path}: no manifest here (run `anisora curate run` first)")
     return pq.read_table(path).to_pylist()
 
 

@@ -40,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 from ..errors import InputError
 from ..files import atomic_output
 from ..model.request import At, GuideSpec, Request
-from ..typed_config import NOT_BLANK, Config, json_schema
+from ..typed_config import NOT_BLANK, Config, json_schema, yaml_problem
 
 Task = Literal["i2v", "interpolation", "region", "motion", "t2v"]
 TASKS = get_args(Task)
@@ -207,7 +207,7 @@ def _yaml_cases(text: str, path: Path) -> tuple[str, dict, list[Any]]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not YAML ({exc})") from None
+        raise InputError(f"{path}: not YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise InputError(f"{path}: expected a mapping with a 'cases:' list")
     header = BenchFile.load({**data, "cases": []}, source=path)  # the cases are checked one by one

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from pathlib import Path
+
+from ..commands import print_schema, size
+
+log = logging.getLogger(__name__)
 
 
 def _toonworld(args: argparse.Namespace) -> int:
@@ -33,7 +37,7 @@ def _options(args: argparse.Namespace):
 
 def _say(outcome: dict, out: Path) -> int:
     for case, error in outcome["failures"].items():
-        print(f"failed: {case}: {error}", file=sys.stderr)
+        log.error("case %s failed: %s", case, error)
     summary = outcome["summary"]
     overall = {name: stats["mean"] for name, stats in summary["overall"].items() if stats["mean"] is not None}
     print(json.dumps({"cases": summary["cases"], "overall": overall}, indent=1))
@@ -101,8 +105,41 @@ def _ratings(args: argparse.Namespace) -> int:
 def _schema(args: argparse.Namespace) -> int:
     from .cases import bench_schema
 
-    print(json.dumps(bench_schema(), indent=2))
+    print_schema(bench_schema())
     return 0
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    from ..model.weights import load_pipeline
+    from ..toonworld.held_out import held_out_shots
+    from .model_card import compute_description, stage_summary, vae_summary, write_model_card
+    from .targets import RunFigures, directory_mb, judge, time_default_clip
+
+    stages = [stage_summary(run) for run in args.stage]
+    vae = vae_summary(args.vae_run)
+    lora = stage_summary(args.lora_run) if args.lora_run else None
+    model = RunFigures.read(args.eval_run)
+    round_trip, crossfade = (RunFigures.read(r) if r else None for r in (args.round_trip, args.crossfade))
+    others = [RunFigures.read(path, name) for name, path in args.ablation]
+    pipe = load_pipeline(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    shot = held_out_shots(1, 17, 8.0, 160, 96, still_camera=True)[0]
+    seconds = time_default_clip(pipe, shot.frames[0], shot.frames[-1], shot.caption)
+    targets = judge(model, round_trip, crossfade, seconds, directory_mb(args.model))
+    runs = [model, *others, *(r for r in (round_trip, crossfade) if r)]
+    card = write_model_card(args.model, stages, vae, targets, runs, compute_description(), args.command, lora)
+    for t in targets:
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[t.met]
+        print(f"{verdict}: {t.figure}: {t.measured} ({t.goal})")
+    print(card)
+    return 0
+
+
+def _named_run(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=RUN_DIR, got {text!r}")
+    return name.strip(), Path(path)
 
 
 def _metric_flags(parser: argparse.ArgumentParser) -> None:
@@ -117,22 +154,21 @@ def _metric_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--interpolator", help="learned frame interpolator state dict: motion smoothness")
     group.add_argument("--interpolator-build", help="module:Factory that builds the interpolator network")
     parser.add_argument("--name", help="name of the system under test (default: the model folder's name)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def add_evaluate_parser(sub: argparse._SubParsersAction, size_type) -> None:
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="benchmark a model or score videos (VBench-style metrics, reports, blind A/B rating)",
         description="Evaluation: build a ToonWorld bench, run a model on a bench, score any videos, compare "
-        "runs, and rate runs blind in a browser.",
+        "runs, rate runs blind in a browser, and write a trained model's card.",
     )
     evs = ev.add_subparsers(dest="evaluate_command", required=True, metavar="SUBCOMMAND")
 
     tw = evs.add_parser("toonworld", help="build the ToonWorld benchmark (held-out shots with ground truth)")
     tw.add_argument("--out", type=Path, required=True, help="folder for bench.yaml and the case files")
     tw.add_argument("--per-cell", type=int, default=6, help="cases per task and label (default 6: 108 cases)")
-    tw.add_argument("--size", type=size_type, default=(160, 96), help="WIDTHxHEIGHT (default 160x96)")
+    tw.add_argument("--size", type=size, default=(160, 96), help="WIDTHxHEIGHT (default 160x96)")
     tw.add_argument("--fps", type=int, default=8, help="frame rate (default 8)")
     tw.add_argument("--frames", type=int, default=17, help="frames per case, 8k+1 (default 17: 2 s)")
     tw.set_defaults(func=_toonworld)
@@ -196,3 +232,31 @@ def add_evaluate_parser(sub: argparse._SubParsersAction, size_type) -> None:
 
     sh = evs.add_parser("schema", help="print the JSON Schema of YAML bench files (for editors)")
     sh.set_defaults(func=_schema)
+
+    mc = evs.add_parser(
+        "model-card",
+        help="write a trained model's README.md from its training runs and its evaluate runs",
+        description="Write README.md and figures.json into MODEL: training from the stage, VAE and LoRA "
+        "runs; quality from finished `anisora evaluate` runs on the held-out ToonWorld bench (the model's, "
+        "the round-trip and cross-fade baselines', and any ablations), judged against the demo model's "
+        "targets; and the time of one 2 s clip with the CLI's defaults on this machine.",
+    )
+    mc.add_argument("--model", type=Path, required=True, help="the trained model directory")
+    mc.add_argument("--vae-run", type=Path, required=True, help="the VAE directory from `anisora train vae`")
+    mc.add_argument(
+        "--stage", type=Path, action="append", required=True, help="stage run folder (repeatable)"
+    )
+    mc.add_argument("--lora-run", type=Path, help="the motion-region LoRA run folder")
+    mc.add_argument("--eval-run", type=Path, required=True, help="the model's `evaluate run` folder")
+    mc.add_argument("--round-trip", type=Path, help="`evaluate baseline --kind round-trip` run folder")
+    mc.add_argument("--crossfade", type=Path, help="`evaluate baseline --kind crossfade` run folder")
+    mc.add_argument(
+        "--ablation",
+        type=_named_run,
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="another evaluate run on the same bench, for the card's comparison table (repeatable)",
+    )
+    mc.add_argument("--command", default="make demo-model", help="the training command, for the card")
+    mc.set_defaults(func=_model_card)

@@ -168,7 +168,7 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
             "Data: ToonWorld, clean renders (no subtitles, letterbox, degradation or fades), from the seeds "
             "and shot ranges in the table; evaluation uses seed 10000, never trained on.",
             "",
-            f"VAE (`AutoencoderKLCogVideoX`, trained from scratch by `anisora train-vae`): {vae['steps']} "
+            f"VAE (`AutoencoderKLCogVideoX`, trained from scratch by `anisora train vae`): {vae['steps']} "
             f"steps in {vae['wall_seconds'] / 60:.1f} min; held-out reconstruction "
             f"{vae_eval.get('psnr_image', float('nan')):.2f} dB (one frame), "
             f"{vae_eval.get('psnr_clip', float('nan')):.2f} dB (17-frame clip).",

@@ -71,10 +71,10 @@ def run_benchmark(
     bench = load_bench(bench_path)
     model = Path(os.path.realpath(model))
     out = Path(out)
-    metrics = build_metrics(options or MetricOptions())
     pending = [c for c in bench.cases if not (out / "videos" / f"{c.id}.json").is_file()]
     if pending:
         validate(settings.load(model), settings.request())  # a bad setting is one error, not one per case
+    metrics = build_metrics(options or MetricOptions())  # may load metric models: after every check
     run = {
         "name": name or model.name,
         "kind": "benchmark",

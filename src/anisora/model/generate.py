@@ -39,13 +39,15 @@ def generate_to_file(
     overwrite: bool = False,
     pipe=None,
     lossless: bool = False,
+    progress: bool = True,
 ) -> dict:
     """Run `request`, write `out` (mp4; `lossless`: the exact RGB frames, for measurement or compositing,
     which browsers do not play), `out` with .json (every parameter, the prompt used, notes, timings) and, with
     `preview`, a contact sheet `out` with .preview.png. Returns the sidecar's content.
 
-    `pipe`: the model `load` names, already loaded. An existing `out` is kept unless `overwrite`; every input
-    is read and checked before the model loads.
+    `pipe`: the model `load` names, already loaded (else loaded here, with a sampling progress bar when
+    `progress`). An existing `out` is kept unless `overwrite`; every input is read and checked before the
+    model loads.
     """
     out = Path(out)
     check_output(out, overwrite)
@@ -53,6 +55,7 @@ def generate_to_file(
     if pipe is None:
         validate(load, request)  # before the slow load
         pipe = open_pipeline(load)
+        pipe.set_progress_bar_config(disable=not progress)
     loaded = time.perf_counter()
     result = sample(pipe, request)
     sampled = time.perf_counter()
@@ -120,9 +123,11 @@ def generate_batch(
     preview: bool = False,
     lossless: bool = False,
     on_done: Callable[[Path, dict], None] | None = None,
+    progress: bool = True,
 ) -> list[Path]:
     """`out_dir`/<n>.mp4 (+ .json) for the n-th request (from 0, as the official script names them), with
-    one model load. Resumable: a video whose sidecar exists is kept. Every request is checked first."""
+    one model load (a sampling progress bar per video when `progress`). Resumable: a video whose sidecar
+    exists is kept. Every request is checked first."""
     out_dir = Path(out_dir)
     info = check_load(load)
     outs = [out_dir / f"{n}.mp4" for n in range(len(requests))]
@@ -137,6 +142,7 @@ def generate_batch(
             raise InputError(f"{out}: {error}") from None
     if pending:
         pipe = open_pipeline(load)
+        pipe.set_progress_bar_config(disable=not progress)
         for out, request in pending:
             sidecar = generate_to_file(
                 load, request, out, preview=preview, overwrite=True, pipe=pipe, lossless=lossless

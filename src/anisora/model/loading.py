@@ -9,6 +9,9 @@ forward).
 
 from __future__ import annotations
 
+import logging
+import time
+
 import torch
 
 from ..errors import InputError
@@ -17,6 +20,8 @@ from .info import ModelInfo
 from .pipeline import AnisoraPipeline
 from .request import LoadOptions
 from .weights import DTYPES, load_lora, load_pipeline
+
+log = logging.getLogger(__name__)
 
 
 def check_load(load: LoadOptions) -> ModelInfo:
@@ -52,6 +57,8 @@ def open_pipeline(load: LoadOptions):
     """The pipeline (`AnisoraPipeline` or `AnisoraWanPipeline`) loaded and placed as `load` asks."""
     check_load(load)
     device = device_of(load)
+    log.debug("loading %s (%s) for %s", load.model, load.dtype, device)
+    started = time.perf_counter()
     pipe = load_pipeline(load.model, layout=load.layout, dtype=load.dtype)
     if isinstance(pipe, AnisoraPipeline):  # Wan keeps its release's UniPC with flow shift
         from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
@@ -80,4 +87,5 @@ def open_pipeline(load: LoadOptions):
         pipe.vae.enable_tiling()
     if load.vae_slicing:
         pipe.vae.enable_slicing()
+    log.debug("model ready in %.1f s", time.perf_counter() - started)
     return pipe

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InputError
 from ..files import SHIPPED
+from ..logs import sync_libraries
 from .conditioning import TEMPORAL, Layout, input_channels
 from .info import ModelInfo, model_directory
 from .pipeline import AnisoraPipeline
@@ -47,6 +48,7 @@ def load_pipeline(
     path = model_directory(path)
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    sync_libraries()  # the command's -q/-v for diffusers' loading bar, which only a call can switch
     if ModelInfo.read(path).backbone == "wan":
         return _load_wan(path, layout, dtype, lora, lora_scale)
     try:

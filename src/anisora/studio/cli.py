@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import threading
@@ -57,11 +56,6 @@ def _worker(args: argparse.Namespace) -> int:
         device=devices[0],
         model_name=args.model_name,
     )
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    studio_log = logging.getLogger("anisora.studio")
-    studio_log.addHandler(handler)
-    studio_log.setLevel(logging.INFO)
     print(f"worker {worker.worker_id} on {db.display_url}; Ctrl-C to stop", flush=True)
     worker.run_forever(stop)
     return 0
@@ -70,6 +64,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _worker_command(args: argparse.Namespace, device: str) -> list[str]:
     """The `anisora worker` command line of one device's worker process."""
     command = [sys.executable, "-m", "anisora.cli", "worker", "--device", device]
+    command += ["--quiet"] if args.quiet else ["--verbose"] * args.verbose
     command += ["--db", args.db, "--data", str(args.data)]
     for flag, value in (("--model", args.model), ("--model-name", args.model_name), ("--steps", args.steps)):
         if value is not None:
@@ -96,7 +91,7 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--model", help="model folder (default: the shipped demo model)")
     st.add_argument("--steps", type=int, help="sampling steps per clip (default: the model's)")
     st.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
-    st.set_defaults(func=_studio)
+    st.set_defaults(func=_studio, log_timestamps=True)
 
     wo = sub.add_parser("worker", help="run studio workers (one per device) against a shared database")
     wo.add_argument("--db", required=True, help="the studio's database URL")
@@ -114,4 +109,4 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
     )
     wo.add_argument("--steps", type=int, help="sampling steps per clip (default: the model's)")
     wo.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
-    wo.set_defaults(func=_worker)
+    wo.set_defaults(func=_worker, log_timestamps=True)

@@ -8,9 +8,9 @@ SIGINT every worker is asked to stop (SIGTERM): each hands its running job back 
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ..errors import InputError
 
 RESTART_S = 5.0
+log = logging.getLogger(__name__)
 USAGE_ERROR = 2  # the exit status of `anisora` for bad input
 
 
@@ -56,7 +57,7 @@ def supervise(commands: Sequence[Sequence[str]], stop: threading.Event, poll: fl
                 status = USAGE_ERROR
                 stop.set()
             elif i not in restart_at:
-                print(f"worker process {process.pid} ended ({_how(code)}); restarting it", file=sys.stderr)
+                log.warning("worker process %s ended (%s); restarting it", process.pid, _how(code))
                 restart_at[i] = time.monotonic() + RESTART_S
             elif time.monotonic() >= restart_at[i]:
                 del restart_at[i]

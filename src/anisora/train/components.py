@@ -15,15 +15,29 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
+from ..model.info import ModelInfo
 from ..model.pipeline import AnisoraPipeline
 from ..model.presets import scheduler_config, transformer_config, vae_config
 from ..model.weights import load_pipeline
-from .config import TrainConfig
+from .config import InitConfig, TrainConfig
 from .data import data_presets
 
 # A small fresh model's VAE decodes fast enough to fit guides by default: 10 steps bring the demo model's
 # guides at frames 8 and 16 within 0.2 dB of their VAE round trips (`anisora.model.guide_fit`).
 FRESH_GUIDE_FIT_STEPS = 10
+
+
+def check_init(init: InitConfig) -> None:
+    """Raise InputError for a start that cannot load, reading no weights: a model folder without its
+    config files, a missing VAE or text encoder folder."""
+    if init.model:
+        ModelInfo.read(init.model)
+        return
+    if not init.vae:
+        raise InputError("init.vae is required to train fresh weights: train one with `anisora train vae`")
+    _existing_dir(init.vae, "init.vae")
+    if init.text_encoder != "minilm":
+        _existing_dir(init.text_encoder, "init.text_encoder")
 
 
 def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
@@ -36,16 +50,15 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
         return pipe
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
-    if not init.vae:
-        raise InputError("init.vae is required to train fresh weights: train one with `anisora train-vae`")
-    vae = AutoencoderKLCogVideoX.from_pretrained(_existing_dir(init.vae, "init.vae"))
+    check_init(init)
+    vae = AutoencoderKLCogVideoX.from_pretrained(Path(init.vae))
     scale, sized_for = (
         2 ** (len(c["block_out_channels"]) - 1) for c in (vae.config, vae_config(init.architecture))
     )
     if scale != sized_for:
         raise InputError(
             f"init.vae compresses {scale}x spatially; the {init.architecture!r} architecture's patches are "
-            f"sized for a {sized_for}x VAE: train one with `anisora train-vae`"
+            f"sized for a {sized_for}x VAE: train one with `anisora train vae`"
         )
     tokenizer, text_encoder = _text_encoder(init.text_encoder)
     transformer_args = transformer_config(init.architecture, init.layout, init.motion_embedding)

@@ -37,7 +37,7 @@ class InitConfig(Config):
 
 class DataConfig(Config):
     source: str = "toonworld"
-    """"toonworld" or a curation folder (anisora curate --out)"""
+    """"toonworld" or a curation folder (anisora curate run --out)"""
     seed: Annotated[int, NON_NEGATIVE] = 0
     """ToonWorld seed; evaluation uses anisora.toonworld.held_out.EVAL_SEED, never trained on"""
     resolutions: Annotated[

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..model.conditioning import ConditionRequest, Guide, build_conditioning, st
 from ..model.info import ModelInfo
 from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
 from ..model.vae import cpu_autocast
-from .components import build_pipeline, save_pipeline
+from .components import build_pipeline, check_init, save_pipeline
 from .config import OptimConfig, TrainConfig
 from .data import (
     Bucket,
@@ -56,6 +57,7 @@ from .foreground import foreground_detector
 from .masking import sample_guide_frames
 
 SAMPLE_WEIGHT_CAP = 5.0
+logger = logging.getLogger(__name__)
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
@@ -322,7 +324,8 @@ def _resume(out: Path, accelerator, optimizer, schedule, ema, trained) -> int:
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     ema.load_state_dict(state["ema"])
-    accelerator.print(f"resumed from {checkpoints[-1]} (step {state['step']})")
+    if accelerator.is_main_process:
+        logger.info("resumed from %s (step %s)", checkpoints[-1], state["step"])
     return int(state["step"])
 
 
@@ -387,6 +390,25 @@ class _Log:
         if self.enabled:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(values) + "\n")
+
+
+def check_stage_inputs(stages: list[TrainConfig]) -> None:
+    """Raise InputError, before any stage loads weights, for what a stage reads and lacks: its model, VAE or
+    text encoder folder (a previous stage's final directory is made on the way), its curation folder (with
+    kept clips) or its segmenter file."""
+    made: set[str] = set()
+    for stage in stages:
+        try:
+            if stage.init.model not in made:
+                check_init(stage.init)
+            if stage.data.source != "toonworld":
+                ManifestSource(stage.data.source, stage.data.fps)  # reads the manifest only
+            foreground = stage.data.foreground
+            if foreground and foreground.endswith(".onnx") and not Path(foreground).is_file():
+                raise InputError(f"data.foreground: {foreground} is not a file")
+        except InputError as error:
+            raise InputError(f"stage {stage.name}: {error}") from None
+        made.add(str(Path(stage.out) / "final"))
 
 
 def check_stage_order(stages: list[TrainConfig]) -> None:
