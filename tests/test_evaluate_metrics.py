@@ -218,7 +218,7 @@ def test_psnr_of_the_unguided_frames_and_inside_the_moving_region():
 
 
 def test_registry_and_names():
-    assert len(METRICS) == 14
+    assert len(METRICS) == 15
     for name, cls in METRICS.items():
         assert cls.name == name and cls.version
     for metric in offline_metrics():

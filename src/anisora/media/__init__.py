@@ -4,7 +4,7 @@ Frames at this boundary are uint8 RGB numpy arrays, (H, W, 3) per frame and (T, 
 Every unusable file raises `anisora.errors.MediaError`; bad argument values raise `InputError`.
 """
 
-from .audio import mux_audio
+from .audio import frame_envelope, mux_audio
 from .compare import psnr
 from .decode import Frame, RawFrame, iter_frames, iter_raw_frames, read_frames
 from .encode import VideoWriter, playable, write_video
@@ -18,6 +18,7 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "contact_sheet",
+    "frame_envelope",
     "iter_frames",
     "iter_raw_frames",
     "load_image",

@@ -1,4 +1,4 @@
-"""Adding a soundtrack to a video without re-encoding the picture."""
+"""Soundtracks: adding one to a video without re-encoding the picture, and its loudness per video frame."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from av.container import InputContainer, OutputContainer
 from av.packet import Packet
 from av.video.stream import VideoStream
 
-from anisora.errors import MediaError
+from anisora.errors import InputError, MediaError
 from anisora.files import atomic_output
 
 from ._containers import duration_seconds, media_errors, open_input, video_stream
@@ -143,3 +143,17 @@ def _interleave(out: OutputContainer, video: Iterator[Packet], audio: Iterator[P
 def _seconds(packet: Packet) -> float:
     timestamp = packet.dts if packet.dts is not None else packet.pts
     return float(timestamp * packet.time_base) if timestamp is not None and packet.time_base else 0.0
+
+
+def frame_envelope(samples: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:
+    """The loudness of mono `samples` at each of `frames` video frames: the RMS over the 1/`fps` s centred
+    on the frame's time j / `fps` (float64; 0 where the sound has ended)."""
+    if sample_rate <= 0 or fps <= 0 or frames < 0:
+        raise InputError(f"frame_envelope needs a positive rate and fps, got {sample_rate} Hz, {fps} fps")
+    squares = np.concatenate([[0.0], np.cumsum(np.square(np.asarray(samples, np.float64)))])
+    centres = np.arange(frames) / fps * sample_rate
+    half = sample_rate / fps / 2
+    start = np.clip(np.round(centres - half).astype(np.int64), 0, len(samples))
+    end = np.clip(np.round(centres + half).astype(np.int64), 0, len(samples))
+    window = round(2 * half)  # every window is divided by its full length, so the sound's ends fade out
+    return np.sqrt(np.maximum(squares[end] - squares[start], 0.0) / max(window, 1))

@@ -94,6 +94,11 @@ class KeyframeBody(Body):
     image: Label
 
 
+class MouthBody(Body):
+    character_id: Id
+    mask: Label
+
+
 class ShotBody(Body):
     panel: Label
     prompt: Prompt = ""
@@ -105,6 +110,8 @@ class ShotBody(Body):
     seed: int = Field(0, ge=0, le=service.MAX_SEED)
     lines: list[LineBody] = Field([], max_length=service.MAX_LINES)
     keyframes: list[KeyframeBody] = Field([], max_length=service.MAX_KEYFRAMES)
+    mouths: list[MouthBody] = Field([], max_length=service.MAX_MOUTHS)
+    animate_mouths: bool = True
 
 
 def is_loopback(host: str) -> bool:
@@ -302,6 +309,7 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
         fields["lines"] = tuple(service.LineIn(**line) for line in fields["lines"])
         fields["presets"] = tuple(fields["presets"])
         fields["keyframes"] = tuple(service.KeyframeIn(**k) for k in fields["keyframes"])
+        fields["mouths"] = tuple(service.MouthIn(**m) for m in fields["mouths"])
         return service.create_shot(db, data, episode_id, service.ShotIn(**fields))
 
     @app.post("/api/episodes/{episode_id}/render")

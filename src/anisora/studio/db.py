@@ -110,8 +110,9 @@ class Episode(Base):
 
 
 class Shot(Base):
-    """One panel to animate. panel / mask / last_frame / keyframe images are stored file names, never user
-    paths; keyframes are extra guide frames at a time in the shot."""
+    """One panel to animate. panel / mask / last_frame / keyframe / mouth images are stored file names, never
+    user paths; keyframes are extra guide frames at a time in the shot; mouths are regions brushed over
+    characters' mouths, driven by their lines when animate_mouths is not False (anisora.studio.mouths)."""
 
     __tablename__ = "shot"
 
@@ -128,6 +129,8 @@ class Shot(Base):
     keyframes: Mapped[list[dict]] = mapped_column(JSON, default=list)  # [{"at": seconds, "image": name}]
     seed: Mapped[int] = mapped_column(default=0)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    mouths: Mapped[list[dict] | None] = mapped_column(JSON)  # [{"character_id": id, "mask": name}]
+    animate_mouths: Mapped[bool | None] = mapped_column()
 
     episode: Mapped[Episode] = relationship(back_populates="shots")
     lines: Mapped[list[DialogueLine]] = relationship(

@@ -12,15 +12,17 @@ from __future__ import annotations
 import io
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
+from ..errors import InputError, MediaError
 from ..files import atomic_output
+from ..media import load_image
 from .assembly import MAX_S, MIN_S, concat_videos
 from .db import Character, Database, DialogueLine, Episode, Job, Shot
 from .subtitles import Cue
@@ -39,6 +41,7 @@ MAX_LINES, MAX_DIALOGUE = 40, 2000  # dialogue lines per shot, and their charact
 MAX_PRESETS, MAX_PRESET = 10, 200  # quick prompts per shot, characters each
 MAX_DIALOGUE_S = 120.0  # the dubbed dialogue of a shot (checked by the worker once it is spoken)
 MAX_KEYFRAMES, MAX_KEYFRAME_S = 8, 60.0  # a long dialogue's shot runs on in follow-on parts
+MAX_MOUTHS = 8  # characters with a marked mouth per shot
 MAX_ID = MAX_SEED = 2**31 - 1  # PostgreSQL's INTEGER
 QUICK_PROMPTS = (
     "the character blinks",
@@ -218,6 +221,12 @@ class KeyframeIn:
 
 
 @dataclass(frozen=True)
+class MouthIn:
+    character_id: int
+    mask: str  # upload name: white over the character's mouth on the panel
+
+
+@dataclass(frozen=True)
 class ShotIn:
     panel: str
     prompt: str = ""
@@ -229,6 +238,8 @@ class ShotIn:
     seed: int = 0
     lines: tuple[LineIn, ...] = ()
     keyframes: tuple[KeyframeIn, ...] = ()  # extra guide frames; one after the shot's end fails its job
+    mouths: tuple[MouthIn, ...] = ()
+    animate_mouths: bool = True  # False: the mouths stay as the model makes them (their lip sync is measured)
 
 
 def create_shot(db: Database, data: Path, episode_id: int, shot: ShotIn) -> dict:
@@ -254,6 +265,7 @@ def _check_shot(db: Database, data: Path, shot: ShotIn) -> tuple[dict, list[dict
     if not (isinstance(shot.seed, int) and 0 <= shot.seed <= MAX_SEED):
         raise InputError(f"seed must be a whole number from 0 to {MAX_SEED}")
     _check_images(data, shot)
+    mouths = _check_mouths(db, data, shot)
     columns = {
         "panel": shot.panel,
         "prompt": prompt,
@@ -266,6 +278,8 @@ def _check_shot(db: Database, data: Path, shot: ShotIn) -> tuple[dict, list[dict
         "motion": shot.motion,
         "seconds": shot.seconds,
         "seed": shot.seed,
+        "mouths": mouths,
+        "animate_mouths": bool(shot.animate_mouths),
     }
     return columns, lines
 
@@ -329,17 +343,51 @@ def _check_images(data: Path, shot: ShotIn) -> None:
         if name is not None:
             upload_path(data, name)
     if shot.mask is not None:
-        (pw, ph), (mw, mh) = _image_size(data, shot.panel), _image_size(data, shot.mask)
-        if abs(mw * ph - pw * mh) > 0.01 * pw * mh:
-            raise InputError(f"mask is {mw}x{mh} but the panel is {pw}x{ph}: draw the mask on the panel")
+        _check_drawn_on_panel(data, shot.panel, shot.mask, "mask")
 
 
-def _image_size(data: Path, name: str) -> tuple[int, int]:
+def _check_drawn_on_panel(data: Path, panel: str, mask: str, what: str) -> None:
+    """InputError unless `mask` has the panel's shape (within 1%, as the model requires)."""
+    with _open_upload(data, panel) as image:
+        pw, ph = image.size
+    with _open_upload(data, mask) as image:
+        mw, mh = image.size
+    if abs(mw * ph - pw * mh) > 0.01 * pw * mh:
+        raise InputError(f"{what} is {mw}x{mh} but the panel is {pw}x{ph}: draw the {what} on the panel")
+
+
+def _check_mouths(db: Database, data: Path, shot: ShotIn) -> list[dict]:
+    """The marked mouths as stored: one per character, each a non-empty mask drawn on the panel."""
+    if len(shot.mouths) > MAX_MOUTHS:
+        raise InputError(f"at most {MAX_MOUTHS} marked mouths per shot")
+    seen = set()
+    with db.session(write=False) as s:
+        for mouth in shot.mouths:
+            who = mouth.character_id
+            if not (isinstance(who, int) and 1 <= who <= MAX_ID) or s.get(Character, who) is None:
+                raise InputError(f"a mouth is marked for no character {who}")
+            if who in seen:
+                raise InputError(f"character {who} has two mouths marked; brush both on one")
+            seen.add(who)
+    for mouth in shot.mouths:
+        _check_drawn_on_panel(data, shot.panel, mouth.mask, "mouth mask")
+        try:  # flattened on black, as the worker reads masks
+            painted = load_image(upload_path(data, mouth.mask), background=(0, 0, 0)).max() >= 128
+        except MediaError:
+            raise InputError(f"upload {mouth.mask} is no longer a readable image") from None
+        if not painted:
+            raise InputError(f"the mouth mask of character {mouth.character_id} is empty: brush the mouth")
+    return [{"character_id": m.character_id, "mask": m.mask} for m in shot.mouths]
+
+
+@contextmanager
+def _open_upload(data: Path, name: str) -> Iterator[Image.Image]:
     try:
-        with Image.open(upload_path(data, name)) as image:
-            return image.size
+        image = Image.open(upload_path(data, name))
     except (UnidentifiedImageError, OSError):
         raise InputError(f"upload {name} is no longer a readable image") from None
+    with image:
+        yield image
 
 
 def render_episode(db: Database, data: Path, episode_id: int, burn: bool = False) -> dict:

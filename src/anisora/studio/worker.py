@@ -1,4 +1,5 @@
-"""The studio worker: claims shot jobs from the queue and makes them (dub, time, generate, mux, subtitle).
+"""The studio worker: claims shot jobs from the queue and makes them (dub, time, generate, drive the marked
+mouths, mux, subtitle).
 
 One worker serves one model on one device, loaded once and kept warm; it is named "HOST:PID:DEVICE" in the
 queue, and claims only the jobs that ask for no model or for its own (by name: the model folder's, or
@@ -52,6 +53,7 @@ from .assembly import (
     resample,
 )
 from .db import Character, Database, DialogueLine, Job, Shot
+from .mouths import MarkedMouth, ShotMouths
 from .service import MAX_ASPECT, MAX_DIALOGUE_S, check_image_size, check_keyframes_fit, shot_prompt
 from .tts import VoiceProfile, synthesize
 
@@ -79,6 +81,9 @@ class ShotSpec:
     seconds: float | None
     seed: int
     lines: tuple[tuple[str, str | None, VoiceProfile, str], ...]  # text, speaker, voice, emotion
+    speakers: tuple[int | None, ...]  # the character id of each line
+    mouths: tuple[tuple[int, str, Path], ...]  # character id, name, brushed mouth mask
+    animate_mouths: bool
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class ShotImages:
     mask: np.ndarray | None
     last_frame: np.ndarray | None
     keyframes: list[tuple[float, np.ndarray]]
+    mouths: list[MarkedMouth]
     height: int
     width: int
 
@@ -262,6 +268,10 @@ class Worker:
                 who = s.get(Character, line.character_id) if line.character_id else None
                 voice = VoiceProfile(who.engine, who.voice, who.speed, who.pitch) if who else VoiceProfile()
                 voiced.append((line.text, who.name if who else None, voice, line.emotion or "neutral"))
+            mouths = tuple(
+                (m["character_id"], s.get(Character, m["character_id"]).name, uploads / m["mask"])
+                for m in shot.mouths or []
+            )
             return ShotSpec(
                 shot_id=shot.id,
                 prompt=shot_prompt(shot.prompt, shot.presets),
@@ -273,6 +283,9 @@ class Worker:
                 seconds=shot.seconds,
                 seed=shot.seed or 0,
                 lines=tuple(voiced),
+                speakers=tuple(line.character_id for line in lines),
+                mouths=mouths,
+                animate_mouths=shot.animate_mouths is not False,
             )
 
     def _images(self, spec: ShotSpec) -> ShotImages:
@@ -291,6 +304,10 @@ class Worker:
             mask=mask,
             last_frame=_image(spec.last_frame, "last frame") if spec.last_frame else None,
             keyframes=[(at, _image(path, "keyframe")) for at, path in spec.keyframes],
+            mouths=[
+                MarkedMouth.fit(who, name, _image(path, "mouth mask", background=(0, 0, 0)), height, width)
+                for who, name, path in spec.mouths
+            ],
             height=height,
             width=width,
         )
@@ -325,6 +342,11 @@ class Worker:
             timeline.seconds, timeline.pauses, fps, spec.seconds, info.frame_step, info.max_frames
         )
         check_keyframes_fit((at for at, _ in images.keyframes), sum(p.seconds for p in parts))
+        mouths = None
+        if images.mouths:
+            mouths = ShotMouths(
+                images.mouths, images.panel, timeline, spec.speakers, parts, spec.animate_mouths
+            )
         _start_staging(out, final)
         first, videos, model_seconds = images.panel, [], 0.0
         shot_cues, offset = [], 0.0  # subtitles in shot seconds (parts may end in silence)
@@ -358,8 +380,10 @@ class Worker:
             )
             frames = sample(self.pipe, request, progress=step).frames
             model_seconds += time.perf_counter() - began
+            # the talking mouths go into the take; the next part is guided by the model's own last frame
+            shown = mouths.apply(frames) if mouths is not None else frames
             video = out / f"part{k + 1}.mp4"
-            finish_video(frames, fps, part_audio(timeline, part), part_cues(timeline, part), video, self.burn)
+            finish_video(shown, fps, part_audio(timeline, part), part_cues(timeline, part), video, self.burn)
             videos.append((video, part_cues(timeline, part)))
             shot_cues += [(c.start + offset, c.end + offset, c.text, c.speaker) for c in videos[-1][1]]
             offset += part.seconds
@@ -371,7 +395,7 @@ class Worker:
         def stored(path: Path) -> str:
             return (final / path.name).relative_to(self.data).as_posix()
 
-        return {
+        result = {
             "video": stored(shot),
             "srt": stored(shot.with_suffix(".srt")),
             "wav": stored(shot.with_suffix(".wav")),
@@ -386,6 +410,9 @@ class Worker:
             "seconds_model": round(model_seconds, 3),
             "seconds_total": round(time.perf_counter() - started, 3),
         }
+        if mouths is not None:
+            result["mouths"] = mouths.result()
+        return result
 
 
 def _image(path: Path, what: str, **options) -> np.ndarray:

@@ -93,14 +93,26 @@ class Character:
     height: float  # world pixels
     facing: int = 1  # +1 right, -1 left
 
-    def draw(self, canvas: Canvas, cam: Camera, pose: Pose) -> None:
+    def _screen(self, cam: Camera, pose: Pose):
+        """The unit u in screen pixels and the map from character units to screen pixels."""
         u = self.height / 9.6 * cam.zoom
         fx = (self.x + pose.dx * self.facing - cam.ox) * cam.zoom
         fy = (self.y + pose.dy - cam.oy) * cam.zoom
-        f = self.facing
 
         def p(lx: float, ly: float) -> tuple[float, float]:
-            return fx + lx * u * f, fy + (ly - pose.bob) * u
+            return fx + lx * u * self.facing, fy + (ly - pose.bob) * u
+
+        return u, p
+
+    def mouth(self, cam: Camera, pose: Pose) -> tuple[float, float, float]:
+        """The mouth's centre on screen (x, y) and u in screen pixels: the closed mouth is a line 0.5u long,
+        the open one an ellipse 0.64u wide and (0.16 + 0.64 `pose.mouth`)u high."""
+        u, p = self._screen(cam, pose)
+        return (*p(0.1, -6.8 + pose.nod), u)
+
+    def draw(self, canvas: Canvas, cam: Camera, pose: Pose) -> None:
+        u, p = self._screen(cam, pose)
+        f = self.facing
 
         lab = self.label
         skin, hair = SKIN[self.look.skin], HAIR[self.look.hair]
@@ -155,7 +167,7 @@ class Character:
                 canvas.circle(ex - 0.08 * u, ey - 0.15 * u, 0.1 * u, (255, 255, 255), lab)
             else:
                 canvas.line(ex - 0.28 * u, ey, ex + 0.28 * u, ey, 0.1 * u, (40, 30, 30), lab)
-        mx, my = p(0.1, -6.8 + pose.nod)
+        mx, my, _ = self.mouth(cam, pose)
         if pose.mouth > 0.05:
             canvas.ellipse(mx, my, 0.32 * u, (0.08 + 0.32 * pose.mouth) * u, (150, 40, 50), lab)
         else:

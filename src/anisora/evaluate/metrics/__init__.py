@@ -1,4 +1,4 @@
-"""Evaluation metrics (VBench dimensions, motion score, motion-mask precision, fidelity).
+"""Evaluation metrics (VBench dimensions, motion score, motion-mask precision, fidelity, lip sync).
 
 The interface is in base.py.
 
@@ -11,6 +11,7 @@ from .base import INPUTS, Metric, Result, check_videos
 from .consistency import BackgroundConsistency, I2VBackground, I2VSubject, SubjectConsistency, similarity
 from .fidelity import PSNR, SSIM, GuideFidelity, psnr, ssim
 from .flow import Flow, FlowInterpolator, LearnedInterpolator
+from .lip_sync import LipSync
 from .motion import DynamicDegree, MotionMaskPrecision, MotionScore, MotionSmoothness
 from .quality import AestheticQuality, BrisqueImagingQuality, TextVideoConsistency
 
@@ -31,6 +32,7 @@ METRICS: dict[str, type[Metric]] = {
         PSNR,
         SSIM,
         GuideFidelity,
+        LipSync,
     )
 }
 NEEDS_WEIGHTS = ("aesthetic_quality", "text_video_consistency")
@@ -57,6 +59,7 @@ __all__ = [
     "I2VBackground",
     "I2VSubject",
     "LearnedInterpolator",
+    "LipSync",
     "Metric",
     "MotionMaskPrecision",
     "MotionScore",

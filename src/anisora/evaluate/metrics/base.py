@@ -9,6 +9,7 @@ a list (or a 5-D array) of videos, and each keyword input is a list with one ent
     motion_gt  (H, W) or (F, H, W), nonzero = truly moving (e.g. ToonWorld's foreground masks)
     reference  (F, H, W, 3) uint8: the ground-truth video, the shape of the generated one
     guides     {frame index: (H, W, 3) uint8 image}: guide frames; negative indices count from the end
+    envelope   (F,) float >= 0: the loudness of a voice at each frame (anisora.media.frame_envelope)
     fps        float: frames per second (may also be one number for all videos)
 
 Each video gets a `Result`: one float `value`, per-frame values where the metric has them, and named details.
@@ -27,7 +28,7 @@ import numpy as np
 
 from ...errors import InputError
 
-INPUTS = ("image", "prompt", "mask", "motion_gt", "reference", "guides", "fps")
+INPUTS = ("image", "prompt", "mask", "motion_gt", "reference", "guides", "envelope", "fps")
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,22 @@ def _guides(guides: Any, i: int, video: np.ndarray) -> dict[int, np.ndarray]:
     return out
 
 
+def _envelope(envelope: Any, i: int, video: np.ndarray) -> np.ndarray:
+    values = np.asarray(envelope) if isinstance(envelope, (np.ndarray, list, tuple)) else None
+    if (
+        values is None
+        or values.shape != (len(video),)
+        or not np.issubdtype(values.dtype, np.number)
+        or not np.isfinite(values).all()
+        or (values < 0).any()
+    ):
+        raise InputError(
+            f"video {i}: the envelope must be {len(video)} finite levels >= 0 (one per frame), "
+            f"got {_describe(envelope)}"
+        )
+    return values.astype(np.float64)
+
+
 def _fps(fps: Any, i: int, video: np.ndarray) -> float:
     if not isinstance(fps, numbers.Real) or not fps > 0:
         raise InputError(f"video {i}: fps must be a positive number, got {fps!r}")
@@ -197,5 +214,6 @@ CHECKS = {
     "motion_gt": lambda m, i, v: _mask(m, i, v, "ground-truth motion mask", frames_ok=True),
     "reference": _reference,
     "guides": _guides,
+    "envelope": _envelope,
     "fps": _fps,
 }
