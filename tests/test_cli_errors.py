@@ -169,7 +169,7 @@ def test_a_failure_while_working_is_exit_1_with_the_traceback_only_under_v(monke
     def broken(path):
         raise RuntimeError("the disk went away\nlong details")
 
-    monkeypatch.setattr(importlib.import_module("anisora.media.probe"), "probe", broken)  # not the function
+    monkeypatch.setattr(importlib.import_module("anisora.media.info"), "probe", broken)
     assert main(["probe", str(tmp_path / "a.mp4")]) == 1
     err = capsys.readouterr().err
     assert err == "anisora: error: RuntimeError: the disk went away (-v shows the traceback)\n"

@@ -2,31 +2,28 @@
 
 Frames at this boundary are uint8 RGB numpy arrays, (H, W, 3) per frame and (T, H, W, 3) per stack.
 Every unusable file raises `anisora.errors.MediaError`; bad argument values raise `InputError`.
+The names below load on first use (PyAV and numpy are not needed to import the package).
 """
 
-from .audio import frame_envelope, mux_audio
-from .compare import psnr
-from .decode import Frame, RawFrame, iter_frames, iter_raw_frames, read_frames
-from .encode import VideoWriter, playable, write_video
-from .images import load_image, save_image
-from .probe import VideoInfo, probe
-from .sheet import contact_sheet
+from ..lazy import lazy_exports
 
-__all__ = [
-    "Frame",
-    "RawFrame",
-    "VideoInfo",
-    "VideoWriter",
-    "contact_sheet",
-    "frame_envelope",
-    "iter_frames",
-    "iter_raw_frames",
-    "load_image",
-    "mux_audio",
-    "playable",
-    "probe",
-    "psnr",
-    "read_frames",
-    "save_image",
-    "write_video",
-]
+_EXPORTS = {
+    "Frame": "decode",
+    "RawFrame": "decode",
+    "VideoInfo": "info",
+    "VideoWriter": "encode",
+    "contact_sheet": "sheet",
+    "frame_envelope": "audio",
+    "iter_frames": "decode",
+    "iter_raw_frames": "decode",
+    "load_image": "images",
+    "mux_audio": "audio",
+    "playable": "encode",
+    "probe": "info",
+    "psnr": "compare",
+    "read_frames": "decode",
+    "save_image": "images",
+    "write_video": "encode",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,4 @@
-"""`anisora probe`: the command layer over `anisora.media.probe`."""
+"""`anisora probe`: the command layer over `anisora.media.info`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 def _probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .probe import probe
+    from .info import probe
 
     for path in args.videos:
         print(json.dumps(asdict(probe(path))))

@@ -19,7 +19,7 @@ from anisora.errors import InputError, MediaError
 from anisora.files import check_input_file
 
 from ._containers import average_fps, media_errors, open_input, quarter_turns, video_stream
-from .probe import probe
+from .info import probe
 
 # Timestamps within this many seconds count as equal: float seconds from integer ticks are not exact.
 EPS = 1e-6

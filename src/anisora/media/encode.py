@@ -191,7 +191,7 @@ def playable(path: str | os.PathLike[str], cache: str | os.PathLike[str]) -> Pat
     """`path` when browsers play it (yuv420p H.264), else a yuv420p copy made once in the folder `cache`
     (a lossless measurement video, say); the copy is named by the source's path, size and time."""
     from .decode import iter_frames
-    from .probe import probe
+    from .info import probe
 
     with av.open(os.fspath(path)) as container:
         pix_fmt = container.streams.video[0].codec_context.pix_fmt

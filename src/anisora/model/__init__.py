@@ -3,7 +3,7 @@
 The names below load on first use, so torch-free parts (`anisora.model.request`) import without torch.
 """
 
-from importlib import import_module
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "AnisoraOutput": "diffusers_call",
@@ -26,9 +26,4 @@ _EXPORTS = {
     "widen_to_anisora": "weights",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'anisora.model' has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..media import mux_audio, read_frames, write_video
-from ..media.probe import probe
+from ..media.info import probe
 from .subtitles import Cue, burn_subtitles, write_srt
 from .tts import Speech, read_wav, write_wav
 

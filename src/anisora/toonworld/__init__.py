@@ -1,17 +1,20 @@
-"""ToonWorld: procedural cartoon episodes with exact ground truth (DESIGN.md section 5)."""
+"""ToonWorld: procedural cartoon episodes with exact ground truth (DESIGN.md section 5).
 
-from .actions import ACTIONS
-from .episode import SCHEMA, EpisodePlan, load_masks, plan_episode, render_episode, write_episode
-from .shot import ShotPlan, ShotRenderer
+The names below load on first use.
+"""
 
-__all__ = [
-    "ACTIONS",
-    "SCHEMA",
-    "EpisodePlan",
-    "ShotPlan",
-    "ShotRenderer",
-    "load_masks",
-    "plan_episode",
-    "render_episode",
-    "write_episode",
-]
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "ACTIONS": "actions",
+    "SCHEMA": "episode",
+    "EpisodePlan": "episode",
+    "ShotPlan": "shot",
+    "ShotRenderer": "shot",
+    "load_masks": "episode",
+    "plan_episode": "episode",
+    "render_episode": "episode",
+    "write_episode": "episode",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
