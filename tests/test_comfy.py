@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from anisora.cli import main
 from anisora.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, comfy_progress
@@ -253,9 +254,10 @@ def test_the_example_workflow_matches_the_nodes():
                 assert allowed(kind, options, value), (node_id, name, value)
 
 
-def test_the_example_workflow_runs(tiny, tiny_model):
+def test_the_example_workflow_runs(tiny, tiny_model, tmp_path):
     """The example graph executed node by node in dependency order as ComfyUI does, its core nodes stood in
-    for by what they return, on the tiny model with few steps: the clip and its rate reach the save node."""
+    for by what they do, on the tiny model with few steps: the clip and its rate reach the save node, which
+    writes an animated WebP."""
     workflow = json.loads(WORKFLOW.read_text(encoding="utf-8"))
     workflow["1"]["inputs"]["model"] = str(tiny / "model")
     workflow["7"]["inputs"] |= {"steps": 2, "width": 64, "height": 48}
@@ -263,7 +265,7 @@ def test_the_example_workflow_runs(tiny, tiny_model):
     core = {
         "LoadImage": lambda image: (comfy_image(tiny / image), torch.zeros(1, 64, 64)),
         "LoadImageMask": lambda image, channel: (comfy_mask(tiny / image),),
-        "SaveAnimatedWEBP": lambda images, fps, **widgets: saved.update(images=images, fps=fps) or (),
+        "SaveAnimatedWEBP": lambda images, fps, **widgets: save_webp(images, fps, tmp_path, saved),
     }
     outputs = {}
 
@@ -282,3 +284,14 @@ def test_the_example_workflow_runs(tiny, tiny_model):
 
     execute("8")
     assert saved["images"].shape == (9, 48, 64, 3) and saved["fps"] == 8.0
+    with Image.open(saved["path"]) as video:
+        assert (video.n_frames, video.size) == (9, (64, 48))
+
+
+def save_webp(images: torch.Tensor, fps: float, folder: Path, saved: dict) -> tuple:
+    """What ComfyUI's SaveAnimatedWEBP does with its inputs: PIL's animated WebP at the given rate."""
+    frames = [Image.fromarray((image.numpy() * 255).round().astype(np.uint8)) for image in images]
+    path = folder / "anisora.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=round(1000 / fps), lossless=True)
+    saved.update(images=images, fps=fps, path=path)
+    return ()
