@@ -59,6 +59,12 @@ WAN_DEFAULTS = {
     "max_sequence_length": 512,
     **COMMON_DEFAULTS,
 }
+# The motion score's scale, by where a model learned it. Models trained here (CogVideoX in the "anisora"
+# layout: the demo model, `anisora train` runs) learned the curation's score, mean max optical flow in 480p
+# pixels (ToonWorld clips measure about 12, the bench asks 1-30). The releases (V1's layout, every Wan model)
+# read the official suffix on their own scale: V1's README gives 0.5-1.5 as typical, higher for more movement;
+# the V2 and V3 examples ask 1.3 and 3.
+MOTION_RANGES = {"curation": (0.0, 30.0), "release": (0.0, 5.0)}
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class ModelInfo:
     guide_fit_steps: int = 0
     spatial: int = SPATIAL  # the VAE's pixels per latent cell (diffusers' vae_scale_factor_spatial)
     patch: int = PATCH  # the transformer's latent cells per token
+    motion_embedding: bool = False  # a numeric motion score beside the prompt suffix (models trained here)
+    motion_mask: bool = True  # a motion region can be held still (Wan: only on flow-matching sigmas)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
@@ -87,7 +95,9 @@ class ModelInfo:
         index = model_index(path)
         presets = index.get("anisora_presets")
         if pipeline_class_name(index) in WAN_PIPELINES:
-            return cls.wan(presets, path)
+            scheduler = path / "scheduler" / "scheduler_config.json"
+            flow = read_config(scheduler).get("use_flow_sigmas", True) if scheduler.is_file() else True
+            return cls.wan(presets, path, motion_mask=bool(flow))
         transformer, vae = (read_config(path / part / "config.json") for part in ("transformer", "vae"))
         try:
             scale = 2 ** (len(vae["block_out_channels"]) - 1)  # diffusers' vae_scale_factor_spatial
@@ -100,14 +110,18 @@ class ModelInfo:
                 width=int(transformer["sample_width"]) * scale,
                 layout=layout_for(int(transformer["in_channels"]), int(vae["latent_channels"])),
                 learned_positions=bool(transformer.get("use_learned_positional_embeddings", False)),
+                motion_embedding=bool(index.get("motion_embedding", False)),
                 **read_presets(presets, COGVIDEOX_DEFAULTS, path),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InputError(f"{path}: unusable model config ({type(error).__name__}: {error})") from None
 
     @classmethod
-    def wan(cls, presets: dict | None, where: str | os.PathLike[str] = "model") -> ModelInfo:
-        """A Wan image-to-video model with these release presets (WAN_DEFAULTS for the rest)."""
+    def wan(
+        cls, presets: dict | None, where: str | os.PathLike[str] = "model", motion_mask: bool = True
+    ) -> ModelInfo:
+        """A Wan image-to-video model with these release presets (WAN_DEFAULTS for the rest); `motion_mask`:
+        whether its scheduler samples on flow-matching sigmas, which holding a region still needs."""
         values = read_presets(presets, WAN_DEFAULTS, where)
         return cls(
             fps=values.pop("fps"),
@@ -117,6 +131,7 @@ class ModelInfo:
             layout="anisora",  # 16 noise + 4 mask + 16 condition channels
             backbone="wan",
             frame_step=TEMPORAL,
+            motion_mask=motion_mask,
             **values,
         )
 
@@ -125,7 +140,7 @@ class ModelInfo:
         """From a loaded `AnisoraPipeline` or `AnisoraWanPipeline`."""
         presets = getattr(pipe.config, "anisora_presets", None)
         if pipe.__class__.__name__ in WAN_PIPELINES:
-            return cls.wan(presets)
+            return cls.wan(presets, motion_mask=bool(getattr(pipe.scheduler.config, "use_flow_sigmas", True)))
         config, scale = pipe.transformer.config, pipe.vae_scale_factor_spatial
         return cls(
             int(pipe.config.fps),
@@ -136,6 +151,7 @@ class ModelInfo:
             bool(config.use_learned_positional_embeddings),
             spatial=scale,
             patch=config.patch_size,
+            motion_embedding=bool(pipe.config.motion_embedding),
             **read_presets(presets, COGVIDEOX_DEFAULTS),
         )
 
@@ -170,6 +186,31 @@ class ModelInfo:
     def max_frames(self) -> int | None:
         """The most frames one call makes: a learned position embedding's rows; None when unbounded."""
         return self.sample_frames if self.learned_positions else None
+
+    @property
+    def clip_frames(self) -> int | None:
+        """The longest clip the model was made for, which a longer video is cut into: a learned position
+        embedding's rows, or a Wan release's clip (81 frames, 5 s at 16 fps, for Wan2.1 and V3); None for
+        CogVideoX with rotary positions, which sets no length."""
+        return self.sample_frames if self.learned_positions or self.backbone == "wan" else None
+
+    @property
+    def keyframes(self) -> bool:
+        """Guides at frames other than the first: only with mask channels that tell the model which frames
+        are given (the "anisora" layout, every Wan model). The V1 layout has none: AniSora V1 and
+        CogVideoX-5B-I2V were released for one image at the first frame."""
+        return self.layout == "anisora"
+
+    @property
+    def motion_scores(self) -> str:
+        """How the model reads a motion score: "embedding" (a number beside the prompt suffix) or "prompt"."""
+        return "embedding" if self.motion_embedding else "prompt"
+
+    @property
+    def motion_range(self) -> tuple[float, float]:
+        """The motion scores the model learned (MOTION_RANGES): the curation's for models trained here."""
+        trained_here = self.backbone == "cogvideox" and self.layout == "anisora"
+        return MOTION_RANGES["curation" if trained_here else "release"]
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:
         """A learned position embedding has rows for one size and up to `sample_frames` frames: shorter clips

@@ -20,8 +20,8 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from ..errors import InputError
-from . import jobs, service, videos
-from .db import Database, open_db
+from . import jobs, models, service, videos
+from .db import Database, Shot, open_db
 from .tts import EMOTIONS, engines, voices
 
 try:
@@ -271,6 +271,12 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
             "duration": {"min": service.MIN_S, "max": service.MAX_S},
         }
 
+    @app.get("/api/models")
+    def served_models() -> dict:
+        """The models live workers serve: fps, frame rule, clip and size, sampling presets, and what each can
+        do (keyframes past the first frame, motion masks, the motion score's kind and range)."""
+        return {"models": models.served(db)}
+
     @app.post("/api/uploads")
     async def upload(file: UploadFile = File(...)) -> dict:  # noqa: B008 (FastAPI's parameter style)
         content = await file.read(service.MAX_UPLOAD_BYTES + 1)
@@ -334,8 +340,14 @@ def create_app(db: Database, data: Path, token: str | None = None, reaper: bool 
 
     @app.post("/api/shots/{shot_id}/jobs", status_code=201)
     def enqueue(shot_id: PathId, body: JobBody | None = None) -> dict:
-        service.get_shot(db, shot_id)  # 404 for an unknown shot; 409 (JobConflict) when it has an active job
-        return jobs.job_view(db, jobs.enqueue(db, shot_id, body.model if body else None))
+        model = body.model if body else None
+        with db.session(write=False) as s:
+            shot = s.get(Shot, shot_id)
+            if shot is None:
+                raise LookupError(f"no shot {shot_id}")
+            needs = models.ShotNeeds.of(shot)
+        models.check_queueable(db, needs, model)  # 400 for what no serving model it may go to can make
+        return jobs.job_view(db, jobs.enqueue(db, shot_id, model))  # 409 (JobConflict): an active job
 
     @app.get("/api/jobs")
     def list_jobs(status: str | None = None) -> list[dict]:

@@ -1,12 +1,14 @@
 """From dialogue audio to shot timing, and from generated parts to finished mp4s with sound and subtitles.
 
 The dialogue of a shot is laid on one timeline: `LEAD_S` of silence, each line's speech with `GAP_S` between
-lines, `TAIL_S` at the end. The shot lasts as long as that timeline (or the duration the user fixed), as a
-frame count the model can make (`step`k+1 frames at the model's fps, 2-8 s; `step` is the model's
-`ModelInfo.frame_step`: 8 for CogVideoX, 4 for Wan). Dialogue longer than one shot goes on in follow-on
-parts, each guided by the previous part's last frame; cuts fall in a pause between lines when one lies in
-the second half of the part, else mid-line. A part's picture is `frames / fps` long and its audio is its
-span of the timeline padded with silence to that length, so picture and sound stay in step.
+lines, `TAIL_S` at the end. The shot lasts as long as that timeline (or the duration the user fixed; without
+either, the model's own clip), as a frame count the model can make (`step`k+1 frames at the model's fps,
+2-8 s; `step` is the model's `ModelInfo.frame_step`: 8 for CogVideoX, 4 for Wan). A part lasts at most the
+model's clip (`ModelInfo.clip_frames`: a Wan release's 81 frames, a learned position embedding's rows; 8 s
+where the model sets none). Dialogue longer than a part goes on in follow-on parts, each guided by the
+previous part's last frame; cuts fall in a pause between lines when one lies in the second half of the part,
+else mid-line. A part's picture is `frames / fps` long and its audio is its span of the timeline padded with
+silence to that length, so picture and sound stay in step.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Timeline:
 @dataclass(frozen=True)
 class Part:
     start: float  # timeline seconds where the part's sound starts ...
-    end: float  # ... and ends; the picture may last longer (frames come in steps of 8): silence fills it
+    end: float  # ... and ends; the picture may last longer (frames come in steps): silence fills it
     frames: int
     fps: float
 
@@ -98,14 +100,39 @@ def frames_at_least(
     return min(frames, most)
 
 
-def _longest(fps: float, step: int, max_s: float, max_frames: int | None = None) -> int:
+def _longest(
+    fps: float, step: int, max_s: float, max_frames: int | None = None, clip_frames: int | None = None
+) -> int:
+    """The most frames a part has: what fits `max_s`, at most the model's clip (one shorter than MIN_S is
+    stretched to MIN_S) and at most `max_frames`, the model's hard limit."""
     frames = 1 + step * math.floor((max_s * fps - 1) / step + 1e-9)
+    if clip_frames is not None:
+        shortest = 1 + step * max(1, math.ceil((MIN_S * fps - 1) / step - 1e-9))
+        frames = min(frames, max(1 + step * ((clip_frames - 1) // step), shortest))
     if max_frames is not None:
         frames = min(frames, 1 + step * ((max_frames - 1) // step))
     if frames / fps < MIN_S:
         most = f"{max_s:g} s" if max_frames is None else f"{frames} frames"
         raise InputError(f"no {step}k+1 frame count of at most {most} lasts {MIN_S:g} s at {fps:g} fps")
     return frames
+
+
+def longest_seconds(
+    fps: float, step: int, max_frames: int | None = None, clip_frames: int | None = None
+) -> float:
+    """The longest fixed shot length a model makes in one part: its longest part, or MAX_S when it sets no
+    length."""
+    if max_frames is None and clip_frames is None:
+        return MAX_S
+    return _longest(fps, step, MAX_S, max_frames, clip_frames) / fps
+
+
+def default_seconds(
+    default_frames: int, fps: float, step: int, max_frames: int | None = None, clip_frames: int | None = None
+) -> float:
+    """How long a shot without dialogue or fixed length lasts: the model's own clip, within MIN_S and its
+    longest part."""
+    return min(max(default_frames / fps, MIN_S), longest_seconds(fps, step, max_frames, clip_frames))
 
 
 def _nearest(seconds: float, fps: float, step: int) -> int:
@@ -121,16 +148,18 @@ def plan_parts(
     seconds: float | None,
     step: int,
     max_frames: int | None = None,
+    clip_frames: int | None = None,
 ) -> list[Part]:
     """Cut the timeline into parts of `step`k+1 frames. `seconds`: the user's fixed shot length (None: fit
-    to the dialogue); `max_frames`: the most a model makes at once (a learned position embedding's rows). A
-    cut goes in the last pause between lines in the second half of a part (the part's picture then runs on
-    in silence to its last frame), else at the part's full length, mid-line."""
+    to the dialogue); `max_frames`: the most a model makes at once (a learned position embedding's rows);
+    `clip_frames`: the longest clip it was made for (`ModelInfo.clip_frames`). A cut goes in the last pause
+    between lines in the second half of a part (the part's picture then runs on in silence to its last
+    frame), else at the part's full length, mid-line."""
     if seconds is not None and not (MIN_S <= seconds <= MAX_S):
         raise InputError(f"shot duration must be {MIN_S:g}-{MAX_S:g} s, got {seconds}")
-    most = _longest(fps, step, MAX_S, max_frames)
+    most = _longest(fps, step, MAX_S, max_frames, clip_frames)
     window = most if seconds is None else _nearest(seconds, fps, step)
-    if max_frames is not None and window > most:
+    if (max_frames is not None or clip_frames is not None) and window > most:
         raise InputError(
             f"this model makes at most {most} frames ({most / fps:.2f} s at {fps:g} fps) a part; "
             f"choose a shorter shot length than {seconds:g} s"

@@ -3,8 +3,8 @@
 SQLite by default (one file under the data folder; WAL so readers never wait for the writer), PostgreSQL by
 URL when workers on several hosts share one queue. Tables are created on open. Datetimes are timezone-aware
 UTC on every backend. Files (panels, masks, results) live on disk; the database stores their file names only.
-A column added since a database was made is added to it on open (`_add_new_columns`; new columns are
-nullable).
+A table added since a database was made is created on open, and a column added since is added to it
+(`_add_new_columns`; new columns are nullable).
 """
 
 from __future__ import annotations
@@ -178,6 +178,18 @@ class Job(Base):
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     shot: Mapped[Shot] = relationship(back_populates="jobs")
+
+
+class ServingWorker(Base):
+    """A running worker and the model it serves, kept fresh by the worker's beats (see studio.models)."""
+
+    __tablename__ = "worker"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # "HOST:PID:DEVICE", as in Job.worker
+    model: Mapped[str] = mapped_column(String(100))  # the name jobs ask for it by
+    description: Mapped[dict] = mapped_column(JSON)  # what the model is and can do (models.describe)
+    started: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 _active = Job.status.in_(ACTIVE_STATUSES)

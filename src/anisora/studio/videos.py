@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from . import jobs, service
+from . import jobs, models, service
 from .db import Database, Episode, Job, Shot
 
 API_EPISODE = "API videos"
@@ -56,7 +56,9 @@ def create_video(db: Database, data: Path, fields: dict[str, Any]) -> dict:
     )
     service.check_prompt(shot.prompt, ())  # the cheap checks, before any image is stored
     service.check_timing(shot)
-    names = {key: _stored(data, fields[key], key) for key in IMAGES if fields.get(key) not in (None, b"", "")}
+    given = {key for key in IMAGES if fields.get(key) not in (None, b"", "")}
+    models.check_queueable(db, models.ShotNeeds("mask" in given, "last_frame" in given, shot.seconds))
+    names = {key: _stored(data, fields[key], key) for key in given}
     shot = service.ShotIn(
         panel=names["input_reference"],
         prompt=shot.prompt,

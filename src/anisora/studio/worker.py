@@ -3,8 +3,13 @@ mouths, mux, subtitle).
 
 One worker serves one model on one device, loaded once and kept warm; it is named "HOST:PID:DEVICE" in the
 queue, and claims only the jobs that ask for no model or for its own (by name: the model folder's, or
-`model_name`). Progress goes to the queue at every dubbed line and sampling step; when the queue answers that
-the job was paused or cancelled, or the worker is asked to stop, it stops there and hands the job back. A
+`model_name`). While it runs it is listed with its model and what the model can do (`models.presence`); a job
+asking for what its model cannot do fails with the reason before anything is made. Shots follow the model's
+own rules (`ModelInfo`): its fps and frame rule, its clip as the longest part (and as a silent shot's
+length), its pixel count in multiples of its VAE factor x patch, its sampling presets.
+
+Progress goes to the queue at every dubbed line and sampling step; when the queue answers that the job was
+paused or cancelled, or the worker is asked to stop, it stops there and hands the job back. A
 thread beats for the job every `jobs.HEARTBEAT_S` through every stage, so a long one (dubbing, decoding,
 muxing) never looks like a lost worker. Between jobs a worker takes back the jobs of workers that died on
 its host or went silent anywhere (`jobs.requeue_dead_local`, `jobs.requeue_stale`), so the queue heals
@@ -40,11 +45,12 @@ from sqlalchemy.exc import DBAPIError
 
 from ..errors import AnisoraError, InputError, MediaError
 from ..media import load_image, probe
-from . import jobs
+from . import jobs, models
 from .assembly import (
     Line,
     Timeline,
     concat_videos,
+    default_seconds,
     dialogue_timeline,
     finish_video,
     part_audio,
@@ -61,6 +67,9 @@ log = logging.getLogger(__name__)
 REAP_S = 5.0  # how often an idle or finishing worker looks for jobs whose worker is gone
 STAGING = re.compile(r"\.job(\d+)\.[0-9a-f]+\.tmp")
 _serial = itertools.count()  # tells apart the workers of one process on one device
+# One model load at a time in a process: diffusers and transformers build modules on the meta device under a
+# process-wide context, so two threads loading at once leave each other's weights on it.
+_loading = threading.Lock()
 
 
 class JobStopped(Exception):
@@ -99,13 +108,16 @@ class ShotImages:
     width: int
 
 
-def shot_size(panel_height: int, panel_width: int, model_height: int, model_width: int) -> tuple[int, int]:
+def shot_size(
+    panel_height: int, panel_width: int, model_height: int, model_width: int, cell: int = 16
+) -> tuple[int, int]:
     """(height, width): the model's pixel count at the panel's aspect ratio (at most MAX_ASPECT:1), in
-    multiples of 16, so a portrait panel is not cropped to the model's landscape frame."""
+    multiples of `cell` (the model's VAE factor x patch, `ModelInfo.spatial * patch`), so a portrait panel
+    is not cropped to the model's landscape frame."""
     area = model_height * model_width
     aspect = min(max(panel_width / panel_height, 1 / MAX_ASPECT), MAX_ASPECT)
-    width = max(16, round(math.sqrt(area * aspect) / 16) * 16)
-    height = max(16, round(math.sqrt(area / aspect) / 16) * 16)
+    width = max(cell, round(math.sqrt(area * aspect) / cell) * cell)
+    height = max(cell, round(math.sqrt(area / aspect) / cell) * cell)
     return height, width
 
 
@@ -163,7 +175,8 @@ class Worker:
             from ..model.weights import demo_model_dir
 
             load = LoadOptions(str(self.model or demo_model_dir()), device=self.device)
-            self._pipe = open_pipeline(load)
+            with _loading:
+                self._pipe = open_pipeline(load)
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
 
@@ -173,20 +186,26 @@ class Worker:
 
         return ModelInfo.of(self.pipe)
 
+    @property
+    def description(self) -> dict:
+        """The served model as the queue lists it (`models.describe`)."""
+        return models.describe(self.model_name, self.model_info, self.pipe)
+
     def run_forever(self, stop: threading.Event, poll: float = 0.5) -> None:
         """Make jobs until `stop` is set; a job running then is handed back to the queue at its next step."""
         self._stop = stop
         _ = self.pipe  # loaded before the first claim: a long load must not look like a dead worker
         remove_abandoned_staging(self.db, self.data)
         log.info("worker %s serves model %s", self.worker_id, self.model_name)
-        while not stop.is_set():
-            try:
-                busy = self.run_once()
-            except DBAPIError:  # the database restarting or unreachable: wait and try again
-                log.warning("worker %s: database error:\n%s", self.worker_id, traceback.format_exc())
-                busy = False
-            if not busy:
-                stop.wait(poll)
+        with models.presence(self.db, self.worker_id, self.description, self.heartbeat_s):
+            while not stop.is_set():
+                try:
+                    busy = self.run_once()
+                except DBAPIError:  # the database restarting or unreachable: wait and try again
+                    log.warning("worker %s: database error:\n%s", self.worker_id, traceback.format_exc())
+                    busy = False
+                if not busy:
+                    stop.wait(poll)
 
     def run_once(self) -> bool:
         """Take back lost jobs (every `REAP_S`), then claim and make one job; False when none is queued for
@@ -295,7 +314,7 @@ class Worker:
         info = self.model_info
         height, width = info.height, info.width  # a learned position embedding has this size only
         if not info.learned_positions:
-            height, width = shot_size(*panel.shape[:2], height, width)
+            height, width = shot_size(*panel.shape[:2], height, width, info.spatial * info.patch)
         mask = _image(spec.mask, "mask", background=(0, 0, 0)) if spec.mask else None
         if mask is not None:
             fitted_motion_mask(mask, panel, height, width, [])  # the model's own check, before the dubbing
@@ -334,13 +353,19 @@ class Worker:
         from ..model.sampling import sample
 
         started = time.perf_counter()
+        description = self.description
+        refused = models.refusal(description, models.ShotNeeds.of(spec))
+        if refused is not None:
+            raise InputError(refused)
         images = self._images(spec)
         timeline, dubbing = self._dub(job_id, spec)
         info = self.model_info
         fps = float(info.fps)
-        parts = plan_parts(
-            timeline.seconds, timeline.pauses, fps, spec.seconds, info.frame_step, info.max_frames
-        )
+        limits = (info.frame_step, info.max_frames, info.clip_frames)
+        seconds = spec.seconds
+        if seconds is None and not spec.lines:  # nothing to fit: the model's own clip
+            seconds = default_seconds(info.sample_frames, fps, *limits)
+        parts = plan_parts(timeline.seconds, timeline.pauses, fps, seconds, *limits)
         check_keyframes_fit((at for at, _ in images.keyframes), sum(p.seconds for p in parts))
         mouths = None
         if images.mouths:
@@ -378,7 +403,8 @@ class Worker:
                 steps=self.steps,
                 seed=spec.seed + k,
             )
-            frames = sample(self.pipe, request, progress=step).frames
+            sampled = sample(self.pipe, request, progress=step)
+            frames = sampled.frames
             model_seconds += time.perf_counter() - began
             # the talking mouths go into the take; the next part is guided by the model's own last frame
             shown = mouths.apply(frames) if mouths is not None else frames
@@ -405,6 +431,11 @@ class Worker:
             "frames": [p.frames for p in parts],
             "guide_frames": guide_frames,
             "fps": fps,
+            "sampling": {
+                "steps": sampled.resolved["steps"],
+                "guidance": sampled.resolved["guidance"],
+                "shift": description["shift"],
+            },
             "dubbing": dubbing,
             "model": self.model_name,
             "seconds_model": round(model_seconds, 3),
