@@ -237,6 +237,12 @@ def test_loads_as_a_v1_pipeline_with_the_grid_of_the_learned_embedding(converted
     assert (converted / "pipeline_anisora.py").is_file()  # plain diffusers loads it with trust_remote_code
 
 
+def test_the_card_names_the_release_and_leaves_the_license_upstream(converted):
+    card = (converted / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: diffusers\n") and "license: other" in card
+    assert "AniSora V1 (CogVideoX-5B" in card and "bilibili/Index-anisora" in card
+
+
 def test_weights_are_bf16_on_disk(converted):
     for part in ("transformer", "vae"):
         files = list((converted / part).glob("*.safetensors"))

@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 import torch
+import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -264,6 +265,10 @@ def test_the_release_names_its_presets(wan21, tmp_path, release, expected):
     presets = json.loads((tmp_path / "out" / "model_index.json").read_text())["anisora_presets"]
     names = ("fps", "num_frames", "height", "width", "steps", "guidance", "prompt_suffix")
     assert tuple(presets[name] for name in names) == expected
+    card = (tmp_path / "out" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["license"] == "other" and front["license_link"].endswith("bilibili/Index-anisora")
+    assert front["pipeline_tag"] == "image-to-video" and f"AniSora {release} (Wan2.1" in card
 
 
 def test_per_key_renaming_matches_the_whole_dict_converters(wan21):

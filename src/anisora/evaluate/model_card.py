@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import atomic_output
+from ..model.hub import write_model_card as hub_card
 from .targets import RunFigures, Target
 
 
@@ -70,20 +71,8 @@ def compute_description() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU"
 
 
-# What the Hub shows and filters by (https://huggingface.co/docs/hub/model-cards); trained from scratch, so
-# there is no base_model.
-FRONT_MATTER = """---
-library_name: diffusers
-pipeline_tag: image-to-video
-license: apache-2.0
-tags:
-- anisora-open
-- toonworld
-- cogvideox
-- keyframe-interpolation
----
-
-"""
+# Trained from scratch here, so there is no base_model.
+CARD_TAGS = ["anisora-open", "toonworld", "cogvideox", "keyframe-interpolation"]
 
 
 def write_model_card(
@@ -103,10 +92,8 @@ def write_model_card(
     figures = {"targets": [asdict(t) for t in targets], "runs": [asdict(r) for r in runs]}
     with atomic_output(model_dir / "figures.json") as tmp:
         tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    text = FRONT_MATTER + _card(stages, vae, targets, runs, compute, command, lora)
-    with atomic_output(model_dir / "README.md") as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return model_dir / "README.md"
+    body = _card(stages, vae, targets, runs, compute, command, lora)
+    return hub_card(model_dir, body, license="apache-2.0", tags=CARD_TAGS)
 
 
 def _card(stages, vae, targets, runs, compute, command, lora) -> str:

@@ -70,3 +70,51 @@ def pipeline_class_name(index: dict) -> str | None:
     """The pipeline class model_index.json names: `_class_name` is a class, or [module, class]."""
     name = index.get("_class_name")
     return name[1] if isinstance(name, list) and len(name) == 2 else name
+
+
+def write_model_card(
+    folder: str | os.PathLike[str],
+    body: str,
+    *,
+    license: str,
+    tags: list[str],
+    base_model: str | None = None,
+    license_link: str | None = None,
+) -> Path:
+    """Write `folder/README.md`: the YAML front matter the Hugging Face Hub shows and filters by
+    (https://huggingface.co/docs/hub/model-cards), then `body` (markdown); returns its path."""
+    import yaml
+
+    from ..files import atomic_output
+
+    meta = {"library_name": "diffusers", "pipeline_tag": "image-to-video", "license": license}
+    if license_link:
+        meta |= {"license_name": "upstream", "license_link": license_link}
+    if base_model:
+        meta["base_model"] = base_model
+    meta["tags"] = tags
+    text = "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + body
+    path = Path(folder) / "README.md"
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+# Converted releases keep the upstream's weights and terms, which the converter cannot see or vouch for.
+UPSTREAM = "https://github.com/bilibili/Index-anisora"
+
+
+def write_converted_card(folder: Path, title: str, source: Path, command: str, details: str) -> Path:
+    """The card of a converted release: what it is, where it came from, and that its license is upstream's."""
+    body = (
+        f"# {title}\n\nConverted to the diffusers layout by `{command}` from `{source.name}`. {details}\n\n"
+        f"The weights are Bilibili's AniSora release, unchanged but for their layout; their terms are the "
+        f"upstream repository's ({UPSTREAM}): read them before you use or share this folder.\n"
+    )
+    return write_model_card(
+        folder,
+        body,
+        license="other",
+        license_link=UPSTREAM,
+        tags=["anisora", "anime", "image-to-video", "converted"],
+    )

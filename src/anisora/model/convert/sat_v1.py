@@ -26,6 +26,7 @@ import torch
 
 from ...errors import InputError
 from ...files import atomic_directory
+from ..hub import write_converted_card
 
 PREFIX = "model.diffusion_model."
 # Parts of a SAT diffusion engine other than the transformer (frozen T5, VAE): converted from their own files.
@@ -78,6 +79,13 @@ def convert_sat_v1(
         _copy_t5(release.t5, tmp)
         _write_scheduler(tmp / "scheduler")
         _write_model_index(tmp)
+        write_converted_card(
+            tmp,
+            "AniSora V1 (CogVideoX-5B image-to-video)",
+            Path(src),
+            "anisora convert sat-v1",
+            "Samples with DPM++2M, 50 steps, CFG 6 with the official dynamic CFG, 49 frames at 16 fps.",
+        )
     return out
 
 

@@ -34,6 +34,7 @@ import torch
 
 from anisora.errors import InputError
 from anisora.files import atomic_directory
+from anisora.model.hub import write_converted_card
 
 from .shards import DEFAULT_MAX_SHARD_BYTES, ShardWriter
 from .wan_encoders import (
@@ -135,6 +136,14 @@ def convert_wan(
         }
         presets = RELEASE_PRESETS[release] | {"max_sequence_length": text_len}
         _write_model_index(tmp, classes, two_experts=not image_branch, presets=presets)
+        backbone = "Wan2.1 I2V 14B" if image_branch else "Wan2.2 I2V A14B, two experts"
+        write_converted_card(
+            tmp,
+            f"AniSora {release} ({backbone})",
+            src,
+            f"anisora convert wan --release {release}",
+            f"Sampling presets: {json.dumps(presets)}.",
+        )
     return out
 
 
