@@ -26,10 +26,13 @@ model or for the one it serves.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import socket
+import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -41,6 +44,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import InputError
 from .db import ACTIVE_STATUSES, JOB_STATUSES, Database, Job, Shot, utcnow
+
+log = logging.getLogger(__name__)
 
 STALE_S = 60.0  # a running job whose worker has not beaten for this long is taken back
 HEARTBEAT_S = 10.0  # how often a worker beats for its job, whatever stage it is in
@@ -366,3 +371,26 @@ def list_jobs(
         stmt = stmt.where(Job.shot_id == shot_id)
     with db.session(write=False) as s:
         return [job.to_dict() for job in s.scalars(stmt)]
+
+
+@contextmanager
+def repeating(every: float, beat: Callable[[], bool | None], what: str) -> Iterator[None]:
+    """Call `beat` every `every` s from a thread while the block runs, until it returns False. A call that
+    fails (e.g. the database restarting) is logged and the next one tried."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(every):
+            try:
+                if beat() is False:
+                    return
+            except Exception:
+                log.warning("%s failed:\n%s", what, traceback.format_exc())
+
+    thread = threading.Thread(target=loop, name=what, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

@@ -16,7 +16,6 @@ so the job fails with the reason instead of being made wrongly.
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,22 +140,12 @@ def presence(
     """The worker is listed as serving its model while the block runs: now, then seen every `every` s from a
     thread; its row is removed at the end."""
     _beat(db, worker_id, description)
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(every):
-            try:
-                _beat(db, worker_id, description)
-            except Exception:  # e.g. the database restarting: the next beat may get through
-                log.warning("worker %s: presence beat failed:\n%s", worker_id, traceback.format_exc())
-
-    thread = threading.Thread(target=beat, name=f"presence-{worker_id}", daemon=True)
-    thread.start()
     try:
-        yield
+        with jobs.repeating(
+            every, lambda: _beat(db, worker_id, description), f"presence beat of {worker_id}"
+        ):
+            yield
     finally:
-        done.set()
-        thread.join()
         try:
             with db.session() as s:
                 s.execute(delete(ServingWorker).where(ServingWorker.id == worker_id))

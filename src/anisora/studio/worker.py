@@ -34,8 +34,6 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,26 +250,12 @@ class Worker:
         else:
             log.info("worker %s: job %s was no longer its own; its result is dropped", self.worker_id, job_id)
 
-    @contextmanager
-    def _heartbeat(self, job_id: int) -> Iterator[None]:
-        """Beat for the job from a thread while the block runs."""
-        done = threading.Event()
-
-        def beat() -> None:
-            while not done.wait(self.heartbeat_s):
-                try:
-                    if not jobs.beat(self.db, job_id, self.worker_id):
-                        return  # no longer this worker's job: its next report stops it
-                except Exception:  # e.g. the database restarting: the next beat may get through
-                    log.warning("heartbeat of job %s failed:\n%s", job_id, traceback.format_exc())
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-job{job_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
+    def _heartbeat(self, job_id: int):
+        """Beat for the job from a thread while the block runs; stop once it is no longer this worker's (its
+        next report stops it)."""
+        return jobs.repeating(
+            self.heartbeat_s, lambda: jobs.beat(self.db, job_id, self.worker_id), f"heartbeat of job {job_id}"
+        )
 
     def _report(self, job_id: int, progress: float, stage: str) -> None:
         if self._stop.is_set() or not jobs.report(self.db, job_id, self.worker_id, progress, stage):
