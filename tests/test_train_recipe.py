@@ -191,6 +191,42 @@ def test_feature_cache_gives_the_same_run_without_encoding_again(parts, tmp_path
     assert losses[0] == losses[1]
 
 
+def test_render_workers_give_the_same_run_and_resume_mid_run(parts, tmp_path):
+    """data.workers renders batches ahead in other processes: the losses and weights are those of a run
+    that renders in the training process, also when the run resumes from a checkpoint half-way."""
+    inline = train(load_train_config(stage(parts, tmp_path / "inline")), progress=False)
+    config = stage(parts, tmp_path / "workers", data={"workers": 2})
+    train(load_train_config(config, settings=[(("optim", "steps"), 2)]), progress=False)
+    ahead = train(load_train_config(config), progress=False)  # resumes at step 2 of 4
+    losses = [
+        [json.loads(line)["loss"] for line in (run.parent / "log.jsonl").read_text().splitlines()]
+        for run in (inline, ahead)
+    ]
+    assert len(losses[1]) == 4 and losses[0] == losses[1]
+    for name, value in transformer_weights(inline.parent).items():
+        torch.testing.assert_close(transformer_weights(ahead.parent)[name], value, rtol=0, atol=0)
+
+
+def test_a_time_budget_ends_at_a_checkpoint_and_equals_a_run_of_that_many_steps(parts, tmp_path):
+    budget = train(load_train_config(stage(parts, tmp_path / "budget")), progress=False, minutes=1e-9)
+    assert json.loads((budget.parent / "config.json").read_text())["optim"]["steps"] == 2
+    counted = stage(parts, tmp_path / "counted", optim={"steps": 2})
+    counted_final = train(load_train_config(counted), progress=False)
+    for name, value in transformer_weights(counted_final.parent).items():
+        torch.testing.assert_close(transformer_weights(budget.parent)[name], value, rtol=0, atol=0)
+
+
+def test_a_time_budget_needs_a_constant_schedule(parts, tmp_path):
+    config = stage(parts, tmp_path / "cosine", optim={"schedule": "cosine"})
+    run = subprocess.run(
+        [sys.executable, "-m", "anisora.cli", "train", "run", "--config", str(config), "--minutes", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "optim.schedule=constant" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "cosine").exists()
+
+
 def test_lr_factor_warms_up_then_is_constant_or_cosine():
     constant = OptimConfig(steps=100, warmup_steps=10)
     cosine = OptimConfig(steps=100, warmup_steps=10, schedule="cosine")

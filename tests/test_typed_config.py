@@ -227,7 +227,7 @@ def test_settings_reach_every_training_stage(tmp_path, monkeypatch, capsys):
     from anisora.train import recipe
 
     trained = []
-    monkeypatch.setattr(recipe, "train", lambda stage, progress: trained.append(stage) or "final")
+    monkeypatch.setattr(recipe, "train", lambda stage, progress, minutes: trained.append(stage) or "final")
     stages = [str(p) for p in sorted((REPO / "configs" / "train" / "toonworld").glob("stage*.yaml"))]
     (tmp_path / "vae").mkdir()  # stage 1's VAE: it must exist before anything trains
     settings = ["--set", "data.batch_size=2", "--set", "optim.schedule=constant", "--steps", "3"]

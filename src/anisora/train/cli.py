@@ -10,14 +10,15 @@ from ..commands import add_settings, print_schema, size
 
 def _run(args: argparse.Namespace) -> int:
     from .config import load_train_config
-    from .recipe import check_stage_inputs, check_stage_order, train
+    from .recipe import check_stage_inputs, check_stage_order, check_time_budget, train
 
     settings = [*args.settings, *([(("optim", "steps"), args.steps)] if args.steps is not None else [])]
     stages = [load_train_config(path, settings=settings) for path in args.config]
     check_stage_order(stages)
     check_stage_inputs(stages)
+    check_time_budget(stages, args.minutes)
     for stage in stages:
-        final = train(stage, progress=not args.quiet)
+        final = train(stage, progress=not args.quiet, minutes=args.minutes)
         print(f"{stage.name}: {final}")
     return 0
 
@@ -76,6 +77,12 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--config", type=Path, action="append", required=True, help="stage YAML (repeatable)")
     run.add_argument("--steps", type=int, help="override optim.steps of every stage")
+    run.add_argument(
+        "--minutes",
+        type=float,
+        help="train each stage for about this long (this call's training time), ending at the first "
+        "checkpoint after it; the step reached is recorded as the stage's steps (constant schedules only)",
+    )
     add_settings(run, "every stage", "data.batch_size=2")
     run.set_defaults(func=_run)
 

@@ -58,6 +58,9 @@ class DataConfig(Config):
     """ToonWorld playback speeds, each shot at each one"""
     cache: str | None = None
     """folder for VAE latents and text features, computed once (frozen encoders)"""
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
+    """processes that render batches ahead of the training step (0: the training process renders each
+    batch when it needs it); a batch is a function of its index alone, so training is the same either way"""
     foreground: str | None = None
     """curated clips' masks for region LoRA: "motion" (MOG2) or a .onnx segmenter"""
 

@@ -23,11 +23,9 @@ import cv2
 import numpy as np
 import torch
 
-from ..curate.export import load_manifest
 from ..curate.scorers.motion import frames_motion_score
 from ..errors import InputError
 from ..files import atomic_output
-from ..media import iter_frames, probe
 from ..model.conditioning import (
     DEFAULT_AESTHETIC,
     FRAME_STEP,
@@ -169,6 +167,8 @@ class ManifestSource:
             raise InputError(f"fps must be positive, got {fps!r}")
         self.folder = Path(curate_dir)
         self.fps, self.foreground = fps, foreground
+        from ..curate.export import load_manifest  # here: training on ToonWorld needs no video I/O (PyAV)
+
         self.rows = [r for r in load_manifest(self.folder) if r.get("keep")]
         if not self.rows:
             raise InputError(f"{self.folder}: the manifest has no kept clips")
@@ -207,6 +207,8 @@ class ManifestSource:
         )
 
     def _decode(self, path: Path, bucket: Bucket) -> np.ndarray:
+        from ..media import iter_frames, probe
+
         info = probe(path)
         cover = max(bucket.width / info.width, bucket.height / info.height)
         max_side = math.ceil(max(info.width, info.height) * cover) + 2  # decode small, never below cover

@@ -60,8 +60,13 @@ SAMPLE_WEIGHT_CAP = 5.0
 logger = logging.getLogger(__name__)
 
 
-def train(config: TrainConfig, *, progress: bool = True) -> Path:
-    """Run (or resume) the stage described by `config`; returns the final model directory."""
+def train(config: TrainConfig, *, progress: bool = True, minutes: float | None = None) -> Path:
+    """Run (or resume) the stage described by `config`; returns the final model directory.
+
+    With `minutes`, the run ends at the first checkpoint after that much training time (this call's) and
+    its final/ and config.json say the step it reached: with a constant learning rate (`check_time_budget`)
+    that is the model a run of exactly that many steps gives, so the budget is a way to choose `steps`.
+    """
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
     from diffusers.utils import logging as diffusers_logging
@@ -86,9 +91,11 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     cache = None
     if config.data.cache:
         cache = FeatureCache(config.data.cache, weights_id(pipe.vae, pipe.text_encoder))
-    data = TrainingData(config, cache)
-
     start = _resume(out, accelerator, optimizer, schedule, ema, trained)
+    ema.to(accelerator.device)  # made (and resumed) on the CPU; it steps beside the trained weights
+    data = TrainingData(config, cache).prefetched(
+        range(start, config.optim.steps), accelerator.num_processes, accelerator.process_index
+    )
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config.model_dump(), indent=2) + "\n")
@@ -97,6 +104,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     bar = tqdm(
         range(start, config.optim.steps), initial=start, total=config.optim.steps, disable=not progress
     )
+    started = time.perf_counter()
     for step in bar:
         step_started = time.perf_counter()
         transformer.train()
@@ -120,7 +128,41 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         )
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.optim.steps:
             _save_checkpoint(out, step + 1, accelerator, optimizer, schedule, ema, trained, config)
+            if _out_of_time(started, minutes, accelerator) and step + 1 < config.optim.steps:
+                config = _ended_at(config, step + 1, out, accelerator)
+                break
     return _save_final(out, pipe, accelerator, ema, trained, config)
+
+
+def check_time_budget(stages: list[TrainConfig], minutes: float | None) -> None:
+    """A time budget picks the step count, which a decaying learning rate depends on: constant only."""
+    if minutes is None:
+        return
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise InputError(f"minutes must be a positive number, got {minutes!r}")
+    for stage in stages:
+        if stage.optim.schedule != "constant":
+            raise InputError(
+                f"{stage.name}: a time budget needs optim.schedule=constant (a {stage.optim.schedule} "
+                "schedule is set by optim.steps), or give --steps instead"
+            )
+
+
+def _ended_at(config: TrainConfig, step: int, out: Path, accelerator) -> TrainConfig:
+    """The stage's config as a run of `step` steps, recorded in its config.json."""
+    config = config.model_copy(update={"optim": config.optim.model_copy(update={"steps": step})})
+    if accelerator.is_main_process:
+        (out / "config.json").write_text(json.dumps(config.model_dump(), indent=2) + "\n")
+        logger.info("%s: time budget used, stopped at step %d", config.name, step)
+    return config
+
+
+def _out_of_time(started: float, minutes: float | None, accelerator) -> bool:
+    """Whether any process has used up the budget (all processes then stop at the same step)."""
+    if minutes is None:
+        return False
+    late = torch.tensor([float(time.perf_counter() - started > minutes * 60)], device=accelerator.device)
+    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
 
 
 class TrainingData:
@@ -130,7 +172,7 @@ class TrainingData:
         d = config.data
         resolutions = tuple((int(w), int(h)) for w, h in d.resolutions)
         self.spec = BucketSpec(resolutions, d.fps, d.min_seconds, d.max_seconds, d.image_share, d.batch_size)
-        self.seed, self.cache, self.num_samples = d.seed, cache, None
+        self.seed, self.cache, self.num_samples, self.workers = d.seed, cache, None, d.workers
         if d.source == "toonworld":
             self.source, self.clip_seconds = ToonWorldSource(d.seed, d.fps, speeds=d.speeds), None
             self.num_samples = None if d.num_shots is None else d.num_shots * len(d.speeds)
@@ -144,6 +186,45 @@ class TrainingData:
             self.spec, self.seed, index, num_samples=self.num_samples, clip_seconds=self.clip_seconds
         )
         return bucket, load_batch(self.source, bucket, indices)
+
+    def prefetched(self, steps: range, world: int = 1, rank: int = 0) -> TrainingData | PrefetchedData:
+        """This data as `train` reads it: with `data.workers`, the batches of `steps` rendered ahead."""
+        return PrefetchedData(self, steps, world, rank) if self.workers else self
+
+
+class PrefetchedData:
+    """The batches of a run's steps, in order, rendered ahead by `data.workers` processes (a torch
+    DataLoader over batch indices; a batch is a function of its index, so the result is the same)."""
+
+    def __init__(self, data: TrainingData, steps: range, world: int, rank: int):
+        from torch.utils.data import DataLoader
+
+        indices = [step * world + rank for step in steps]
+        loader = DataLoader(
+            _Batches(data, indices), batch_size=None, num_workers=data.workers, collate_fn=_as_is
+        )
+        self.cache, self._indices, self._batches = data.cache, iter(indices), iter(loader)
+
+    def batch(self, index: int) -> tuple[Bucket, list[Sample]]:
+        expected = next(self._indices, None)
+        if index != expected:
+            raise RuntimeError(f"prefetched batches come in order: asked for {index}, next is {expected}")
+        return next(self._batches)
+
+
+class _Batches(torch.utils.data.Dataset):
+    def __init__(self, data: TrainingData, indices: list[int]):
+        self.data, self.indices = data, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[Bucket, list[Sample]]:
+        return self.data.batch(self.indices[position])
+
+
+def _as_is(batch):
+    return batch  # samples stay numpy arrays in dataclasses (the default collate would convert them)
 
 
 def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, step: int, accelerator):
