@@ -40,8 +40,9 @@ def test_online_windows_give_the_package_s_own_prediction_and_find_the_hard_cuts
     paths = write_episode(plan_episode(1000, 0, 20, 320, 180, 24), tmp_path)
     truth = json.loads(paths["json"].read_text())
     thumbs = [f.image for f in iter_frames(paths["video"], max_side=160)]
-    detector = make_detector(SceneConfig(detector="transnetv2", min_scene_seconds=0), 24.0)
-    assert isinstance(detector, TransNetDetector)
+    # the network's own cuts: no flash rule, no minimum scene length
+    detector = make_detector(SceneConfig(detector="transnetv2", min_scene_seconds=0, flash_frames=0), 24.0)
+    assert isinstance(detector.detector, TransNetDetector)
     horizons, settled = [], []
     for index, thumb in enumerate(thumbs):
         detector.push(index, thumb)
@@ -61,4 +62,4 @@ def test_the_detector_is_a_config_choice_and_its_threshold_is_checked():
     with pytest.raises(InputError, match=r"scenes\.transnet_threshold: must be < 1, got 1\.5"):
         CurateConfig.load({"scenes": {"transnet_threshold": 1.5}})
     with pytest.raises(ValueError, match="in order"):
-        TransNetDetector(24.0).push(3, np.zeros((90, 160, 3), np.uint8))
+        TransNetDetector().push(3, np.zeros((90, 160, 3), np.uint8))

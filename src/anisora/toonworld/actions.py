@@ -7,14 +7,24 @@ pure function of time and frames can be rendered in any order.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .character import Pose
 
-ACTIONS = ("static", "idle", "talking", "waving", "walking", "running", "jumping")
+ACTIONS = ("static", "idle", "talking", "waving", "walking", "running", "jumping", "fighting")
 MOVES_ACROSS = ("walking", "running")
+FIGHT_BEATS = 12  # key poses per second: on twos at 24 fps, every drawing is a new one
+# a fight's key poses: (lunge as a share of the reach, body lift, left arm, right arm, left leg, right leg)
+FIGHT_POSES = (
+    (0.0, 0.0, (0.9, 2.2), (0.9, 2.2), -0.25, 0.25),  # guard
+    (0.7, 0.0, (0.6, 2.0), (1.6, 0.0), -0.4, 0.3),  # jab
+    (0.4, 0.6, (0.5, 1.8), (2.7, 0.2), -0.2, 0.5),  # uppercut
+    (0.5, 0.3, (1.3, 0.6), (0.4, 1.5), -0.3, 1.4),  # kick
+    (-0.6, -0.2, (0.5, 2.4), (0.5, 2.4), -0.5, 0.1),  # dodge back, crouched
+    (1.0, 1.8, (2.0, 0.4), (1.2, 0.8), -0.7, 1.5),  # flying kick
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,8 @@ class ActionPlan:
     speed: float = 0.0  # world pixels per second along the facing direction
     blinks: tuple[float, ...] = ()  # start times of blinks, seconds
     syllables: tuple[tuple[float, float, float], ...] = field(default=())  # (start, end, openness)
+    reach: float = 0.0  # fighting: world pixels of a full lunge
+    moves: tuple[int, ...] = ()  # fighting: the key pose (FIGHT_POSES) of each beat
 
     @staticmethod
     def sample(action: str, duration: float, height: float, rng: np.random.Generator) -> ActionPlan:
@@ -54,9 +66,16 @@ class ActionPlan:
                 t += length + (
                     float(rng.uniform(0.3, 0.8)) if rng.random() < 0.15 else float(rng.uniform(0.02, 0.08))
                 )
-        return ActionPlan(
+        plan = ActionPlan(
             action, phase, float(rate), float(rng.uniform(0.4, 0.9)), speed, tuple(blinks), tuple(syllables)
         )
+        if action == "fighting":  # drawn last, so every other action draws exactly what it always drew
+            moves = [int(rng.integers(len(FIGHT_POSES)))]
+            for _ in range(math.ceil(duration * FIGHT_BEATS)):
+                move = int(rng.integers(len(FIGHT_POSES) - 1))
+                moves.append(move + (move >= moves[-1]))  # never the same pose twice in a row
+            plan = replace(plan, reach=height * float(rng.uniform(0.3, 0.45)), moves=tuple(moves))
+        return plan
 
     def pose(self, t: float) -> Pose:
         if self.action == "static":
@@ -90,4 +109,9 @@ class ActionPlan:
             pose.arm_l = pose.arm_r = (0.4 + 2.0 * hop, 0.3)
             pose.leg_l, pose.leg_r = 0.4 * hop, -0.1 * hop
             pose.hair_sway -= 0.4 * hop
+        elif self.action == "fighting":
+            beat = min(int(t * FIGHT_BEATS + 1e-6), len(self.moves) - 1)
+            lunge, lift, pose.arm_l, pose.arm_r, pose.leg_l, pose.leg_r = FIGHT_POSES[self.moves[beat]]
+            pose.dx, pose.bob = lunge * self.reach, pose.bob + lift
+            pose.hair_sway += 0.5 * lunge
         return pose

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import atomic_output
+from .effects import EFFECTS_KEY, add_effects
 from .shot import ShotPlan, ShotRenderer, plan_shot
 
 SCHEMA = "anisora.toonworld/1"
@@ -108,10 +109,15 @@ def plan_episode(
         series_language = LANGUAGES[int(series.integers(len(LANGUAGES)))]
         shots.append(plan_shot(0, 0, opening_frames, fps, width, height, series, series_language))
         start = opening_frames
+    effects = np.random.default_rng(np.random.SeedSequence([seed, index, EFFECTS_KEY]))
     for k, n in enumerate(lengths):
         shot = plan_shot(len(shots), start, n, fps, width, height, rng, language, fades[k], fades[k + 1])
         shots.append(shot)
         start += n
+    # drawn after the shots, from their own stream, so the shots' draws stay what they always were; the series
+    # opening repeats as it is
+    own = 1 if opening_frames else 0
+    shots[own:] = [add_effects(shot, effects) for shot in shots[own:]]
     name = episode_name(seed, index)
     return EpisodePlan(name, seed, index, fps, width, height, language, shots, transitions, opening_frames)
 

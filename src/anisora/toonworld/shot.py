@@ -8,14 +8,23 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from .actions import ACTIONS, MOVES_ACROSS, ActionPlan
+from .actions import MOVES_ACROSS, ActionPlan
 from .backgrounds import SETS, paint_set
 from .canvas import Canvas
 from .character import Appearance, Camera, Character
 from .phrases import SUBTITLES_CJK, SUBTITLES_LATIN
 from .text import fit_text, paste
 
-ACTION_WEIGHTS = (0.12, 0.12, 0.24, 0.14, 0.16, 0.10, 0.12)  # same order as ACTIONS
+# the actions a shot is planned with; fights come from an episode's effects stream (effects.py)
+ACTION_WEIGHTS = {
+    "static": 0.12,
+    "idle": 0.12,
+    "talking": 0.24,
+    "waving": 0.14,
+    "walking": 0.16,
+    "running": 0.10,
+    "jumping": 0.12,
+}
 CAMERA_MOVES = ("still", "pan_left", "pan_right", "zoom_in", "zoom_out", "follow")
 _VERBS = {
     "static": "stands perfectly still",
@@ -25,7 +34,9 @@ _VERBS = {
     "walking": "walks across the scene",
     "running": "runs across the scene",
     "jumping": "jumps up and down",
+    "fighting": "throws punches and kicks",
 }
+FLASH_LEVELS = {"white": 255, "black": 0}
 
 
 @dataclass
@@ -36,6 +47,15 @@ class SubtitleEvent:
     end: int
     position: str  # "bottom" or "top"
     size: int  # font size in pixels
+
+
+@dataclass(frozen=True)
+class Flash:
+    """Frames `start` .. `start + length` (shot-relative) are one flat colour, as at an impact."""
+
+    start: int
+    length: int
+    color: str  # a FLASH_LEVELS key
 
 
 @dataclass
@@ -65,10 +85,16 @@ class ShotPlan:
     fade_in: int = 0
     fade_out: int = 0
     drawing_step: int = 1  # characters are redrawn every 1, 2 or 3 frames ("on ones/twos/threes")
+    flashes: list[Flash] = field(default_factory=list)
 
     @property
     def static(self) -> bool:
         return self.label == "static"
+
+    @property
+    def flash_frames(self) -> dict[int, str]:
+        """Shot-relative frame: flash colour."""
+        return {f.start + k: f.color for f in self.flashes for k in range(f.length)}
 
     @property
     def content_box(self) -> tuple[int, int, int, int]:
@@ -109,6 +135,8 @@ class ShotPlan:
                 )
                 + "."
             )
+        if self.flashes:
+            text += f" The screen flashes {' and '.join(sorted({f.color for f in self.flashes}))}."
         return text
 
     def to_json(self) -> dict:
@@ -125,6 +153,10 @@ class ShotPlan:
             "fade_in": self.fade_in,
             "fade_out": self.fade_out,
             "drawing_step": self.drawing_step,
+            "flashes": [
+                {"start": self.start + f.start, "end": self.start + f.start + f.length, "color": f.color}
+                for f in self.flashes
+            ],
             "caption": self.caption(),
             "characters": [
                 {"mask_label": m.character.label, "action": m.plan.action, **asdict(m.character.look)}
@@ -151,7 +183,7 @@ def plan_shot(
 ) -> ShotPlan:
     """Draw everything random about a shot; rendering afterwards is deterministic."""
     duration = num_frames / fps
-    label = _choice(rng, ACTIONS, ACTION_WEIGHTS)
+    label = _choice(rng, tuple(ACTION_WEIGHTS), tuple(ACTION_WEIGHTS.values()))
     if label == "static":
         camera = "still"
     elif label in MOVES_ACROSS:
@@ -267,6 +299,7 @@ class ShotRenderer:
                     (np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8))
                 )
         self._noise_order = rng.integers(0, 8, size=plan.num_frames)
+        self._flashes = {j: FLASH_LEVELS[color] for j, color in plan.flash_frames.items()}
 
     def camera(self, t: float) -> Camera:
         p, w = self.plan, self.plan.width
@@ -311,6 +344,8 @@ class ShotRenderer:
             for img in (image, mask):
                 img[:y0], img[y1:], img[:, :x0], img[:, x1:] = 0, 0, 0, 0
         signs = [self._screen_box(box, cam) for _, box in self.set.signs]
+        if j in self._flashes:  # the picture is one flat colour: no character, no sign shows
+            image[y0:y1, x0:x1], mask[:], signs = self._flashes[j], 0, []
         if p.degrade:  # the picture is degraded; subtitles are burned in afterwards, crisp, as in post
             if p.degrade["blur"]:
                 image = cv2.GaussianBlur(image, (0, 0), p.degrade["blur"])
