@@ -13,7 +13,7 @@ import pytest
 
 from anisora.cli import main
 from anisora.curate.config import X264_PRESETS, CurateConfig, load_config
-from anisora.curate.runners import run_ray
+from anisora.curate.ray_pipeline import run_ray
 from anisora.errors import InputError
 
 

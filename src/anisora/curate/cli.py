@@ -114,9 +114,15 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     run.add_argument("--config", type=Path, help="YAML config (see `anisora curate defaults`)")
     add_settings(run, "the config", "filters.min_motion=0.5")
-    run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1); Ray: videos decoded at a time"
+    )
     run.add_argument("--engine", choices=("local", "ray"), default="local")
-    run.add_argument("--ray-address", help="join a Ray cluster (e.g. 'auto'); default: a local Ray instance")
+    run.add_argument(
+        "--ray-address",
+        help="join a Ray cluster ('auto', HOST:6379, ray://HOST:10001; overrides ray.address of the config); "
+        "default: a local Ray instance",
+    )
     run.add_argument("--no-clips", action="store_true", help="write everything but the clip files")
     run.set_defaults(func=_run)
 

@@ -1,4 +1,4 @@
-"""Where the per-video work runs: in this process, in N local processes, or on Ray Data."""
+"""Where the per-video work runs locally: in this process or in N processes (Ray: ray_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,18 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import cv2
 
-from ..errors import InputError
 from .worker import VideoResult, VideoTask, process_video
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _one_thread_per_library() -> None:
+def one_thread_per_library() -> None:
     """N worker processes on N cores: OpenCV's own thread pool would only oversubscribe them."""
     cv2.setNumThreads(1)
 
 
 def _start_worker(parent: int) -> None:
-    _one_thread_per_library()
+    one_thread_per_library()
     _exit_with_parent(parent)
 
 
@@ -65,34 +64,3 @@ def run_local(tasks: list[VideoTask], workers: int) -> Iterator[VideoResult]:
         futures = [pool.submit(process_video, task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
-
-
-def _process_row(row: dict) -> dict:
-    _one_thread_per_library()
-    return {"result": process_video(row["task"])}
-
-
-def run_ray(tasks: list[VideoTask], workers: int, address: str | None = None) -> Iterator[VideoResult]:
-    """The same per-video work as Ray Data map tasks; `address` joins a running cluster ("auto" or
-    "ray://host:10001"), none starts a local instance with `workers` CPUs."""
-    try:
-        import ray
-    except ImportError:
-        raise InputError(
-            "--engine ray needs the project's ray extra: run `make install` "
-            "(or `pip install -e '.[ray]'` in the AniSora-open checkout)"
-        ) from None
-    started = not ray.is_initialized()
-    if started:
-        options = {"address": address} if address else {"num_cpus": max(1, workers)}
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
-    try:
-        if tasks:
-            dataset = ray.data.from_items([{"task": task} for task in tasks]).map(
-                _process_row, num_cpus=1, concurrency=max(1, workers)
-            )
-            for row in dataset.iter_rows():
-                yield row["result"]
-    finally:
-        if started:  # leave no local Ray instance behind
-            ray.shutdown()
