@@ -2,21 +2,25 @@
 
 For each decoded frame the pass makes a small thumbnail (cut detection, repeated-frame detection); every
 `1 / sample_fps` seconds it also keeps an "anchor" at analysis resolution, plus the next distinct drawing
-after it (for optical flow). When the scene detector's horizon has passed the end of a candidate clip, the
-clip's anchors become a `ClipSamples` and are scored, on a second thread so scoring overlaps decoding.
+after it (for optical flow). Both sizes come straight from the decoded frame through FFmpeg's scaler (no
+full-size RGB frame is ever made). When the scene detector's horizon has passed the end of a candidate clip,
+the clip's anchors become a `ClipSamples` and are scored on scoring threads while decoding goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import bisect
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from ..errors import MediaError
-from ..media import RawFrame, iter_raw_frames, probe
+from ..media import iter_raw_frames, probe
 from .config import ClipConfig, CurateConfig, SamplingConfig, SceneConfig
 from .scenes import candidate_windows, make_detector
 from .scorers.base import ClipSamples, FramePair
@@ -80,40 +84,46 @@ class _Pass:
         self.held: list[bool] = []
         self.times: list[float] = []
         self.anchors: list[_Anchor] = []
+        self.looking: list[_Anchor] = []  # anchors still looking for the next distinct drawing
         self.scene_start, self.scene_index, self.window_start = 0, 0, 0
 
     def run(self) -> Iterator[Candidate]:
-        previous = None
-        for raw in iter_raw_frames(self.path):
-            thumb = raw.rgb(*self.thumb_size, fast=True)
-            self._track(raw, thumb, previous)
-            previous = thumb
-            self.detector.push(raw.index, thumb)
-            yield from self._close(self.detector.horizon)
-        self.detector.finish()
-        yield from self._close(len(self.times), final=True)
-
-    def _track(self, raw: RawFrame, thumb: np.ndarray, previous: np.ndarray | None) -> None:
         s = self.sampling
-        self.times.append(raw.time)
-        self.held.append(
-            previous is not None and _changed_share(thumb, previous, s.held_pixel_delta) < s.held_max_share
-        )
-        for anchor in self.anchors:
-            if anchor.gap is not None:
-                continue
-            if raw.index - anchor.index > s.max_gap:
-                anchor.gap = 0
-            elif _changed_share(thumb, anchor.thumb, s.held_pixel_delta) >= s.held_max_share:
-                anchor.partner, anchor.gap = raw.rgb(*self.analysis_size), raw.index - anchor.index
-        if raw.index % self.stride == 0:
-            self.anchors.append(_Anchor(raw.index, raw.rgb(*self.analysis_size), thumb))
+        detector, thumb_size, analysis_size = self.detector, self.thumb_size, self.analysis_size
+        delta, share, max_gap, stride = s.held_pixel_delta, s.held_max_share, s.max_gap, self.stride
+        times, held = self.times, self.held
+        previous, horizon = None, 0
+        for raw in iter_raw_frames(self.path):
+            index = raw.index
+            thumb = raw.rgb(*thumb_size, fast=True)
+            times.append(raw.time)
+            held.append(previous is not None and _changed_share(thumb, previous, delta) < share)
+            if self.looking:
+                for anchor in self.looking:
+                    if index - anchor.index > max_gap:
+                        anchor.gap = 0
+                    elif _changed_share(thumb, anchor.thumb, delta) >= share:
+                        anchor.partner, anchor.gap = raw.rgb(*analysis_size), index - anchor.index
+                self.looking = [a for a in self.looking if a.gap is None]
+            if index % stride == 0:
+                anchor = _Anchor(index, raw.rgb(*analysis_size), thumb)
+                self.anchors.append(anchor)
+                self.looking.append(anchor)
+            previous = thumb
+            detector.push(index, thumb)
+            if detector.horizon != horizon:  # clips can only close when the horizon moves
+                horizon = detector.horizon
+                yield from self._close(horizon)
+        detector.finish()
+        yield from self._close(len(self.times), final=True)
 
     def _close(self, horizon: int, final: bool = False) -> Iterator[Candidate]:
         """Emit every candidate clip that ends behind `horizon` (the frame before which cuts are final)."""
         fps, max_len = self.info.fps, self.clips.max_seconds * self.info.fps
         while True:
-            cut = next((c for c in self.detector.cuts if c > self.scene_start), None)
+            cuts = self.detector.cuts
+            after = bisect.bisect_right(cuts, self.scene_start)
+            cut = cuts[after] if after < len(cuts) else None
             scene_end = cut if cut is not None and cut <= horizon else (horizon if final else None)
             if scene_end is not None:  # the scene is complete: its remaining windows close now
                 if scene_end > self.window_start:
@@ -141,6 +151,7 @@ class _Pass:
     def _candidate(self, start: int, end: int) -> Candidate:
         inside = [a for a in self.anchors if start <= a.index < end]
         self.anchors = [a for a in self.anchors if a.index >= end]
+        self.looking = [a for a in self.looking if a.index >= end]  # a partner past `end` is never used
         end_time = self.times[end] if end < len(self.times) else self.times[-1] + 1.0 / self.info.fps
         samples = None
         if inside:
@@ -177,22 +188,57 @@ class _Pass:
         )
 
 
-def analyse_video(
-    path: str, score: Callable[[Candidate], dict], config: CurateConfig
-) -> tuple[dict, list[tuple[Candidate, dict]]]:
-    """Decode `path` once; returns (video facts, [(candidate, score(candidate))] in order).
+def _without_samples(candidate: Candidate) -> Candidate:
+    """What the result keeps of a candidate: its frames go once scored (a long video would hold them all)."""
+    return replace(candidate, samples=None)
 
-    With `config.overlap`, `score` runs on a second thread while decoding goes on (OpenCV, ONNX Runtime
-    and FFmpeg release the GIL, so two cores are used); MediaError from decoding propagates after pending
-    work ends.
+
+def scoring_threads() -> int:
+    """Threads that score while the decoding thread goes on: one per core this process may use (at most 4);
+    decoding takes less than one core, so on 2 cores the scorers get the rest of both."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def analyse_video(
+    path: str,
+    score: Callable[[Candidate], dict],
+    config: CurateConfig,
+    prepare: Iterable[Callable[[], object]] = (),
+    threads: int | None = None,
+) -> tuple[dict, list[tuple[Candidate, dict]]]:
+    """Decode `path` once; returns (video facts, [(candidate without its samples, score(candidate))] in
+    order).
+
+    With `config.overlap`, `score` runs on `threads` scoring threads (default `scoring_threads()`; more than
+    one only when `score` is safe to call from several threads at once) while decoding goes on: FFmpeg,
+    OpenCV and ONNX Runtime release the GIL, so every core is used. The `prepare` calls (loading models) run
+    first on those threads, while the first frames decode. Decoding waits while `2 x threads` candidates
+    are waiting to be scored, so a slow scorer holds memory in check. MediaError from decoding propagates
+    after pending work ends.
     """
     run = _Pass(path, config.scenes, config.clips, config.sampling)
-    if config.overlap:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            futures = [(candidate, pool.submit(score, candidate)) for candidate in run.run()]
-        scored = [(candidate, future.result()) for candidate, future in futures]
+    if not config.overlap:
+        for load in prepare:
+            load()
+        scored = [(_without_samples(candidate), score(candidate)) for candidate in run.run()]
     else:
-        scored = [(candidate, score(candidate)) for candidate in run.run()]
+        threads = threads or scoring_threads()
+        waiting = threading.BoundedSemaphore(2 * threads)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="score") as pool:
+            loads = [pool.submit(load) for load in prepare]
+            futures: list[tuple[Candidate, Future]] = []
+            for candidate in run.run():
+                waiting.acquire()
+                future = pool.submit(score, candidate)
+                future.add_done_callback(lambda _: waiting.release())
+                futures.append((_without_samples(candidate), future))
+        for load in loads:
+            load.result()  # a model that cannot load fails the video here (scoring would have tried again)
+        scored = [(candidate, future.result()) for candidate, future in futures]
     info = run.info
     video = {
         "fps": info.fps,

@@ -53,6 +53,7 @@ class Captioner(Configured, ABC):
 class NoCaptioner(Captioner):
     name = "none"
     version = "1"
+    thread_safe = True
 
     def caption(self, clip: ClipSamples, scores: dict) -> str:
         return ""
@@ -91,6 +92,7 @@ class TemplateCaptioner(Captioner):
     name = "template"
     version = "1"
     Config = TemplateConfig
+    thread_safe = True
 
     def caption(self, clip: ClipSamples, scores: dict) -> str:
         cfg = self.config
@@ -161,6 +163,7 @@ class Qwen2VLCaptioner(Captioner):
     name = "qwen2vl"
     version = "1"
     Config = Qwen2VLConfig
+    uses_model = True
 
     def __init__(self, config: Qwen2VLConfig | None = None):
         super().__init__(config)

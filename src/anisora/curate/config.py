@@ -45,6 +45,9 @@ class SceneConfig(Config):
     """ContentDetector threshold"""
     fade_threshold: Annotated[float, NON_NEGATIVE] = 12.0
     """mean intensity under which a frame is black (fades); 0 turns fades off"""
+    flash_frames: Annotated[int, Field(ge=0)] = 2
+    """a cut on a run of at most this many frames after which the picture comes back (a white or black flash
+    at an impact) is no cut; 0 turns this off. Applied to every detector, before `min_scene_seconds`"""
     min_scene_seconds: Annotated[float, NON_NEGATIVE] = 0.5
     """no two cuts closer than this"""
     thumbnail_width: Annotated[int, Field(ge=16)] = 160
@@ -123,6 +126,25 @@ class OutputConfig(Config):
     """cut letterbox/pillarbox bars off kept clips"""
 
 
+class RayConfig(Config):
+    """`--engine ray`: where it runs and how its stages are sized (anisora.curate.ray_pipeline); no score
+    depends on these."""
+
+    address: str | None = None
+    """join this cluster ("auto", "HOST:6379", "ray://HOST:10001"); none: start a local instance with
+    --workers CPUs. --ray-address overrides it"""
+    model_actors: Annotated[int, Field(ge=1)] = 1
+    """actors of the model stage (model scorers and captioner), each loading the models once"""
+    gpus_per_actor: Annotated[float, NON_NEGATIVE] = 0.0
+    """GPUs each model actor reserves (0.5: two share one; 0: it runs on CPUs)"""
+    cpus_per_actor: Annotated[float, NON_NEGATIVE] = 1.0
+    """CPUs each model actor reserves"""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """clips per call of a model actor"""
+    max_in_flight: Annotated[int, Field(ge=1)] = 2
+    """batches queued at each model actor; upstream, decoding pauses while its output waits"""
+
+
 DEFAULT_SCORERS: dict[str, dict[str, Any]] = {
     "duration": {},
     "motion": {},
@@ -143,7 +165,8 @@ class CurateConfig(Config):
     captions: CaptionConfig = CaptionConfig()
     output: OutputConfig = OutputConfig()
     overlap: bool = True
-    """score on a second thread while decoding (with one worker; N workers fill N cores)"""
+    """score on other threads (one per core) while decoding (with one worker; N workers fill N cores)"""
+    ray: RayConfig = RayConfig()
 
     @field_validator("scorers", mode="before")
     @classmethod

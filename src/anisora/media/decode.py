@@ -27,6 +27,10 @@ EPS = 1e-6
 # table, one packet per entry, so fewer packets means a cut file. AVI headers also count dropped frames
 # that are never delivered as packets, and Matroska has no count, so they are not checked.
 _EXACT_COUNT_DEMUXER = "mov"
+# FFmpeg's decoder threading for every decode here: "SLICE" (FFmpeg's default) keeps one core per decode for
+# H.264 without slices; frame threading ("AUTO") measured ~20 % slower for 640x360 H.264 on our 2-core
+# machines and leaves no core to the curation's scoring thread.
+DECODER_THREAD_TYPE = "SLICE"
 
 
 @dataclass(slots=True)
@@ -167,8 +171,6 @@ def _iter_frames(
     FFmpeg errors anywhere (seeking, decoding, converting) become MediaError, raised mid-iteration.
     """
     with open_input(path) as container, media_errors(path, "decoding failed"):
-        # FFmpeg's default threading (slice) is kept: frame threading ("AUTO") measured ~20 % slower for
-        # 640x360 H.264 on our 2-core machines.
         stream = video_stream(container, path)
         decoded = _decode(container, stream, path, start)
         if fps is None:
@@ -191,6 +193,8 @@ def _decode(
     compared with the header's frame count: a file cut short (its index up front still promising all
     frames) is an error, not a silently shorter video.
     """
+    if not stream.codec_context.is_open:
+        stream.codec_context.thread_type = DECODER_THREAD_TYPE
     fps = average_fps(stream)
     seeked = _seek(container, stream, start)
     exact_count = not seeked and _EXACT_COUNT_DEMUXER in container.format.name.split(",")

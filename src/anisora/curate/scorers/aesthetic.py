@@ -134,6 +134,7 @@ class LaionAestheticScorer(Scorer):
     name = "aesthetic"
     version = "1"
     Config = AestheticConfig
+    uses_model = True
     outputs: ClassVar[dict[str, type]] = {
         "aesthetic_score": float,
         "aesthetic_min": float,

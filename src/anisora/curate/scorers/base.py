@@ -84,9 +84,18 @@ class Configured:
     name: ClassVar[str]
     version: ClassVar[str]
     Config: ClassVar[type]
+    uses_model: ClassVar[bool] = False
+    """True for a learned model worth loading once per process and placing on a GPU: the Ray engine runs it
+    in its model actor pool, on the clip's `frames` (the optical-flow `pairs` stay in the CPU stage)."""
+    thread_safe: ClassVar[bool] = False
+    """True when one instance may score (or caption) several clips at once from different threads: then one
+    worker scores on as many threads as it has cores (`analyse.scoring_threads`), else on one."""
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
+
+    def load(self) -> None:
+        """Load the model now (else it loads on first use); nothing to do for a component without one."""
 
     @classmethod
     def section(cls) -> str:

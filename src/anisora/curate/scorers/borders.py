@@ -51,6 +51,7 @@ class BordersScorer(Scorer):
         **{f"borders_crop_{k}": int for k in ("x0", "y0", "x1", "y1")},
         "borders_share": float,
     }
+    thread_safe = True
 
     def score(self, clip: ClipSamples) -> dict:
         cfg = self.config

@@ -23,6 +23,11 @@ class DedupScorer(Scorer):
     version = "1"
     Config = DedupConfig
     outputs: ClassVar[dict[str, type]] = {"dedup_hash": str}
+    thread_safe = True
+
+    def load(self) -> None:
+        import imagehash  # noqa: F401
+        import scipy.fftpack  # noqa: F401  (imagehash.phash imports it on its first call)
 
     def score(self, clip: ClipSamples) -> dict:
         import imagehash

@@ -13,6 +13,7 @@ class DurationScorer(Scorer):
     name = "duration"
     version = "1"
     outputs: ClassVar[dict[str, type]] = {"duration_seconds": float, "duration_frames": int}
+    thread_safe = True
 
     def score(self, clip: ClipSamples) -> dict:
         return {"duration_seconds": clip.duration, "duration_frames": clip.num_frames}

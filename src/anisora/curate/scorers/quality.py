@@ -41,14 +41,17 @@ quality scores, and it marks down styles that may be intended (film grain, monoc
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import pickle
+import threading
 import warnings
+from pathlib import Path
 from typing import Annotated, ClassVar
 
 import cv2
 import numpy as np
 from pydantic import Field
-from threadpoolctl import ThreadpoolController
 
 from .base import ClipSamples, Scorer, ScorerConfig, spread
 
@@ -136,6 +139,99 @@ def _mean(values: list) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+_LOADING = threading.Lock()
+_GREY = np.array([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray
+
+
+class Brisque:
+    """BRISQUE as the `brisque` package (0.2) computes it, with its model files, without importing it: the
+    package imports scipy.signal, scikit-image's io, requests and more (about 0.8 s of CPU) to use
+    scipy.special, scipy.optimize and libsvm. The same numeric steps in the same order (scores are equal to
+    the package's, tested), except that the local Gaussian mean and deviation come from cv2.filter2D instead
+    of scipy's convolve2d (the same zero-padded 'same' convolution: the kernel is symmetric), 3-4x faster, and
+    that MSCN coefficients within rounding error of 0 are set to 0, their exact value: on flat cartoon areas
+    the package's result hangs on the sign of that rounding error (its fits split coefficients at 0), which
+    differs between any two convolution codes by up to 7 points. The package's first MSCN pass, whose result
+    it throws away, is left out. Lower is better."""
+
+    def __init__(self):
+        from libsvm import svmutil
+        from scipy import optimize, special  # noqa: F401  (imported here, at load time, for `_aggd_fit`)
+
+        spec = importlib.util.find_spec("brisque")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError(
+                "quality.brisque needs the brisque package (its model files): pip install brisque"
+            )
+        models = Path(next(iter(spec.submodule_search_locations))) / "models"
+        self._svm = svmutil
+        self.model = svmutil.svm_load_model(str(models / "svm.txt"))
+        with open(models / "normalize.pickle", "rb") as f:
+            scale = pickle.load(f)
+        self.low = np.array([float(m) for m in scale["min_"]], dtype=np.float64)
+        self.high = np.array([float(m) for m in scale["max_"]], dtype=np.float64)
+        n, sigma = 7, 7 / 6
+        y, x = np.indices((n, n)) - int(n / 2)
+        kernel = 1 / (2 * np.pi * sigma**2) * np.exp(-(x**2 + y**2) / (2 * sigma**2))
+        self.kernel = kernel / np.sum(kernel)
+
+    def score(self, rgb: np.ndarray) -> float:
+        grey = np.multiply(rgb, 1.0 / 255, dtype=np.float64) @ _GREY
+        half = cv2.resize(grey, None, fx=1 / 2, fy=1 / 2, interpolation=cv2.INTER_CUBIC)
+        features = np.concatenate((self._features(grey), self._features(half)))
+        scaled = -1 + (2.0 / (self.high - self.low) * (features - self.low))
+        nodes, _ = self._svm.gen_svm_nodearray([float(f) for f in scaled], isKernel=False)
+        estimates = (self._svm.c_double * 1)()
+        return self._svm.libsvm.svm_predict_probability(self.model, nodes, estimates)
+
+    def _mscn(self, image: np.ndarray) -> np.ndarray:
+        def blur(x):
+            return cv2.filter2D(x, cv2.CV_64F, self.kernel, borderType=cv2.BORDER_CONSTANT)
+
+        mean = blur(image)
+        deviation = np.sqrt(np.abs(mean**2 - blur(image**2)))
+        centred = image - mean
+        centred[np.abs(centred) < _ROUNDING] = 0.0
+        return centred / (deviation + 1 / 255)
+
+    def _features(self, image: np.ndarray) -> list[float]:
+        m = self._mscn(image)
+        products = (
+            m[:, :-1] * m[:, 1:],
+            m[:-1, :] * m[1:, :],
+            m[:-1, :-1] * m[1:, 1:],
+            m[1:, :-1] * m[:-1, 1:],
+        )
+        alpha, _, left, right = _aggd_fit(m)
+        features = [alpha, (left**2 + right**2) / 2]
+        for product in products:
+            alpha, mean, left, right = _aggd_fit(product)
+            features += [alpha, mean, left**2, right**2]
+        return [float(np.asarray(f).reshape(-1)[0]) for f in features]
+
+
+def _aggd_fit(x: np.ndarray) -> tuple:
+    """The asymmetric generalised Gaussian fit of the `brisque` package, operation for operation."""
+    from scipy import optimize, special
+
+    size = np.prod(x.shape)
+    r_hat = (np.sum(np.abs(x)) / size) ** 2 / (np.sum(x**2) / size)
+    negative, positive = x[x < 0], x[x >= 0]
+    left_squares = np.sum(negative**2) / negative.shape
+    right_squares = np.sum(positive**2) / positive.shape
+    gamma = np.sqrt(left_squares) / np.sqrt(right_squares)
+    big_r = r_hat * ((gamma**3 + 1) * (gamma + 1)) / (gamma**2 + 1) ** 2
+
+    def phi(alpha):
+        return special.gamma(2 / alpha) ** 2 / (special.gamma(1 / alpha) * special.gamma(3 / alpha))
+
+    alpha = optimize.root(lambda z: phi(z) - big_r, [0.2]).x[0]
+    left, right = np.sqrt(left_squares), np.sqrt(right_squares)
+    constant = np.sqrt(special.gamma(1 / alpha) / special.gamma(3 / alpha))
+    mean = (right - left) * constant * (special.gamma(2 / alpha) / special.gamma(1 / alpha))
+    return alpha, mean, left, right
+
+
 class QualityScorer(Scorer):
     """Scores: `quality_score` (0-10 stand-in for an aesthetic score), `quality_brisque`, `quality_sharpness`,
     `quality_noise`, `quality_brightness`, `quality_clipped`, `quality_colorfulness` (means over the used
@@ -149,40 +245,23 @@ class QualityScorer(Scorer):
     }
     Config = QualityConfig
 
+    thread_safe = True  # BRISQUE's model is loaded once under a lock; scoring keeps no state
+
     def __getstate__(self) -> dict:
         return {"config": self.config}  # the BRISQUE model (a libsvm pointer) is reloaded where it is used
 
     def __setstate__(self, state: dict) -> None:
         self.config = state["config"]
 
-    def _brisque_model(self):
+    def load(self) -> None:
+        if self.config.brisque:
+            self._brisque_model()
+
+    def _brisque_model(self) -> Brisque:
         if getattr(self, "_brisque", None) is None:
-            with warnings.catch_warnings():  # brisque imports deprecated scipy modules
-                warnings.simplefilter("ignore")
-                from brisque import BRISQUE
-
-            class OpenCVBrisque(BRISQUE):
-                """BRISQUE with its local Gaussian mean and deviation from cv2.filter2D instead of scipy's
-                convolve2d (the same zero-padded 'same' convolution: the kernel is symmetric), 3-4x faster.
-                MSCN coefficients within rounding error of 0 are set to 0, their exact value: on flat
-                cartoon areas the package's result hangs on the sign of that rounding error (its fits split
-                coefficients at 0), which differs between any two convolution codes by up to 7 points."""
-
-                def calculate_mscn_coefficients(self, image, kernel_size=6, sigma=7 / 6):
-                    kernel = self.gaussian_kernel2d(kernel_size, sigma=sigma)
-
-                    def blur(x):
-                        return cv2.filter2D(x, cv2.CV_64F, kernel, borderType=cv2.BORDER_CONSTANT)
-
-                    mean = blur(image)
-                    deviation = np.sqrt(np.abs(mean**2 - blur(image**2)))
-                    centred = image - mean
-                    centred[np.abs(centred) < _ROUNDING] = 0.0
-                    return centred / (deviation + 1 / 255)
-
-            self._brisque = OpenCVBrisque(url=False)
-            # found once, after brisque has loaded scipy's BLAS: threadpool_limits() rescans every call
-            self._threadpools = ThreadpoolController()
+            with _LOADING:
+                if getattr(self, "_brisque", None) is None:
+                    self._brisque = Brisque()
         return self._brisque
 
     def brisque(self, rgb: np.ndarray) -> float | None:
@@ -195,9 +274,7 @@ class QualityScorer(Scorer):
             size = (max(round(w * scale), 16), max(round(h * scale), 16))
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         model = self._brisque_model()
-        # one BLAS thread: multi-threaded sums differ in the last bits from run to run, and a resumed run
-        # must reproduce an uninterrupted one exactly
-        with self._threadpools.limit(limits=1), warnings.catch_warnings(), np.errstate(all="ignore"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             try:
                 value = float(model.score(np.ascontiguousarray(rgb)))

@@ -2,7 +2,8 @@
 
 Text boxes come from the PP-OCR text *detector* that the `rapidocr` wheel ships (PP-OCRv6 det, ONNX, run by
 onnxruntime): detection only, no angle classification and no recognition, `threads` intra-op threads (1: the
-pipeline runs several workers side by side). The engine is built on first use and is never pickled.
+pipeline runs several workers side by side). `textdet.py` runs it as rapidocr does, with the same boxes,
+without importing rapidocr. The detector is built on first use (or `load`) and is never pickled.
 
 Per used frame (`frames` of the K sampled ones, evenly spread):
 
@@ -46,13 +47,14 @@ Scores:
 With no frames at all the areas are None and there is no subtitle.
 
 Cost (one thread, this project's 2-core CPU machines): about 40 ms per 320x180 frame and 80 ms per 854x480
-frame (`limit_side: 480` halves the latter but lost 2 of 86 ToonWorld subtitle lines at 854x480), plus
-about 0.5 s to load the model once per process.
+frame (`limit_side: 480` halves the latter but lost 2 of 86 ToonWorld subtitle lines at 854x480); the
+model's ONNX inference is 35 ms of the 40. Loading it takes about 0.1 s once per process.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
@@ -61,8 +63,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .base import ClipSamples, Score, Scorer, ScorerConfig, spread
+from .textdet import TextDetector, model_path
 
 BANDS = ("bottom", "top")
+_BUILDING = threading.Lock()
 
 
 class TextConfig(ScorerConfig):
@@ -218,6 +222,30 @@ def find_subtitle(
     return band, share, chosen
 
 
+def rapidocr_engine(cfg: TextConfig):
+    """`rapidocr.RapidOCR` set up as this scorer's detector (`textdet.TextDetector` gives the same boxes
+    without it)."""
+    from rapidocr import RapidOCR
+
+    return RapidOCR(
+        params={
+            "Global.use_det": True,
+            "Global.use_cls": False,
+            "Global.use_rec": False,
+            "Global.use_preprocess_img": False,  # we size the frame ourselves
+            "Global.use_vertical_padding": False,
+            "Global.log_level": "error",  # it warns on every frame without text
+            "Det.limit_type": "max",
+            "Det.limit_side_len": cfg.limit_side,
+            "Det.box_thresh": cfg.box_thresh,
+            "Det.unclip_ratio": cfg.unclip_ratio,
+            "Det.thresh": cfg.thresh,
+            "EngineConfig.onnxruntime.intra_op_num_threads": cfg.threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+    )
+
+
 class TextScorer(Scorer):
     """Scores: `text_area`, `text_scene_area` (percent of the frame), `text_subtitle` (bool),
     `text_subtitle_share`, `text_subtitle_band`, `text_subtitle_x0/y0/x1/y1` (source pixels), `text_frames`.
@@ -236,36 +264,35 @@ class TextScorer(Scorer):
         "text_frames": int,
     }
 
-    def _engine(self):
-        if getattr(self, "_ocr", None) is None:
-            from rapidocr import RapidOCR
+    thread_safe = True  # the detector is built once under a lock; ONNX Runtime sessions run concurrently
 
-            cfg = self.config
-            self._ocr = RapidOCR(
-                params={
-                    "Global.use_det": True,
-                    "Global.use_cls": False,
-                    "Global.use_rec": False,
-                    "Global.use_preprocess_img": False,  # we size the frame ourselves
-                    "Global.use_vertical_padding": False,
-                    "Global.log_level": "error",  # it warns on every frame without text
-                    "Det.limit_type": "max",
-                    "Det.limit_side_len": cfg.limit_side,
-                    "Det.box_thresh": cfg.box_thresh,
-                    "Det.unclip_ratio": cfg.unclip_ratio,
-                    "Det.thresh": cfg.thresh,
-                    "EngineConfig.onnxruntime.intra_op_num_threads": cfg.threads,
-                    "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-                }
+    def load(self) -> None:
+        self._engine()
+
+    def _engine(self):
+        """The text detector: boxes (n, 4, 2) of a BGR frame, or None. Built once, on first use."""
+        if getattr(self, "_detector", None) is None:
+            with _BUILDING:
+                if getattr(self, "_detector", None) is None:
+                    self._detector = self._build()
+        return self._detector
+
+    def _build(self):
+        cfg = self.config
+        path = model_path()
+        if path is not None:
+            return TextDetector(
+                path, cfg.limit_side, cfg.thresh, cfg.box_thresh, cfg.unclip_ratio, cfg.threads
             )
-        return self._ocr
+        ocr = rapidocr_engine(cfg)  # the model is not in the package: rapidocr fetches it
+        return lambda bgr: getattr(ocr(bgr), "boxes", None)
 
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Text-box quadrilaterals (4, 2) float32 of one RGB uint8 frame in its pixels, huge boxes dropped."""
         h, w = rgb.shape[:2]
         cfg = self.config
         scale = min(max(cfg.min_side / min(h, w), 1.0), cfg.limit_side / max(h, w))
-        bgr = np.ascontiguousarray(rgb[..., ::-1])  # PP-OCR models are trained on BGR (cv2.imread) images
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # PP-OCR models are trained on BGR (cv2.imread) images
         if cfg.sharpen > 0:
             soft = cv2.GaussianBlur(bgr, (0, 0), cfg.sharpen_sigma)
             bgr = cv2.addWeighted(bgr, 1.0 + cfg.sharpen, soft, -cfg.sharpen, 0)
@@ -273,8 +300,7 @@ class TextScorer(Scorer):
         if size != (w, h):
             interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
             bgr = cv2.resize(bgr, size, interpolation=interpolation)
-        out = self._engine()(bgr)
-        raw = getattr(out, "boxes", None)
+        raw = self._engine()(bgr)
         if raw is None or not len(raw):
             return []
         quads = np.asarray(raw, np.float32).reshape(-1, 4, 2) / np.float32([size[0] / w, size[1] / h])
