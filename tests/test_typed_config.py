@@ -233,7 +233,7 @@ def test_settings_reach_every_training_stage(tmp_path, monkeypatch, capsys):
     settings = ["--set", "data.batch_size=2", "--set", "optim.schedule=constant", "--steps", "3"]
     settings += ["--set", f"init.vae={tmp_path / 'vae'}"]
     assert main(["train", "run", *(a for p in stages for a in ("--config", p)), *settings, "--quiet"]) == 0
-    assert len(trained) == len(stages) == 3
+    assert len(trained) == len(stages) >= 3
     assert all((s.data.batch_size, s.optim.schedule, s.optim.steps) == (2, "constant", 3) for s in trained)
 
 
