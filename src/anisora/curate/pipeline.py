@@ -122,7 +122,9 @@ def _fingerprint(path: str) -> str:
 
 
 def _clean_stale_temporaries(out: Path) -> None:
-    """A killed run can leave `.name.<hex>.tmp.ext` files behind: they are never finished outputs."""
+    """A killed run can leave `.name.<hex>.tmp.ext` files behind: they are never finished outputs. Run at
+    the start and again before the manifest: a killed Ray run's workers can outlive its driver for a moment
+    and leave one after the next run has started."""
     for folder in (out, out / "clips", out / "thumbs"):
         for tmp in folder.glob(".*.tmp*"):
             tmp.unlink(missing_ok=True)
@@ -187,6 +189,7 @@ def run_curate(
                 bar.set_postfix(
                     videos=f"{done}/{len(tasks)}", clips=clips, clips_per_s=f"{clips / elapsed:.1f}"
                 )
+        _clean_stale_temporaries(out)  # every writer of this run has finished
         return finalize(out, state, config, input_failures, time.perf_counter() - started)
     finally:
         state.close()
