@@ -141,21 +141,25 @@ def _mean(values: list) -> float | None:
 
 _LOADING = threading.Lock()
 _GREY = np.array([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray
+_FEATURES = 36  # BRISQUE's 18 features at full and at half size
 
 
 class Brisque:
     """BRISQUE as the `brisque` package (0.2) computes it, with its model files, without importing it: the
     package imports scipy.signal, scikit-image's io, requests and more (about 0.8 s of CPU) to use
-    scipy.special, scipy.optimize and libsvm. The same numeric steps in the same order (scores are equal to
-    the package's, tested), except that the local Gaussian mean and deviation come from cv2.filter2D instead
-    of scipy's convolve2d (the same zero-padded 'same' convolution: the kernel is symmetric), 3-4x faster, and
-    that MSCN coefficients within rounding error of 0 are set to 0, their exact value: on flat cartoon areas
-    the package's result hangs on the sign of that rounding error (its fits split coefficients at 0), which
-    differs between any two convolution codes by up to 7 points. The package's first MSCN pass, whose result
-    it throws away, is left out. Lower is better."""
+    scipy.special, scipy.optimize and libsvm. The same numeric steps in the same order (scores equal the
+    package's to 1e-9, tested), except that the local Gaussian mean and deviation come from cv2.filter2D
+    instead of scipy's convolve2d (the same zero-padded 'same' convolution: the kernel is symmetric), 3-4x
+    faster, and that MSCN coefficients within rounding error of 0 are set to 0, their exact value: on flat
+    cartoon areas the package's result hangs on the sign of that rounding error (its fits split coefficients
+    at 0), which differs between any two convolution codes by up to 7 points. The package's first MSCN pass,
+    whose result it throws away, is left out. The support-vector regression is summed here in a fixed order:
+    libsvm sums it in an OpenMP reduction whose order changes from call to call (two calls on one frame
+    differ by up to 6e-13 when it has several threads), which made manifests differ between runs. Lower is
+    better."""
 
     def __init__(self):
-        from libsvm import svmutil
+        from libsvm import svm, svmutil
         from scipy import optimize, special  # noqa: F401  (imported here, at load time, for `_aggd_fit`)
 
         spec = importlib.util.find_spec("brisque")
@@ -164,8 +168,17 @@ class Brisque:
                 "quality.brisque needs the brisque package (its model files): pip install brisque"
             )
         models = Path(next(iter(spec.submodule_search_locations))) / "models"
-        self._svm = svmutil
-        self.model = svmutil.svm_load_model(str(models / "svm.txt"))
+        model = svmutil.svm_load_model(str(models / "svm.txt"))
+        kind = (model.param.svm_type, model.param.kernel_type)
+        if kind != (svm.svm_forms.EPSILON_SVR, svm.kernel_names.RBF):
+            raise ValueError(f"{models / 'svm.txt'}: not the RBF regression model BRISQUE ships")
+        self.support = np.zeros((model.get_nr_sv(), _FEATURES), dtype=np.float64)
+        for row, vector in enumerate(model.get_SV()):
+            for index, value in vector.items():
+                if index > 0:
+                    self.support[row, index - 1] = value
+        self.coefficients = np.array([c[0] for c in model.get_sv_coef()], dtype=np.float64)
+        self.rho, self.gamma = float(model.rho[0]), float(model.param.gamma)
         with open(models / "normalize.pickle", "rb") as f:
             scale = pickle.load(f)
         self.low = np.array([float(m) for m in scale["min_"]], dtype=np.float64)
@@ -180,9 +193,8 @@ class Brisque:
         half = cv2.resize(grey, None, fx=1 / 2, fy=1 / 2, interpolation=cv2.INTER_CUBIC)
         features = np.concatenate((self._features(grey), self._features(half)))
         scaled = -1 + (2.0 / (self.high - self.low) * (features - self.low))
-        nodes, _ = self._svm.gen_svm_nodearray([float(f) for f in scaled], isKernel=False)
-        estimates = (self._svm.c_double * 1)()
-        return self._svm.libsvm.svm_predict_probability(self.model, nodes, estimates)
+        distances = np.sum((self.support - scaled) ** 2, axis=1)
+        return float(self.coefficients @ np.exp(-self.gamma * distances) - self.rho)
 
     def _mscn(self, image: np.ndarray) -> np.ndarray:
         def blur(x):
@@ -248,7 +260,7 @@ class QualityScorer(Scorer):
     thread_safe = True  # BRISQUE's model is loaded once under a lock; scoring keeps no state
 
     def __getstate__(self) -> dict:
-        return {"config": self.config}  # the BRISQUE model (a libsvm pointer) is reloaded where it is used
+        return {"config": self.config}  # the BRISQUE model is reloaded where it is used
 
     def __setstate__(self, state: dict) -> None:
         self.config = state["config"]
