@@ -284,3 +284,18 @@ def test_weights_id_follows_the_weights():
     with torch.no_grad():
         b.load_state_dict(a.state_dict())
     assert weights_id(a) == weights_id(b) and weights_id(a, None) == weights_id(a)
+
+
+def test_weights_id_is_the_same_wherever_the_weights_were_loaded_from(tmp_path):
+    """Each stage loads the frozen encoders from the previous stage's folder: the cache must still hit."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    from anisora.model.presets import vae_config
+
+    vae = AutoencoderKLCogVideoX(**vae_config("tiny"))
+    copies = []
+    for stage in ("stage1", "stage2"):
+        vae.save_pretrained(tmp_path / stage / "vae")
+        copies.append(AutoencoderKLCogVideoX.from_pretrained(tmp_path / stage / "vae"))
+    assert copies[0].config["_name_or_path"] != copies[1].config["_name_or_path"]
+    assert weights_id(copies[0]) == weights_id(copies[1]) == weights_id(vae)

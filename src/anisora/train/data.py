@@ -322,13 +322,17 @@ class FeatureCache:
 
 
 def weights_id(*modules: torch.nn.Module | None) -> str:
-    """A digest of modules' configs and weights: the cache key part that changes when an encoder does."""
+    """A digest of modules' configs and weights: the cache key part that changes when an encoder does. The
+    configs' bookkeeping keys (`_name_or_path`, `_diffusers_version`, ...) are left out: with the folder a
+    model was loaded from in the digest, each training stage, started from the previous stage's folder,
+    encoded every clip, guide and prompt again."""
     digest = hashlib.sha256()
     for module in modules:
         if module is None:
             continue
         config = getattr(module, "config", None) or {}
         config = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # transformers or diffusers
+        config = {key: value for key, value in config.items() if not key.startswith("_")}
         digest.update(json.dumps(config, sort_keys=True, default=str).encode())
         for name, tensor in module.state_dict().items():
             digest.update(name.encode())
