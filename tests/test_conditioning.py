@@ -18,6 +18,7 @@ from anisora.model.conditioning import (
     layout_for,
     pixel_frame_mask,
     reproject_mask,
+    stack_conditionings,
 )
 
 C = 4  # latent channels of the fake encoder
@@ -94,6 +95,25 @@ def test_guide_sequence_is_zero_where_no_guide():
     channel = torch.arange(C).view(C, 1, 1).float()
     torch.testing.assert_close(g[4], 0.5 * (1.0 + channel.expand(C, 4, 6)))
     assert cond.mask[0, :, :, 2, 3].tolist() == [[0] * 4] * 4 + [[0, 0, 0, 0.5]]
+
+
+def test_guide_interpolation_holds_and_cross_fades_over_latent_frames():
+    channel = torch.arange(C).view(C, 1, 1).float().expand(C, 4, 6)
+    white, black = 1.0 + channel, -1.0 + channel
+    first_last = build(num_frames=17, guides=[Guide(image(255), 0), Guide(image(0), 16)])
+    base = first_last.guide_interpolation()[0]
+    for t, share in enumerate([0, 0.25, 0.5, 0.75, 1]):  # latent frames 0-4 between the two keyframes
+        torch.testing.assert_close(base[t], (1 - share) * white + share * black)
+    middle = build(num_frames=17, guides=[Guide(image(0), 6, 0.5)])  # latent frame 2, half strength
+    base = middle.guide_interpolation()[0]
+    for t in range(5):  # held before and after the one guide, at the strength it was given
+        torch.testing.assert_close(base[t], 0.5 * black)
+    assert torch.count_nonzero(build(num_frames=17).guide_interpolation()) == 0
+    batch = stack_conditionings([first_last, middle])  # each sample its own guides
+    torch.testing.assert_close(
+        batch.guide_interpolation(),
+        torch.cat([first_last.guide_interpolation(), middle.guide_interpolation()]),
+    )
 
 
 def test_layouts_concatenate_noise_mask_guides():

@@ -141,7 +141,9 @@ def test_model_card_cli_reads_the_runs_and_times_a_default_clip(runs, tmp_path, 
     printed = capsys.readouterr().out
     assert "in-between frames PSNR, first + last given" in printed and "model size on disk" in printed
     text = (model / "README.md").read_text()
-    assert "| fewer steps |" in text and "| round-trip |" in text
+    assert "| fewer steps |" in text and "| round-trip |" in text and "no GPU" in text
+    assert main([*args, "--compute", "one H200 for 9 min, then 2 CPU cores"]) == 0
+    assert "Compute: one H200 for 9 min, then 2 CPU cores." in (model / "README.md").read_text()
     clip = next(
         t for t in json.loads((model / "figures.json").read_text())["targets"] if "2 s clip" in t["figure"]
     )

@@ -149,6 +149,42 @@ def test_region_lora_is_saved_on_its_own_and_loads(parts, tmp_path):
     assert "lora" in pipe.get_active_adapters()
 
 
+def test_residuals_to_the_guides_start_at_their_interpolation(parts, tmp_path):
+    """Switched on for a clean-latent model, the output layer is zeroed: the prediction is exactly the guides'
+    interpolation before training; the flag is saved, cannot be switched back, and v models refuse it."""
+    from diffusers import CogVideoXDDIMScheduler
+
+    from anisora.model.conditioning import ConditionRequest, build_conditioning
+    from anisora.model.pipeline import AnisoraPipeline
+    from anisora.model.presets import scheduler_config
+    from anisora.train.components import build_pipeline
+
+    components = build_components("tiny", motion_embedding=True)
+    components["scheduler"] = CogVideoXDDIMScheduler(
+        **{**scheduler_config("tiny"), "prediction_type": "sample"}
+    )
+    AnisoraPipeline(**components).save_pretrained(tmp_path / "clean")
+    residual = {"model": str(tmp_path / "clean"), "residual_to_guides": True}
+    pipe = build_pipeline(load_train_config(stage(parts, tmp_path / "run", init=residual)))
+    assert pipe.config.residual_to_guides and not pipe.transformer.proj_out.weight.any()
+    rng = np.random.default_rng(0)
+    keys = [Guide((rng.random((32, 32, 3)) * 255).astype(np.uint8), f) for f in (0, 8)]
+    request = ConditionRequest(num_frames=9, height=32, width=32, guides=keys)
+    cond = build_conditioning(request, pipe._encode_guides, latent_channels=pipe.vae.config.latent_channels)
+    noisy = torch.randn(2, *cond.guide_latents.shape[1:])
+    text = torch.randn(2, 8, pipe.transformer.config.text_embed_dim)
+    predicted = pipe.predict(noisy, cond, text, torch.tensor([500, 500]), motion=torch.tensor([100.0, 100.0]))
+    torch.testing.assert_close(predicted, cond.guide_interpolation().expand_as(predicted))
+
+    final = train(load_train_config(stage(parts, tmp_path / "run", init=residual)), progress=False)
+    assert load_pipeline(final).config.residual_to_guides
+    back = {"model": str(final), "residual_to_guides": False}
+    with pytest.raises(InputError, match=r"set init\.residual_to_guides: true"):
+        build_pipeline(load_train_config(stage(parts, tmp_path / "back", init=back)))
+    with pytest.raises(InputError, match="needs a clean-latent"):  # the tiny preset predicts v
+        build_pipeline(load_train_config(stage(parts, tmp_path / "v", init={"residual_to_guides": True})))
+
+
 def test_stages_must_chain(parts, tmp_path):
     first = load_train_config(stage(parts, tmp_path / "one"))
     second = load_train_config(stage(parts, tmp_path / "two", init={"model": str(tmp_path / "elsewhere")}))

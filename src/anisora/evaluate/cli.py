@@ -127,7 +127,9 @@ def _model_card(args: argparse.Namespace) -> int:
     seconds = time_default_clip(pipe, shot.frames[0], shot.frames[-1], shot.caption)
     targets = judge(model, round_trip, crossfade, seconds, directory_mb(args.model))
     runs = [model, *others, *(r for r in (round_trip, crossfade) if r)]
-    card = write_model_card(args.model, stages, vae, targets, runs, compute_description(), args.command, lora)
+    card = write_model_card(
+        args.model, stages, vae, targets, runs, args.compute or compute_description(), args.command, lora
+    )
     for t in targets:
         verdict = {True: "met", False: "NOT met", None: "n/a"}[t.met]
         print(f"{verdict}: {t.figure}: {t.measured} ({t.goal})")
@@ -259,4 +261,8 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         help="another evaluate run on the same bench, for the card's comparison table (repeatable)",
     )
     mc.add_argument("--command", default="make demo-model", help="the training command, for the card")
+    mc.add_argument(
+        "--compute",
+        help="what the model was trained on, for the card (default: this machine's CPU cores, no GPU)",
+    )
     mc.set_defaults(func=_model_card)

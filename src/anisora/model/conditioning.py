@@ -160,6 +160,28 @@ class Conditioning:
             reference[:, frame] = self.guide_latents[:, frame]
         return keep, reference
 
+    def guide_interpolation(self) -> torch.Tensor:
+        """(B, T, C, h, w): at each latent frame, the guide latents interpolated linearly over latent frames
+        between the nearest guided frames on either side (the nearest one's latent beyond the first or the
+        last; zero without guides). A guide counts at the strength it was given (its latent is scaled by it).
+        Between two keyframes this is a cross-fade in latent space; after a single first frame, a still."""
+        guided = self.mask.amax(dim=(2, 3, 4)) > 0  # (B, T)
+        base = torch.zeros_like(self.guide_latents)
+        frames = torch.arange(guided.shape[1], dtype=torch.float32)
+        for b in range(guided.shape[0]):
+            known = frames[guided[b].cpu()]
+            if not len(known):
+                continue
+            # for each frame, the last guided frame at or before it and the first at or after it (clamped)
+            after = torch.searchsorted(known, frames).clamp(max=len(known) - 1)
+            before = (torch.searchsorted(known, frames, right=True) - 1).clamp(min=0)
+            lo, hi = known[before], known[after]
+            weight = torch.where(hi > lo, (frames - lo) / (hi - lo).clamp(min=1), torch.zeros_like(frames))
+            weight = weight.clamp(0, 1).to(base)[:, None, None, None]
+            latents = self.guide_latents[b]
+            base[b] = (1 - weight) * latents[lo.long()] + weight * latents[hi.long()]
+        return base
+
     def model_input(self, noisy: torch.Tensor, layout: Layout) -> torch.Tensor:
         """The DiT input for `noisy` (B, T, C, h, w); the conditioning repeats over the batch."""
         batch = noisy.shape[0]

@@ -73,8 +73,11 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
     `text_encoder_name="minilm"` names a text encoder a registry package ships (`text_encoder.
     named_text_encoder`): built without a text encoder, the pipeline resolves it by that name, and it saves
     the model without it; `anisora_presets` the release's sampling settings (see
-    `anisora.model.info.PRESET_TYPES`). All are saved in model_index.json; a CogVideoX directory has none of
-    them and gets False, 8 (CogVideoX-5B-I2V's rate), None and the defaults.
+    `anisora.model.info.PRESET_TYPES`); `residual_to_guides=True` marks a clean-latent transformer that
+    predicts the clean latent's difference from the guides' interpolation (`Conditioning.
+    guide_interpolation`), so that an untrained output gives the still frame or the latent cross-fade and
+    training learns only the motion. All are saved in model_index.json; a CogVideoX directory has none of
+    them and gets False, 8 (CogVideoX-5B-I2V's rate), None, the defaults and False.
     """
 
     _optional_components: ClassVar[list[str]] = ["tokenizer", "text_encoder"]  # named ones are not saved
@@ -91,6 +94,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         fps: int = DEFAULT_FPS,
         text_encoder_name: str | None = None,
         anisora_presets: dict | None = None,
+        residual_to_guides: bool = False,
     ):
         if text_encoder is None and text_encoder_name is not None:
             tokenizer, text_encoder = named_text_encoder(text_encoder_name)
@@ -100,6 +104,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             fps=fps,
             text_encoder_name=text_encoder_name,
             anisora_presets=anisora_presets,
+            residual_to_guides=residual_to_guides,
         )
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
@@ -295,8 +300,9 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         """The transformer's prediction for `noisy` (B, T, C, h, w) under `cond`, of what the scheduler's
         `prediction_type` names (v, or the clean latent for the demo preset); sampling and training both
         call this. `motion` is the motion-embedding input (scores x MOTION_EMBED_SCALE) or None;
-        `model` is the transformer as wrapped for distributed training (default: ours)."""
-        return (model or self.transformer)(
+        `model` is the transformer as wrapped for distributed training (default: ours); with
+        `residual_to_guides`, the guides' interpolation is added to what it returns."""
+        prediction = (model or self.transformer)(
             hidden_states=cond.model_input(noisy, self.layout),
             encoder_hidden_states=prompt_embeds,
             timestep=timestep,
@@ -305,6 +311,9 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             attention_kwargs=attention_kwargs,
             return_dict=False,
         )[0]
+        if self.config.residual_to_guides:
+            prediction = prediction + cond.guide_interpolation().to(prediction).expand_as(prediction)
+        return prediction
 
     def rotary_embeddings(self, height: int, width: int, latent_frames: int, device) -> tuple | None:
         if not self.transformer.config.use_rotary_positional_embeddings:
@@ -342,6 +351,11 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             raise InputError(
                 f"model_index.json says motion_embedding={self.config.motion_embedding}"
                 f" but the transformer's ofs_embed_dim is {config.ofs_embed_dim}"
+            )
+        if self.config.residual_to_guides and self.scheduler.config.prediction_type != "sample":
+            raise InputError(
+                "model_index.json says residual_to_guides, which needs a clean-latent (prediction_type "
+                f"'sample') scheduler, but this one predicts {self.scheduler.config.prediction_type!r}"
             )
         self.layout  # noqa: B018 - raises when the channel count fits no layout
 

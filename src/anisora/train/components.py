@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from ..errors import InputError
 from ..model.info import ModelInfo
 from ..model.pipeline import AnisoraPipeline
@@ -47,6 +49,7 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
         # this stage's frame rate (weak-to-strong) and data's presets over the model's own
         presets = {**(pipe.config.anisora_presets or {}), **data_presets(config.data.source)}
         pipe.register_to_config(fps=round(config.data.fps), anisora_presets=presets)
+        _predict_residuals(pipe, init.residual_to_guides)
         return pipe
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
@@ -68,7 +71,7 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
         out_channels=latent,
         text_embed_dim=text_encoder.config.hidden_size,
     )
-    return AnisoraPipeline(
+    pipe = AnisoraPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         vae=vae,
@@ -79,6 +82,28 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
         text_encoder_name="minilm" if init.text_encoder == "minilm" else None,
         anisora_presets={**data_presets(config.data.source), "guide_fit_steps": FRESH_GUIDE_FIT_STEPS},
     )
+    _predict_residuals(pipe, init.residual_to_guides)
+    return pipe
+
+
+def _predict_residuals(pipe: AnisoraPipeline, wanted: bool) -> None:
+    """Switch `pipe` to residuals to its guides' interpolation when `wanted`, with the transformer's output
+    layer zeroed (it then predicts exactly that interpolation); refuse to switch a model back."""
+    has = bool(pipe.config.residual_to_guides)
+    if has and not wanted:
+        raise InputError(
+            "init.model predicts residuals to its guides' interpolation: set init.residual_to_guides: true"
+        )
+    if wanted and not has:
+        kind = pipe.scheduler.config.prediction_type
+        if kind != "sample":
+            raise InputError(
+                f"init.residual_to_guides needs a clean-latent (prediction_type 'sample') model, not {kind!r}"
+            )
+        with torch.no_grad():
+            pipe.transformer.proj_out.weight.zero_()
+            pipe.transformer.proj_out.bias.zero_()
+        pipe.register_to_config(residual_to_guides=True)
 
 
 def save_pipeline(pipe: AnisoraPipeline, path: str | os.PathLike[str]) -> None:

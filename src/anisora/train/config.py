@@ -33,6 +33,9 @@ class InitConfig(Config):
     """transformer input layout; "anisora" widens a V1 model to the 36-channel mask layout"""
     motion_embedding: bool = True
     """numeric motion score added to the timestep embedding"""
+    residual_to_guides: bool = False
+    """the transformer predicts the clean latent minus the guides' interpolation (clean-latent schedulers);
+    a model without it is switched, its output layer zeroed so that it starts from that interpolation"""
 
 
 class DataConfig(Config):
