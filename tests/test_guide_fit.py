@@ -45,15 +45,15 @@ def test_a_guide_at_a_later_frame_is_fitted_and_the_rest_kept(cogvideox):
     fitted = uint8_frames(make(cogvideox, guides, guide_fit_steps=10).frames[0])
     assert error(fitted[8], smooth(1)) < 0.9 * error(plain[8], smooth(1))
     np.testing.assert_array_equal(uint8_frames(make(cogvideox, guides, guide_fit_steps=0).frames[0]), plain)
-    # frame 0 is pinned, not fitted; the unguided frames change far less than the fitted one
-    assert error(fitted[0], plain[0]) <= 1.0
+    # frame 0 is fitted too (the decoder's norms reach it from later frames); the unguided frames change far
+    # less than the fitted one
+    assert error(fitted[0], smooth(0)) <= error(plain[0], smooth(0))
     assert error(fitted[1:8], plain[1:8]) < error(fitted[8], plain[8])
 
 
-def test_weak_guides_and_pinned_frames_are_not_targets():
+def test_weak_guides_are_not_targets():
     image = smooth(0)
     guides = [Guide(image, 0), Guide(image, 4, 0.5), Guide(image, 8)]
-    assert list(fit_targets(guides, 32, 48, pinned=(0,))) == [8]
     assert list(fit_targets(guides, 32, 48)) == [0, 8]
     target = fit_targets([Guide(np.full((64, 96, 3), 255, np.uint8), 8)], 32, 48)[8]
     assert target.shape == (3, 32, 48) and target.min().item() == 1.0  # fitted to the video size, in [-1, 1]

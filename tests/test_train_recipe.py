@@ -185,6 +185,21 @@ def test_residuals_to_the_guides_start_at_their_interpolation(parts, tmp_path):
         build_pipeline(load_train_config(stage(parts, tmp_path / "v", init={"residual_to_guides": True})))
 
 
+def test_a_stage_s_sampling_presets_are_saved_with_the_model(parts, tmp_path):
+    from anisora.model.info import ModelInfo
+    from anisora.train.components import build_pipeline
+
+    sampling = {"steps": 25, "guidance": 1.0}
+    fresh = build_pipeline(load_train_config(stage(parts, tmp_path / "a", sampling=sampling)))
+    fresh.save_pretrained(tmp_path / "a-model")
+    info = ModelInfo.read(tmp_path / "a-model")
+    assert (info.steps, info.guidance, info.guide_fit_steps) == (25, 1.0, 10)
+    later = stage(parts, tmp_path / "b", init={"model": str(tmp_path / "a-model")}, sampling={"steps": 30})
+    assert build_pipeline(load_train_config(later)).config.anisora_presets["steps"] == 30
+    with pytest.raises(InputError, match="guidance"):
+        load_train_config(stage(parts, tmp_path / "c", sampling={"guidance": 0.5}))
+
+
 def test_stages_must_chain(parts, tmp_path):
     first = load_train_config(stage(parts, tmp_path / "one"))
     second = load_train_config(stage(parts, tmp_path / "two", init={"model": str(tmp_path / "elsewhere")}))

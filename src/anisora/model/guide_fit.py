@@ -1,9 +1,12 @@
 """Guide fitting: after sampling, nudge the latent frames that hold full-strength guides until the decoded
 video shows each guide at its frame.
 
-Why. The causal VAE encodes pixel frame 0 alone, so a guide there is pinned exactly (`Conditioning`). Every
-other pixel frame shares its latent frame with three neighbours (frames 4j-3..4j make latent frame j), so a
-guide's one-frame latent is not that frame's latent in a clip and cannot be pinned; re-encoding the decoded
+Why. The causal VAE encodes pixel frame 0 alone, so a guide there is pinned (`Conditioning`); but
+CogVideoX's decoder normalises over all frames (group norms over time and space), so what the later frames
+hold moves the decoded frame 0 too: 0.5 dB below the guide's round trip on the demo model once it learnt to
+move things (2026-12-04). Every other pixel frame shares its latent frame with three neighbours (frames
+4j-3..4j make latent frame j), so a guide's one-frame latent is not that frame's latent in a clip and cannot
+be pinned at all; re-encoding the decoded
 clip with the guide pasted in recovers only about 1 dB of the 4-5 dB the demo model loses there, because the
 three neighbours dominate the group's latent. Fitting does what re-encoding cannot: it descends on the
 latent frame j itself, through the decoder, on
@@ -29,14 +32,12 @@ OTHERS_WEIGHT = 0.3  # how strongly the unguided frames are held to the sampled 
 LEARNING_RATE = 0.05  # Adam on unit-variance latents: 10 steps close a 4-5 dB gap on the demo model
 
 
-def fit_targets(
-    guides: Sequence[Guide], height: int, width: int, pinned: Sequence[int] = ()
-) -> dict[int, torch.Tensor]:
+def fit_targets(guides: Sequence[Guide], height: int, width: int) -> dict[int, torch.Tensor]:
     """Pixel frame -> the guide fitted to the video size as (3, H, W) in [-1, 1], for the full-strength
-    guides outside the `pinned` latent frames (those come back exactly already)."""
+    guides (frame 0's too: see the module docstring)."""
     targets = {}
     for guide in guides:
-        if guide.strength >= 1 and latent_index(guide.frame) not in pinned:
+        if guide.strength >= 1:
             image, _ = fit_image(guide.image, height, width)
             targets[guide.frame] = torch.from_numpy(np.array(image)).permute(2, 0, 1) / 127.5 - 1
     return targets

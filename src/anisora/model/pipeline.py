@@ -268,7 +268,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             frames = latents
         else:
             if guide_fit_steps:
-                targets = fit_targets(request.guides, height, width, pinned=cond.pinned_frames)
+                targets = fit_targets(request.guides, height, width)
                 decode, steps = self.decode_latents, guide_fit_steps
                 fitted = [
                     fit_guides(video, decode, targets, steps, time_dim=1, movable=cond.region)

@@ -46,8 +46,12 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
     init = config.init
     if init.model:
         pipe = load_pipeline(init.model, layout=init.layout)
-        # this stage's frame rate (weak-to-strong) and data's presets over the model's own
-        presets = {**(pipe.config.anisora_presets or {}), **data_presets(config.data.source)}
+        # this stage's frame rate (weak-to-strong), data's and the stage's sampling presets over the model's
+        presets = {
+            **(pipe.config.anisora_presets or {}),
+            **data_presets(config.data.source),
+            **config.sampling.presets(),
+        }
         pipe.register_to_config(fps=round(config.data.fps), anisora_presets=presets)
         _predict_residuals(pipe, init.residual_to_guides)
         return pipe
@@ -80,7 +84,11 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
         motion_embedding=init.motion_embedding,
         fps=round(config.data.fps),
         text_encoder_name="minilm" if init.text_encoder == "minilm" else None,
-        anisora_presets={**data_presets(config.data.source), "guide_fit_steps": FRESH_GUIDE_FIT_STEPS},
+        anisora_presets={
+            **data_presets(config.data.source),
+            "guide_fit_steps": FRESH_GUIDE_FIT_STEPS,
+            **config.sampling.presets(),
+        },
     )
     _predict_residuals(pipe, init.residual_to_guides)
     return pipe

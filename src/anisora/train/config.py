@@ -96,6 +96,16 @@ class LoraConfig(Config):
     """motion-region training: latent outside the foreground mask = the guide latent"""
 
 
+class SamplingPresets(Config):
+    steps: Annotated[int, Field(ge=1)] | None = None
+    """denoising steps `anisora generate` takes by default"""
+    guidance: Annotated[float, Field(ge=1)] | None = None
+    """classifier-free guidance scale by default (1: none, one model pass a step)"""
+
+    def presets(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
 class TrainConfig(Config):
     name: str = "run"
     out: str = "runs/run"
@@ -113,6 +123,8 @@ class TrainConfig(Config):
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2
     seed: Annotated[int, NON_NEGATIVE] = 0
     """noise, timesteps, guides and text dropout derive from (seed, step)"""
+    sampling: SamplingPresets = SamplingPresets()
+    """sampling defaults saved with the model (model_index.json's anisora_presets); unset: the model's own"""
 
 
 def load_train_config(
