@@ -120,6 +120,7 @@ def test_model_card_states_figures_targets_and_compute(runs, tmp_path):
     assert f"| {model.name} | {model.first_frame:.2f} dB | {model.between:.2f} dB |" in text
     assert f"| crossfade | {fade.first_frame:.2f} dB |" in text and "| 3.0 s |  | <= 20 s | yes |" in text
     assert "27.50 dB (one frame)" in text and "**Limits.**" in text
+    assert model.cases and f"on {model.cases} cases of the bench" in text
     figures = json.loads((out / "figures.json").read_text())
     assert figures["runs"][1]["name"] == "crossfade" and len(figures["targets"]) == len(targets)
     with pytest.raises(InputError, match="not a finished training run"):

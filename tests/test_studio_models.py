@@ -164,7 +164,7 @@ def test_the_models_endpoint_reports_each_serving_model(released, tmp_path, live
         "clip_frames": None,  # rotary positions: no length of its own, parts up to the studio's 8 s
     }
     assert (demo["width"], demo["height"], demo["size_multiple"], demo["experts"]) == (160, 96, 16, 1)
-    assert (demo["steps"], demo["guidance"], demo["shift"]) == (50, 6.0, None)
+    assert (demo["steps"], demo["guidance"], demo["shift"]) == (25, 1.0, None)  # the shipped presets
     assert demo["durations"] == {"min": 2.0, "max": 8.0, "default": 2.125}
     assert (demo["keyframes"], demo["motion_mask"]) == (True, True)
     assert demo["motion"] == {"kind": "embedding", "min": 0.0, "max": 30.0}

@@ -164,10 +164,10 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
             "",
             "## Quality on the held-out ToonWorld bench",
             "",
-            "Measured by `anisora evaluate` on the bench `anisora evaluate toonworld` writes (seed 10000, "
-            "never trained on; `make eval-demo`), next to what the model-free answers of `anisora evaluate "
-            "baseline` get on the same cases. Definitions: `anisora.evaluate.targets`; every figure: "
-            "`figures.json`.",
+            f"Measured by `anisora evaluate` on {_cases(runs[0])} of the bench `anisora evaluate toonworld` "
+            "writes (seed 10000, never trained on; `make eval-demo`: 216 cases), next to what the model-free "
+            "answers of `anisora evaluate baseline` get on the same cases. Definitions: "
+            "`anisora.evaluate.targets`; every figure: `figures.json`.",
             "",
             *figures,
             "",
@@ -177,6 +177,10 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
             "",
         ]
     )
+
+
+def _cases(run: RunFigures) -> str:
+    return "the cases" if run.cases is None else f"{run.cases} cases"
 
 
 def _shots(stage: dict) -> str:

@@ -41,6 +41,7 @@ class RunFigures:
     mask_precision: float | None
     motion_spearman: float | None
     motion_rising: float | None
+    cases: int | None = None  # how many bench cases the run answered
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike[str], name: str | None = None) -> RunFigures:
@@ -59,6 +60,7 @@ class RunFigures:
             mean("region", "motion_mask_precision"),
             control.get("spearman"),
             control.get("rising_share"),
+            summary.get("cases"),
         )
 
 
