@@ -26,8 +26,9 @@ LINES = (
     ("Aoi", 1.3, "Hello Ren, did you see the comet last night?"),  # name, voice pitch, line
     ("Ren", 0.8, "I did. It was bright, and very fast."),
 )
-# the margin the README states: each speaker's lip sync with its mouth animated, and without
-WITH_AT_LEAST, WITHOUT_AT_MOST, MARGIN = 0.8, 0.45, 0.5
+# each speaker's lip sync with its mouth animated; without, the model's own mouth motion may match the voice
+# only as well as chance does: random activity against the same voice, best over the same lags (README)
+WITH_AT_LEAST, CHANCE_PERCENTILE = 0.8, 99
 
 
 def two_character_panel(width: int = 320, height: int = 192):
@@ -91,9 +92,20 @@ def studio(tmp_path_factory) -> Iterator[SimpleNamespace]:
         sock.close()
 
 
-def measured_lip_sync(data: Path, shot: dict, names: dict[int, str]) -> dict[str, float]:
+def chance_lip_sync(envelope: np.ndarray, fps: float, draws: int = 1000) -> float:
+    """The lip sync that mouths moving at random reach against `envelope` at CHANCE_PERCENTILE: uniform
+    activity per frame, scored as a mouth is (smoothed, the best lag), with a fixed seed."""
+    from anisora.evaluate.metrics.lip_sync import lip_sync
+
+    rng = np.random.default_rng(0)
+    scores = [lip_sync(rng.random(len(envelope)), envelope, fps).correlation for _ in range(draws)]
+    return float(np.percentile(scores, CHANCE_PERCENTILE))
+
+
+def measured_lip_sync(data: Path, shot: dict, names: dict[int, str]) -> dict[str, tuple[float, float]]:
     """Each marked mouth's lip sync on the finished shot as a viewer gets it: the mp4's frames, the region
-    as brushed (fitted to the video as the panel is) and its character's lines in the shot's wav."""
+    as brushed (fitted to the video as the panel is) and its character's lines in the shot's wav; with the
+    chance level for that voice (chance_lip_sync)."""
     from anisora.evaluate.metrics import LipSync
     from anisora.media import frame_envelope, load_image, probe, read_frames
     from anisora.model.conditioning import fit_image
@@ -115,7 +127,8 @@ def measured_lip_sync(data: Path, shot: dict, names: dict[int, str]) -> dict[str
                 span = slice(round(start * rate), round(end * rate))
                 voice[span] = samples[span]
         envelope = frame_envelope(voice, rate, info.fps, len(frames))
-        scores[name] = LipSync().score([frames], mask=[region], envelope=[envelope], fps=info.fps)[0].value
+        score = LipSync().score([frames], mask=[region], envelope=[envelope], fps=info.fps)[0].value
+        scores[name] = score, chance_lip_sync(envelope, info.fps)
     return scores
 
 
@@ -193,12 +206,12 @@ def test_a_dialogue_shot_with_talking_mouths_is_in_sync_and_without_is_not(studi
     without = measured_lip_sync(studio.data, still, names)
     print(f"lip sync with talking mouths {with_mouths}, without {without}")
     for name in ("Aoi", "Ren"):
-        assert with_mouths[name] >= WITH_AT_LEAST, with_mouths
-        assert np.isnan(without[name]) or without[name] <= WITHOUT_AT_MOST, without
-        assert np.isnan(without[name]) or with_mouths[name] - without[name] >= MARGIN
+        (synced, chance), (unsynced, _) = with_mouths[name], without[name]
+        assert synced >= max(WITH_AT_LEAST, chance), with_mouths
+        assert np.isnan(unsynced) or unsynced <= chance, without
     recorded = {m["character"]: m["lip_sync"] for m in animated["job"]["result"]["mouths"]["sync"]}
     assert recorded.keys() == with_mouths.keys()  # the worker's own measure, on its frames before encoding
-    assert all(abs(recorded[name] - with_mouths[name]) < 0.1 for name in recorded), (recorded, with_mouths)
+    assert all(abs(recorded[n] - with_mouths[n][0]) < 0.1 for n in recorded), (recorded, with_mouths)
     assert still["job"]["result"]["mouths"]["animated"] is False
 
 
