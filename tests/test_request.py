@@ -1,6 +1,8 @@
 """One rule for a guide's place: index, negative index, "last", or a time in [0, 1] (AniSora V3)."""
 
+import json
 import re
+import shutil
 
 import pytest
 
@@ -103,3 +105,14 @@ def test_presets_are_read_and_checked(tmp_path):
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
             ModelInfo.wan(presets)
+    assert ModelInfo.read(DEMO_MODEL).interpolation == "latent"  # a model_index.json without the entry
+    copy = tmp_path / "demo"
+    shutil.copytree(DEMO_MODEL, copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    index = json.loads((copy / "model_index.json").read_text())
+    (copy / "model_index.json").write_text(json.dumps({**index, "guide_interpolation": "flow"}))
+    assert ModelInfo.read(copy).interpolation == "flow"
+    (copy / "model_index.json").write_text(json.dumps({**index, "guide_interpolation": "optical"}))
+    with pytest.raises(
+        InputError, match=r"guide_interpolation in model_index\.json must be one of latent, flow"
+    ):
+        ModelInfo.read(copy)

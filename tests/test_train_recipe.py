@@ -151,10 +151,12 @@ def test_region_lora_is_saved_on_its_own_and_loads(parts, tmp_path):
 
 def test_residuals_to_the_guides_start_at_their_interpolation(parts, tmp_path):
     """Switched on for a clean-latent model, the output layer is zeroed: the prediction is exactly the guides'
-    interpolation before training; the flag is saved, cannot be switched back, and v models refuse it."""
+    interpolation before training (latent, then flow); the flags are saved, residuals cannot be switched back,
+    and v models refuse them."""
     from diffusers import CogVideoXDDIMScheduler
 
     from anisora.model.conditioning import ConditionRequest, build_conditioning
+    from anisora.model.info import ModelInfo
     from anisora.model.pipeline import AnisoraPipeline
     from anisora.model.presets import scheduler_config
     from anisora.train.components import build_pipeline
@@ -178,6 +180,22 @@ def test_residuals_to_the_guides_start_at_their_interpolation(parts, tmp_path):
 
     final = train(load_train_config(stage(parts, tmp_path / "run", init=residual)), progress=False)
     assert load_pipeline(final).config.residual_to_guides
+    with pytest.raises(InputError, match=r"init\.guide_interpolation is for residual models"):
+        build_pipeline(load_train_config(stage(parts, tmp_path / "f", init={"guide_interpolation": "flow"})))
+
+    # switched to the keyframes' flow interpolation: zeroed again, it predicts that; it trains and is saved
+    flow = {**residual, "model": str(final), "guide_interpolation": "flow"}
+    pipe = build_pipeline(load_train_config(stage(parts, tmp_path / "flow", init=flow)))
+    assert pipe.config.guide_interpolation == "flow" and not pipe.transformer.proj_out.weight.any()
+    info = ModelInfo.of(pipe)
+    cond = build_conditioning(
+        info.condition(9, 32, 32, keys), pipe._encode_guides, latent_channels=pipe.vae.config.latent_channels
+    )
+    assert cond.interpolated is not None
+    predicted = pipe.predict(noisy, cond, text, torch.tensor([500, 500]), motion=torch.tensor([100.0, 100.0]))
+    torch.testing.assert_close(predicted, cond.guide_interpolation().expand_as(predicted))
+    flown = train(load_train_config(stage(parts, tmp_path / "flow", init=flow)), progress=False)
+    assert ModelInfo.read(flown).interpolation == "flow"
     back = {"model": str(final), "residual_to_guides": False}
     with pytest.raises(InputError, match=r"set init\.residual_to_guides: true"):
         build_pipeline(load_train_config(stage(parts, tmp_path / "back", init=back)))

@@ -34,6 +34,12 @@ elsewhere, VAE-encoded as one video; the mask channels are the per-pixel-frame m
 re-projected per latent cell as above (`reproject_pixel_mask`). A guide is the special case of a whole frame
 with mask = strength; where a guide and known pixels give the same frame, the guide wins (`condition_video`).
 
+Guides' interpolation (residual demo models). A model that predicts the clean latent's difference from its
+guides' interpolation (`AnisoraPipeline` `residual_to_guides`) reads one of two: "latent", the guide latents
+interpolated linearly over latent frames (a latent cross-fade); or "flow", the guide images interpolated along
+their optical flow in pixels (`anisora.model.interpolation`), each frame scaled by the guides' strengths
+interpolated the same way, and VAE-encoded as one video (`Conditioning.interpolated`).
+
 Scores. The official models read motion and aesthetic scores from the prompt suffix
 (`anisora.prompts.training_prompt`); models trained with a numeric motion embedding also get `motion_score`.
 """
@@ -59,6 +65,8 @@ FRAME_STEP = 2 * TEMPORAL  # video lengths are 8k+1: see check_frame_count
 DEFAULT_AESTHETIC = 5.5  # the official models' aesthetic score, for the suffix when only motion is given
 Layout = Literal["anisora", "v1"]
 LAYOUTS: tuple[Layout, ...] = ("anisora", "v1")
+Interpolation = Literal["latent", "flow"]
+INTERPOLATIONS: tuple[Interpolation, ...] = ("latent", "flow")
 
 
 def latent_index(frame: int) -> int:
@@ -129,6 +137,7 @@ class ConditionRequest:
     prompt_suffix: str = ""  # the model's text after every prompt (AniSora V3: " There is no text ...")
     spatial: int = SPATIAL  # the model's VAE: pixels per latent cell along each side
     patch: int = PATCH  # the model's transformer: latent cells per token along each side
+    interpolation: Interpolation = "latent"  # how a residual model's guides are interpolated (docstring)
 
 
 @dataclass
@@ -143,6 +152,7 @@ class Conditioning:
     region_latent: torch.Tensor | None = None  # (1, 1, C, h, w): the first guide's latent (region control)
     notes: list[str] = field(default_factory=list)  # what was adjusted (cropping), for the user
     pinned_frames: tuple[int, ...] = ()  # latent frames sampling pins to their guide's latent
+    interpolated: torch.Tensor | None = None  # (1, T, C, h, w): the guides' "flow" interpolation, encoded
 
     def pinned_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(keep, reference) for sampling, or None when nothing is pinned: after each step the latent is
@@ -161,10 +171,13 @@ class Conditioning:
         return keep, reference
 
     def guide_interpolation(self) -> torch.Tensor:
-        """(B, T, C, h, w): at each latent frame, the guide latents interpolated linearly over latent frames
-        between the nearest guided frames on either side (the nearest one's latent beyond the first or the
-        last; zero without guides). A guide counts at the strength it was given (its latent is scaled by it).
-        Between two keyframes this is a cross-fade in latent space; after a single first frame, a still."""
+        """(B, T, C, h, w): the guides' "flow" interpolation when the request asked for it (`interpolated`);
+        else, at each latent frame, the guide latents interpolated linearly over latent frames between the
+        nearest guided frames on either side (the nearest one's latent beyond the first or the last; zero
+        without guides). A guide counts at the strength it was given (its latent is scaled by it). Between
+        two keyframes this is a cross-fade in latent space; after a single first frame, a still."""
+        if self.interpolated is not None:
+            return self.interpolated
         guided = self.mask.amax(dim=(2, 3, 4)) > 0  # (B, T)
         base = torch.zeros_like(self.guide_latents)
         frames = torch.arange(guided.shape[1], dtype=torch.float32)
@@ -212,6 +225,7 @@ def stack_conditionings(conds: Sequence[Conditioning]) -> Conditioning:
         region=cat("region"),
         region_latent=cat("region_latent"),
         notes=[n for c in conds for n in c.notes],
+        interpolated=cat("interpolated"),
     )
 
 
@@ -280,12 +294,13 @@ def build_conditioning(
     latent_channels: int,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
+    encode_video: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Conditioning:
     """Validate `request` and build its conditioning.
 
     `encode` maps guide images (N, 3, 1, H, W) in [-1, 1] to scaled latents (N, C, 1, H/s, W/s), s being
     `request.spatial`: the pipeline passes its VAE, training may pass cached latents. All guides are encoded
-    in one call.
+    in one call. `encode_video` (default: `encode`) encodes the "flow" interpolation, (1, 3, F, H, W).
     """
     dtype = dtype or torch.float32
     check_request(request)
@@ -294,11 +309,12 @@ def build_conditioning(
     t_lat, h_lat, w_lat = latent_frame_count(num_frames), height // spatial, width // spatial
 
     notes: list[str] = []
-    pixels = []
+    pixels, images = [], []
     for guide in request.guides:
         fitted, note = fit_image(guide.image, height, width)
         if note:
             notes.append(f"guide at frame {guide.frame}: {note}")
+        images.append(fitted)
         pixels.append(torch.from_numpy(fitted.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
 
     guide_latents = torch.zeros(1, t_lat, latent_channels, h_lat, w_lat, device=device, dtype=dtype)
@@ -323,6 +339,12 @@ def build_conditioning(
     mask = torch.from_numpy(reproject_mask(frame_mask)).to(device=device, dtype=dtype)
     mask = mask[None, :, :, None, None].expand(1, t_lat, TEMPORAL, h_lat, w_lat).contiguous()
 
+    interpolated = None
+    if request.interpolation == "flow":  # zero without guides, as the latent one is
+        interpolated = torch.zeros_like(guide_latents)
+        if images:
+            video = flow_interpolation(request.guides, images, num_frames).to(device=device, dtype=dtype)
+            interpolated = (encode_video or encode)(video).permute(0, 2, 1, 3, 4).to(dtype)
     pinned = tuple(sorted({0 for g in request.guides if g.frame == 0 and g.strength >= 1}))
     return Conditioning(
         guide_latents,
@@ -333,7 +355,23 @@ def build_conditioning(
         region_latent,
         notes,
         pinned,
+        interpolated,
     )
+
+
+def flow_interpolation(
+    guides: Sequence[Guide], images: Sequence[np.ndarray], num_frames: int
+) -> torch.Tensor:
+    """(1, 3, F, H, W) in [-1, 1]: the fitted guide `images` interpolated along their optical flow, each frame
+    scaled by the guides' strengths interpolated linearly over frames (held beyond the first and last)."""
+    from .interpolation import keyframe_video
+
+    order = sorted(range(len(guides)), key=lambda i: guides[i].frame)
+    frames = [int(guides[i].frame) for i in order]
+    video = keyframe_video([images[i] for i in order], frames, num_frames) / 127.5 - 1.0
+    strengths = np.interp(np.arange(num_frames), frames, [float(guides[i].strength) for i in order])
+    video = video * strengths.astype(np.float32)[:, None, None, None]
+    return torch.from_numpy(video).permute(3, 0, 1, 2)[None]
 
 
 def conditioned_prompt(request: ConditionRequest) -> str:
@@ -378,6 +416,11 @@ def check_request(request: ConditionRequest, frame_step: int = FRAME_STEP) -> No
                 f"{first[0]}-{first[1]}); the VAE holds one guide per latent frame, so move one of them"
             )
         used[index] = guide.frame
+    if request.interpolation not in INTERPOLATIONS:
+        raise InputError(
+            f"unknown guide interpolation {request.interpolation!r}; "
+            f"choose one of {', '.join(INTERPOLATIONS)}"
+        )
     if request.motion_mask is not None and not request.guides:
         raise InputError(
             "a motion mask needs a guide image: it marks which parts of the first guide may move"

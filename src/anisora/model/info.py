@@ -15,11 +15,13 @@ from ..errors import InputError
 from .conditioning import (
     DEFAULT_AESTHETIC,
     FRAME_STEP,
+    INTERPOLATIONS,
     PATCH,
     SPATIAL,
     TEMPORAL,
     ConditionRequest,
     Guide,
+    Interpolation,
     Layout,
     layout_for,
 )
@@ -87,6 +89,7 @@ class ModelInfo:
     patch: int = PATCH  # the transformer's latent cells per token
     motion_embedding: bool = False  # a numeric motion score beside the prompt suffix (models trained here)
     motion_mask: bool = True  # a motion region can be held still (Wan: only on flow-matching sigmas)
+    interpolation: Interpolation = "latent"  # a residual demo model's guides' interpolation (conditioning)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
@@ -111,6 +114,7 @@ class ModelInfo:
                 layout=layout_for(int(transformer["in_channels"]), int(vae["latent_channels"])),
                 learned_positions=bool(transformer.get("use_learned_positional_embeddings", False)),
                 motion_embedding=bool(index.get("motion_embedding", False)),
+                interpolation=guide_interpolation(index.get("guide_interpolation"), path),
                 **read_presets(presets, COGVIDEOX_DEFAULTS, path),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -152,6 +156,7 @@ class ModelInfo:
             spatial=scale,
             patch=config.patch_size,
             motion_embedding=bool(pipe.config.motion_embedding),
+            interpolation=guide_interpolation(getattr(pipe.config, "guide_interpolation", None)),
             **read_presets(presets, COGVIDEOX_DEFAULTS),
         )
 
@@ -180,6 +185,7 @@ class ModelInfo:
             self.prompt_suffix,
             self.spatial,
             self.patch,
+            self.interpolation,
         )
 
     @property
@@ -239,6 +245,18 @@ def read_presets(presets: dict | None, defaults: dict, where: str | os.PathLike[
             raise InputError(f"{where}: anisora_presets {key} must be a {kind.__name__}, got {value!r}")
         values[key] = kind(value)
     return values
+
+
+def guide_interpolation(value, where: str | os.PathLike[str] = "model") -> Interpolation:
+    """model_index.json's `guide_interpolation` (absent: "latent"), checked."""
+    if value is None:
+        return "latent"
+    if value not in INTERPOLATIONS:
+        raise InputError(
+            f"{where}: guide_interpolation in model_index.json must be one of {', '.join(INTERPOLATIONS)}, "
+            f"got {value!r}"
+        )
+    return value
 
 
 def model_directory(model: str | os.PathLike[str]) -> Path:

@@ -41,6 +41,7 @@ from ..errors import InputError
 from .conditioning import (
     Conditioning,
     Guide,
+    Interpolation,
     build_conditioning,
     conditioned_prompt,
     latent_frame_count,
@@ -57,7 +58,7 @@ from .diffusers_call import (
 )
 from .guide_fit import fit_guides, fit_targets
 from .hub import FolderPipeline
-from .info import DEFAULT_FPS, ModelInfo
+from .info import DEFAULT_FPS, ModelInfo, guide_interpolation
 from .text_encoder import named_text_encoder
 from .vae import cpu_autocast
 
@@ -75,9 +76,11 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
     the model without it; `anisora_presets` the release's sampling settings (see
     `anisora.model.info.PRESET_TYPES`); `residual_to_guides=True` marks a clean-latent transformer that
     predicts the clean latent's difference from the guides' interpolation (`Conditioning.
-    guide_interpolation`), so that an untrained output gives the still frame or the latent cross-fade and
-    training learns only the motion. All are saved in model_index.json; a CogVideoX directory has none of
-    them and gets False, 8 (CogVideoX-5B-I2V's rate), None, the defaults and False.
+    guide_interpolation`), so that an untrained output gives the still frame or the guides' interpolation
+    and training learns only the motion; `guide_interpolation` names that interpolation, "latent" (a latent
+    cross-fade) or "flow" (along the keyframes' optical flow; `anisora.model.conditioning`). All are saved in
+    model_index.json; a CogVideoX directory has none of them and gets False, 8 (CogVideoX-5B-I2V's rate),
+    None, the defaults, False and "latent".
     """
 
     _optional_components: ClassVar[list[str]] = ["tokenizer", "text_encoder"]  # named ones are not saved
@@ -95,6 +98,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         text_encoder_name: str | None = None,
         anisora_presets: dict | None = None,
         residual_to_guides: bool = False,
+        guide_interpolation: Interpolation = "latent",
     ):
         if text_encoder is None and text_encoder_name is not None:
             tokenizer, text_encoder = named_text_encoder(text_encoder_name)
@@ -105,6 +109,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             text_encoder_name=text_encoder_name,
             anisora_presets=anisora_presets,
             residual_to_guides=residual_to_guides,
+            guide_interpolation=guide_interpolation,
         )
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
@@ -357,6 +362,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
                 "model_index.json says residual_to_guides, which needs a clean-latent (prediction_type "
                 f"'sample') scheduler, but this one predicts {self.scheduler.config.prediction_type!r}"
             )
+        guide_interpolation(self.config.guide_interpolation)
         self.layout  # noqa: B018 - raises when the channel count fits no layout
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
             **config.sampling.presets(),
         }
         pipe.register_to_config(fps=round(config.data.fps), anisora_presets=presets)
-        _predict_residuals(pipe, init.residual_to_guides)
+        _predict_residuals(pipe, init.residual_to_guides, init.guide_interpolation)
         return pipe
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
@@ -90,19 +90,21 @@ def build_pipeline(config: TrainConfig) -> AnisoraPipeline:
             **config.sampling.presets(),
         },
     )
-    _predict_residuals(pipe, init.residual_to_guides)
+    _predict_residuals(pipe, init.residual_to_guides, init.guide_interpolation)
     return pipe
 
 
-def _predict_residuals(pipe: AnisoraPipeline, wanted: bool) -> None:
-    """Switch `pipe` to residuals to its guides' interpolation when `wanted`, with the transformer's output
+def _predict_residuals(pipe: AnisoraPipeline, wanted: bool, interpolation: str) -> None:
+    """Switch `pipe` to residuals to its guides' `interpolation` when `wanted`, with the transformer's output
     layer zeroed (it then predicts exactly that interpolation); refuse to switch a model back."""
     has = bool(pipe.config.residual_to_guides)
     if has and not wanted:
         raise InputError(
             "init.model predicts residuals to its guides' interpolation: set init.residual_to_guides: true"
         )
-    if wanted and not has:
+    if not wanted and interpolation != "latent":
+        raise InputError("init.guide_interpolation is for residual models: set init.residual_to_guides: true")
+    if wanted and not (has and pipe.config.guide_interpolation == interpolation):
         kind = pipe.scheduler.config.prediction_type
         if kind != "sample":
             raise InputError(
@@ -111,7 +113,7 @@ def _predict_residuals(pipe: AnisoraPipeline, wanted: bool) -> None:
         with torch.no_grad():
             pipe.transformer.proj_out.weight.zero_()
             pipe.transformer.proj_out.bias.zero_()
-        pipe.register_to_config(residual_to_guides=True)
+        pipe.register_to_config(residual_to_guides=True, guide_interpolation=interpolation)
 
 
 def save_pipeline(pipe: AnisoraPipeline, path: str | os.PathLike[str]) -> None:

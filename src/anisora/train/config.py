@@ -36,6 +36,9 @@ class InitConfig(Config):
     residual_to_guides: bool = False
     """the transformer predicts the clean latent minus the guides' interpolation (clean-latent schedulers);
     a model without it is switched, its output layer zeroed so that it starts from that interpolation"""
+    guide_interpolation: Literal["latent", "flow"] = "latent"
+    """with residual_to_guides: "latent" (a latent cross-fade) or "flow" (the keyframes interpolated along
+    their optical flow, VAE-encoded); a model switched to another one has its output layer zeroed again"""
 
 
 class DataConfig(Config):

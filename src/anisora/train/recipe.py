@@ -252,6 +252,7 @@ def training_loss(pipe, transformer, data: TrainingData, config: TrainConfig, st
                 encode,
                 latent_channels=latents.shape[2],
                 device=device,
+                encode_video=pipe._encode_guides,  # a clip's own guide choice: no use caching it
             )
             for sample in samples
         ]
