@@ -41,7 +41,8 @@ demo: install
 # trained and every stage continues from its newest checkpoint. The new model is measured on the held-out
 # bench (eval-demo) and its card written from those runs before it replaces the old. COMPUTE: what it ran on,
 # for the card.
-STAGES := stage1_80x48_4fps stage2_80x48_8fps stage3_160x96_8fps stage4_160x96_8fps stage5_160x96_8fps
+STAGES := stage1_80x48_4fps stage2_80x48_8fps stage3_160x96_8fps stage4_160x96_8fps stage5_160x96_8fps \
+	stage6_160x96_8fps
 RUNS := runs/toonworld
 DEMO_MODEL := src/anisora/model/assets/demo-model
 COMPUTE ?=
@@ -49,12 +50,15 @@ demo-model: install $(RUNS)/demo-vae/training.json
 	$(BIN)/anisora train run $(foreach s,$(STAGES),--config configs/train/toonworld/$(s).yaml)
 	$(BIN)/anisora train run --config configs/train/toonworld/region_lora.yaml
 	rm -rf $(DEMO_MODEL).new && mkdir -p $(dir $(DEMO_MODEL))
-	cp -r $(RUNS)/stage5/final $(DEMO_MODEL).new
+	cp -r $(RUNS)/stage6/final $(DEMO_MODEL).new
 	cp -r $(RUNS)/region-lora/final $(DEMO_MODEL).new/region-lora
 	$(MAKE) eval-demo MODEL=$(DEMO_MODEL).new
+	$(BIN)/python -c "import sys, diffusers as d; [getattr(d, c).from_pretrained(f).half().save_pretrained(f) \
+		for c, f in zip(sys.argv[1::2], sys.argv[2::2])]" CogVideoXTransformer3DModel $(DEMO_MODEL).new/transformer \
+		AutoencoderKLCogVideoX $(DEMO_MODEL).new/vae
 	$(BIN)/anisora evaluate model-card --model $(DEMO_MODEL).new --vae-run $(RUNS)/demo-vae \
 		$(if $(COMPUTE),--compute "$(COMPUTE)") \
-		$(foreach s,stage1 stage2 stage3 stage4 stage5,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora \
+		$(foreach s,stage1 stage2 stage3 stage4 stage5 stage6,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora \
 		--eval-run $(EVAL)/demo-model --round-trip $(EVAL)/baseline-round-trip \
 		--crossfade $(EVAL)/baseline-crossfade --ablation "with the region LoRA=$(EVAL)/demo-model-region-lora" \
 		--ablation "still first frame=$(EVAL)/baseline-still"
