@@ -105,12 +105,13 @@ def test_presets_are_read_and_checked(tmp_path):
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
             ModelInfo.wan(presets)
-    assert ModelInfo.read(DEMO_MODEL).interpolation == "latent"  # a model_index.json without the entry
+    assert ModelInfo.read(DEMO_MODEL).interpolation == "flow"
     copy = tmp_path / "demo"
     shutil.copytree(DEMO_MODEL, copy, ignore=shutil.ignore_patterns("*.safetensors"))
     index = json.loads((copy / "model_index.json").read_text())
-    (copy / "model_index.json").write_text(json.dumps({**index, "guide_interpolation": "flow"}))
-    assert ModelInfo.read(copy).interpolation == "flow"
+    index.pop("guide_interpolation")
+    (copy / "model_index.json").write_text(json.dumps(index))
+    assert ModelInfo.read(copy).interpolation == "latent"  # a model_index.json without the entry
     (copy / "model_index.json").write_text(json.dumps({**index, "guide_interpolation": "optical"}))
     with pytest.raises(
         InputError, match=r"guide_interpolation in model_index\.json must be one of latent, flow"
