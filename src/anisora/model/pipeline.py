@@ -41,7 +41,6 @@ from ..errors import InputError
 from .conditioning import (
     Conditioning,
     Guide,
-    Interpolation,
     build_conditioning,
     conditioned_prompt,
     latent_frame_count,
@@ -98,7 +97,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         text_encoder_name: str | None = None,
         anisora_presets: dict | None = None,
         residual_to_guides: bool = False,
-        guide_interpolation: Interpolation = "latent",
+        guide_interpolation: str = "latent",  # a plain type: diffusers reads these annotations
     ):
         if text_encoder is None and text_encoder_name is not None:
             tokenizer, text_encoder = named_text_encoder(text_encoder_name)
