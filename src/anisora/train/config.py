@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..model.conditioning import Interpolation
 from ..typed_config import NON_NEGATIVE, POSITIVE, SHARE, Config, Setting, json_schema, load_config_file
 from .masking import MaskingConfig
 
@@ -36,7 +37,7 @@ class InitConfig(Config):
     residual_to_guides: bool = False
     """the transformer predicts the clean latent minus the guides' interpolation (clean-latent schedulers);
     a model without it is switched, its output layer zeroed so that it starts from that interpolation"""
-    guide_interpolation: Literal["latent", "flow"] = "latent"
+    guide_interpolation: Interpolation = "latent"
     """with residual_to_guides: "latent" (a latent cross-fade) or "flow" (the keyframes interpolated along
     their optical flow, VAE-encoded); a model switched to another one has its output layer zeroed again"""
 
