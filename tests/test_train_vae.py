@@ -111,3 +111,26 @@ def test_a_finished_run_trains_further_and_a_changed_one_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"other settings \(lr\)"):
         small_run(tmp_path / "vae", steps=6, lr=1e-3)
     assert len(small_run(tmp_path / "vae", steps=6)["loss"]) == 6
+
+
+def test_a_decoder_fine_tune_keeps_the_encoder_and_its_latent_scale(trained, tmp_path):
+    source = AutoencoderKLCogVideoX.from_pretrained(trained[0], torch_dtype=torch.float32)
+    history = small_run(tmp_path / "tuned", steps=4, config=None, decoder_of=trained[0])
+    tuned = AutoencoderKLCogVideoX.from_pretrained(tmp_path / "tuned", torch_dtype=torch.float32)
+    assert history["settings"]["decoder_of"] == str(trained[0])
+    assert tuned.config.scaling_factor == source.config.scaling_factor
+    for name, weight in source.encoder.state_dict().items():
+        assert torch.equal(tuned.encoder.state_dict()[name], weight), name
+    changed = [
+        n for n, w in source.decoder.state_dict().items() if not torch.equal(tuned.decoder.state_dict()[n], w)
+    ]
+    assert changed  # the decoder trained
+    with pytest.raises(InputError, match=r"other settings \(.*decoder_of\)"):
+        small_run(tmp_path / "tuned", steps=6, config=None)
+
+
+def test_a_decoder_fine_tune_needs_a_vae_directory(tmp_path):
+    with pytest.raises(InputError, match="not a VAE directory"):
+        small_run(tmp_path / "tuned", config=None, decoder_of=tmp_path)
+    with pytest.raises(InputError, match="keeps its VAE's config"):
+        small_run(tmp_path / "tuned", decoder_of=tmp_path)

@@ -52,7 +52,7 @@ class AnisoraLoadModel:
             },
             "optional": {
                 "device": _text("cpu, cuda or cuda:N; empty: cuda when present"),
-                "lora": _text("LoRA folder, e.g. the demo model's region-lora; empty: none"),
+                "lora": _text("LoRA folder; empty: none (masked requests get the model's own mask LoRA)"),
                 "lora_scale": _float(1.0, -10.0, 10.0, 0.05),
             },
         }

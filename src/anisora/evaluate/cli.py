@@ -55,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         lora=str(args.lora) if args.lora else None,
         lora_scale=args.lora_scale,
+        mask_lora=args.mask_lora,
         dtype=args.dtype,
         device=args.device,
     )
@@ -184,6 +185,12 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ru.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="default dpm (DPM++2M)")
     ru.add_argument("--lora", type=Path, help="LoRA folder applied to every case (e.g. the region LoRA)")
     ru.add_argument("--lora-scale", type=float, default=1.0)
+    ru.add_argument(
+        "--no-mask-lora",
+        dest="mask_lora",
+        action="store_false",
+        help="leave the model's own mask LoRA off in masked cases (an ablation)",
+    )
     ru.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     ru.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     _metric_flags(ru)

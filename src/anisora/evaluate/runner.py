@@ -42,6 +42,7 @@ class GenerationSettings:
     scheduler: str = "dpm"
     lora: str | None = None
     lora_scale: float = 1.0
+    mask_lora: bool = True
     dtype: str = "float32"
     device: str | None = None
 

@@ -179,6 +179,13 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--lora", type=Path, help="LoRA weights (e.g. motion-region) to load")
     ge.add_argument("--lora-scale", type=float, default=1.0)
+    ge.add_argument(
+        "--no-mask-lora",
+        dest="mask_lora",
+        action="store_false",
+        help="without --lora, a model's own mask LoRA (the demo model's region LoRA) serves requests with "
+        "--mask; this leaves it off",
+    )
     ge.add_argument("--layout", choices=("anisora", "v1"), help="convert a V1 model to the mask layout")
     ge.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     ge.add_argument("--device", help="torch device (default: cuda when present, else cpu)")

@@ -90,6 +90,7 @@ class ModelInfo:
     motion_embedding: bool = False  # a numeric motion score beside the prompt suffix (models trained here)
     motion_mask: bool = True  # a motion region can be held still (Wan: only on flow-matching sigmas)
     interpolation: Interpolation = "latent"  # a residual demo model's guides' interpolation (conditioning)
+    mask_lora: str | None = None  # the model's folder with the LoRA that requests with a motion mask get
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
@@ -115,6 +116,7 @@ class ModelInfo:
                 learned_positions=bool(transformer.get("use_learned_positional_embeddings", False)),
                 motion_embedding=bool(index.get("motion_embedding", False)),
                 interpolation=guide_interpolation(index.get("guide_interpolation"), path),
+                mask_lora=mask_lora_folder(index.get("mask_lora"), path),
                 **read_presets(presets, COGVIDEOX_DEFAULTS, path),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -157,6 +159,7 @@ class ModelInfo:
             patch=config.patch_size,
             motion_embedding=bool(pipe.config.motion_embedding),
             interpolation=guide_interpolation(getattr(pipe.config, "guide_interpolation", None)),
+            mask_lora=getattr(pipe.config, "mask_lora", None),
             **read_presets(presets, COGVIDEOX_DEFAULTS),
         )
 
@@ -256,6 +259,17 @@ def guide_interpolation(value, where: str | os.PathLike[str] = "model") -> Inter
             f"{where}: guide_interpolation in model_index.json must be one of {', '.join(INTERPOLATIONS)}, "
             f"got {value!r}"
         )
+    return value
+
+
+def mask_lora_folder(value, path: Path) -> str | None:
+    """model_index.json's `mask_lora`: the name of a folder inside the model `path`, checked to be one."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or Path(value).name != value or value in ("", ".", ".."):
+        raise InputError(f"{path}: mask_lora in model_index.json must be a folder name, got {value!r}")
+    if not (path / value).is_dir():
+        raise InputError(f"{path}: model_index.json names the mask LoRA {value!r}, which is not in the model")
     return value
 
 

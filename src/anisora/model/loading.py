@@ -1,4 +1,5 @@
-"""A model loaded for generation as `LoadOptions` ask: dtype, device, memory modes, scheduler, LoRA.
+"""A model loaded for generation as `LoadOptions` ask: dtype, device, memory modes, scheduler, LoRA (the
+one asked for, else the model's own mask LoRA).
 
 `check_load` reads only config files, so every mistake in the options is one line before weights load.
 Memory modes are diffusers': model CPU offload (one component on the GPU at a time), sequential CPU offload
@@ -16,10 +17,10 @@ import torch
 
 from ..errors import InputError
 from .conditioning import LAYOUTS
-from .info import ModelInfo
+from .info import ModelInfo, model_directory
 from .pipeline import AnisoraPipeline
 from .request import LoadOptions
-from .weights import DTYPES, load_lora, load_pipeline
+from .weights import DTYPES, load_lora, load_mask_lora, load_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def device_of(load: LoadOptions) -> torch.device:
 
 def open_pipeline(load: LoadOptions):
     """The pipeline (`AnisoraPipeline` or `AnisoraWanPipeline`) loaded and placed as `load` asks."""
-    check_load(load)
+    info = check_load(load)
     device = device_of(load)
     log.debug("loading %s (%s) for %s", load.model, load.dtype, device)
     started = time.perf_counter()
@@ -67,6 +68,8 @@ def open_pipeline(load: LoadOptions):
         pipe.scheduler = kind.from_config(pipe.scheduler.config)
     if load.lora:
         load_lora(pipe, load.lora, load.lora_scale)
+    elif load.mask_lora and info.mask_lora:
+        load_mask_lora(pipe, model_directory(load.model) / info.mask_lora)
     if load.fp8:
         for transformer in (pipe.transformer, getattr(pipe, "transformer_2", None)):
             if transformer is not None:

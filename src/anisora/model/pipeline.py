@@ -77,9 +77,10 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
     predicts the clean latent's difference from the guides' interpolation (`Conditioning.
     guide_interpolation`), so that an untrained output gives the still frame or the guides' interpolation
     and training learns only the motion; `guide_interpolation` names that interpolation, "latent" (a latent
-    cross-fade) or "flow" (along the keyframes' optical flow; `anisora.model.conditioning`). All are saved in
-    model_index.json; a CogVideoX directory has none of them and gets False, 8 (CogVideoX-5B-I2V's rate),
-    None, the defaults, False and "latent".
+    cross-fade) or "flow" (along the keyframes' optical flow; `anisora.model.conditioning`); `mask_lora` a
+    folder of the model holding a LoRA that requests with a motion mask get (`anisora.model.weights.
+    load_mask_lora`). All are saved in model_index.json; a CogVideoX directory has none of them and gets
+    False, 8 (CogVideoX-5B-I2V's rate), None, the defaults, False, "latent" and None.
     """
 
     _optional_components: ClassVar[list[str]] = ["tokenizer", "text_encoder"]  # named ones are not saved
@@ -98,6 +99,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         anisora_presets: dict | None = None,
         residual_to_guides: bool = False,
         guide_interpolation: str = "latent",  # a plain type: diffusers reads these annotations
+        mask_lora: str | None = None,
     ):
         if text_encoder is None and text_encoder_name is not None:
             tokenizer, text_encoder = named_text_encoder(text_encoder_name)
@@ -109,6 +111,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             anisora_presets=anisora_presets,
             residual_to_guides=residual_to_guides,
             guide_interpolation=guide_interpolation,
+            mask_lora=mask_lora,
         )
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:

@@ -147,6 +147,8 @@ class LoadOptions:
     scheduler: str = "dpm"  # one of SCHEDULERS (CogVideoX)
     lora: str | None = None
     lora_scale: float = 1.0
+    # the model's own LoRA for requests with a motion mask (model_index.json `mask_lora`), when `lora` is None
+    mask_lora: bool = True
 
     def check(self) -> None:
         """Raise InputError for a value no model accepts (the device and layout are checked at load)."""

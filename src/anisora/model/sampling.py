@@ -30,6 +30,7 @@ from .conditioning import (
 from .info import ModelInfo
 from .request import MIN_WINDOW_S, Image, KnownSpec, Request, Video, resolve_frame
 from .vae import uint8_frames
+from .weights import use_mask_lora
 
 # A mask video's red channel from here up marks a given pixel: the official "> 0" after scaling to [-1, 1].
 KNOWN_THRESHOLD = 128
@@ -125,6 +126,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
     }
     if request.dynamic_cfg:
         optional["use_dynamic_cfg"] = True
+    mask_lora = use_mask_lora(pipe, c.motion_mask is not None)
     result = pipe(
         c.guides,
         output_type="np",
@@ -154,6 +156,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         "backbone": info.backbone,
         "layout": info.layout,
         "motion_embedding": bool(getattr(pipe.config, "motion_embedding", False)),
+        "mask_lora": mask_lora,
     }
     return Sample(uint8_frames(result.frames[0]), prepared.fps, result.prompt, result.notes, resolved)
 

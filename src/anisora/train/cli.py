@@ -39,6 +39,7 @@ def _vae(args: argparse.Namespace) -> int:
         device=args.device,
         bf16=args.bf16,
         progress=not args.quiet,
+        decoder_of=args.decoder_of,
     )
     final = history["evals"][-1]
     print(
@@ -89,8 +90,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     vae = commands.add_parser(
         "vae",
         help="train the demo model's small 3D causal VAE on ToonWorld",
-        description="Train an AutoencoderKLCogVideoX (the 'demo' preset) from scratch on clean ToonWorld "
-        "clips; writes a diffusers VAE directory with training.json (losses, held-out PSNRs).",
+        description="Train an AutoencoderKLCogVideoX (the 'demo' preset) from scratch (or only the decoder "
+        "of one, --decoder-of) on clean ToonWorld clips; writes a "
+        "diffusers VAE directory with training.json (losses, held-out PSNRs).",
     )
     vae.add_argument("--out", type=Path, required=True, help="VAE directory to write")
     vae.add_argument("--minutes", type=float, help="stop after this much training time")
@@ -105,6 +107,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     vae.add_argument("--seed", type=int, default=0)
     vae.add_argument("--device", default="cpu")
     vae.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on recent CPUs and GPUs)")
+    vae.add_argument(
+        "--decoder-of",
+        type=Path,
+        metavar="VAE_DIR",
+        help="fine-tune only this VAE's decoder: its latents and scaling factor stay, so models trained on "
+        "it decode better without retraining",
+    )
     vae.set_defaults(func=_vae)
 
     de = commands.add_parser("defaults", help="print the default training stage config")

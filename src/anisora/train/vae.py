@@ -60,8 +60,13 @@ def train_vae(
     bf16: bool = False,
     progress: bool = True,
     checkpoint_every: int = 200,
+    decoder_of: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train, set `scaling_factor` from the data and save to `out_dir` (safetensors).
+
+    `decoder_of` (a VAE directory) fine-tunes only that VAE's decoder: the encoder, its latents and its
+    `scaling_factor` stay exactly as they were, so every diffusion model trained on that VAE reads the result
+    unchanged and only decodes better (`config` is then that VAE's).
 
     Every `checkpoint_every` steps the weights, optimizer, random states, data position, history and
     training time are saved beside `out_dir` (`<out_dir>.resume.pt`, atomically); the same call continues
@@ -82,14 +87,15 @@ def train_vae(
         raise InputError(f"checkpoint interval must be at least 1 step, got {checkpoint_every}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    config = config or demo_vae_config()
-    vae = AutoencoderKLCogVideoX(**config).to(device)
+    vae = _starting_vae(config, decoder_of).to(device)
+    config = config or {k: v for k, v in vae.config.items() if not k.startswith("_")}
     vae.train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(_trained_part(vae, decoder_of).parameters(), lr=lr, weight_decay=0.0)
     settings = dict(steps=steps, time_limit=time_limit, batch_size=batch_size, lr=lr, seed=seed)
     settings.update(
         num_frames=num_frames, crop=crop, one_frame_share=one_frame_share, device=device, bf16=bf16
     )
+    settings.update(decoder_of=str(decoder_of) if decoder_of else None)
     history: dict[str, Any] = {"settings": settings, "loss": [], "evals": []}
     next_index, trained_seconds, first = 0, 0.0, 1
     resume = resume_path(out_dir)
@@ -146,9 +152,28 @@ def train_vae(
     history["steps_per_second"] = len(history["loss"]) / history["seconds"]
     _save_resume(resume, vae, optimizer, rng, step, next_index, history["seconds"], history, settings, fixed)
     vae.eval()
-    history["scaling_factor"] = set_scaling_factor(vae, scale_clips)
+    # a fine-tuned decoder reads the encoder's latents at the scale models were trained on
+    history["scaling_factor"] = (
+        vae.config.scaling_factor if decoder_of else set_scaling_factor(vae, scale_clips)
+    )
     save_atomically(vae, out_dir, history)
     return history
+
+
+def _starting_vae(config: dict[str, Any] | None, decoder_of: str | Path | None) -> AutoencoderKLCogVideoX:
+    if decoder_of is None:
+        return AutoencoderKLCogVideoX(**(config or demo_vae_config()))
+    if config is not None:
+        raise InputError("a decoder fine-tune keeps its VAE's config: give no other")
+    if not (Path(decoder_of) / "config.json").is_file():
+        raise InputError(f"{decoder_of} is not a VAE directory (no config.json)")
+    vae = AutoencoderKLCogVideoX.from_pretrained(decoder_of, torch_dtype=torch.float32)
+    vae.encoder.requires_grad_(False)
+    return vae
+
+
+def _trained_part(vae: AutoencoderKLCogVideoX, decoder_of: str | Path | None) -> torch.nn.Module:
+    return vae.decoder if decoder_of else vae
 
 
 def resume_path(out_dir: str | Path) -> Path:
