@@ -47,6 +47,9 @@ def _config(tmp_path: Path, text: str) -> Path:
         ("filters: {min_motoin: 2}", "filters.min_motoin: unknown key (did you mean min_motion?); known: "),
         ("filters: {min_motion: 2e-4}", "write 2.0e-4, not 2e-4"),
         ("scorers: {text: {min_side: 900}}", "scorers.text: min_side must be at most limit_side (480)"),
+        ("scorers: {text: {device: gpu}}", "scorers.text.device: expected one of 'cpu' or 'cuda', got 'gpu'"),
+        # the pinned onnxruntime is the CPU wheel
+        ("scorers: {text: {device: cuda}}", "scorers.text: device cuda needs onnxruntime's CUDA provider"),
         ("scorers: {motion: {max_pairs: many}}", "scorers.motion.max_pairs: expected an integer, got 'many'"),
         ("scorers: {motoin: {}}", "unknown scorer 'motoin'"),
         ("scorers: [motion]", "scorers: expected a mapping, got list"),

@@ -56,14 +56,14 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
 from .base import ClipSamples, Score, Scorer, ScorerConfig, spread
-from .textdet import TextDetector, model_path
+from .textdet import CUDA_PROVIDER, TextDetector, execution_providers, model_path
 
 BANDS = ("bottom", "top")
 _BUILDING = threading.Lock()
@@ -102,11 +102,22 @@ class TextConfig(ScorerConfig):
     """its outer edge stays within this x height of one place"""
     threads: Annotated[int, Field(ge=1)] = 1
     """onnxruntime intra-op threads"""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """where the detector runs: cuda needs the onnxruntime-gpu wheel installed in place of onnxruntime"""
 
     @model_validator(mode="after")
     def _min_side_fits(self) -> TextConfig:
         if self.min_side > self.limit_side:
             raise ValueError(f"min_side must be at most limit_side ({self.limit_side}), got {self.min_side}")
+        return self
+
+    @model_validator(mode="after")
+    def _provider_is_installed(self) -> TextConfig:
+        if self.device == "cuda" and CUDA_PROVIDER not in execution_providers():
+            raise ValueError(
+                "device cuda needs onnxruntime's CUDA provider: install onnxruntime-gpu in place of "
+                f"onnxruntime (this one offers {', '.join(execution_providers())})"
+            )
         return self
 
 
@@ -282,7 +293,7 @@ class TextScorer(Scorer):
         path = model_path()
         if path is not None:
             return TextDetector(
-                path, cfg.limit_side, cfg.thresh, cfg.box_thresh, cfg.unclip_ratio, cfg.threads
+                path, cfg.limit_side, cfg.thresh, cfg.box_thresh, cfg.unclip_ratio, cfg.threads, cfg.device
             )
         ocr = rapidocr_engine(cfg)  # the model is not in the package: rapidocr fetches it
         return lambda bgr: getattr(ocr(bgr), "boxes", None)

@@ -18,12 +18,20 @@ import cv2
 import numpy as np
 
 MODEL = "PP-OCRv6_det_small.onnx"  # rapidocr's default detector (Det: PP-OCRv6, small, ch)
+CUDA_PROVIDER = "CUDAExecutionProvider"
 _MAX_CANDIDATES = 1000
 _MIN_SIZE = 3
 _LINE_STEP = 10  # rapidocr's sorted_boxes: a new line from this many pixels lower
 _DILATION = np.array([[1, 1], [1, 1]])
 # rapidocr's normalisation, (pixel as float32 / 255 - mean) / std in float64, then float32, of every uint8
 _NORMALISED = ((np.arange(256).astype("float32") * (1 / 255.0) - 0.5) / 0.5).astype(np.float32)
+
+
+def execution_providers() -> list[str]:
+    """The execution providers the installed onnxruntime offers (the CPU one; CUDA's with onnxruntime-gpu)."""
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
 
 
 def model_path() -> Path | None:
@@ -40,7 +48,14 @@ class TextDetector:
     (no preprocessing, no padding); None when it finds none."""
 
     def __init__(
-        self, path: Path, limit_side: int, thresh: float, box_thresh: float, unclip: float, threads: int
+        self,
+        path: Path,
+        limit_side: int,
+        thresh: float,
+        box_thresh: float,
+        unclip: float,
+        threads: int,
+        device: str = "cpu",
     ):
         import onnxruntime as ort
 
@@ -51,8 +66,10 @@ class TextDetector:
         if 1 <= threads <= (os.cpu_count() or 1):
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        provider = ("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=[provider])
+        providers = [("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]
+        if device == "cuda":
+            providers.insert(0, CUDA_PROVIDER)  # nodes CUDA lacks fall back to the CPU
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.limit_side, self.thresh, self.box_thresh, self.unclip_ratio = (
