@@ -9,7 +9,7 @@ import yaml
 from anisora.cli import main
 from anisora.errors import InputError
 from anisora.evaluate.baselines import run_baseline
-from anisora.evaluate.model_card import stage_summary, write_model_card
+from anisora.evaluate.model_card import stage_summary, vae_summary, write_model_card
 from anisora.evaluate.runner import GenerationSettings, run_benchmark
 from anisora.evaluate.targets import RunFigures, judge
 from anisora.evaluate.toonworld_bench import build_toonworld_bench
@@ -165,3 +165,30 @@ def test_toonworld_keyframes_cli(tmp_path, capsys):
     assert 0 < (mask[..., 0] > 127).mean() < 1
     assert probe(out / "truth.mp4").frame_count == 9
     assert (out / "prompt.txt").read_text().strip() in capsys.readouterr().out
+
+
+def _vae_run(folder, steps, seconds, psnr_image, **settings):
+    folder.mkdir(parents=True)
+    history = {"settings": {"steps": steps, **settings}, "loss": [0.1] * steps, "seconds": seconds}
+    history["evals"] = [{"step": steps, "psnr_image": psnr_image, "psnr_clip": psnr_image - 2}]
+    (folder / "training.json").write_text(json.dumps(history))
+    return folder
+
+
+def test_a_decoder_fine_tune_is_stated_with_the_vae_it_tuned(runs, tmp_path):
+    whole = _vae_run(tmp_path / "vae", 1124, 132.0, 27.3)
+    tuned = _vae_run(tmp_path / "decoder", 900, 3600.0, 28.1, decoder_of=str(whole))
+    vae = vae_summary(tuned)
+    assert (vae["steps"], vae["decoder"]["steps"]) == (1124, 900)
+    model = RunFigures.read(runs / "run")
+    out = tmp_path / "model"
+    out.mkdir()
+    text = write_model_card(
+        out, [], vae, judge(model, None, None, 3.0, 4.0), [model], "cpu", "make"
+    ).read_text()
+    assert "1124 steps in 2.2 min; held-out reconstruction 27.30 dB (one frame), 25.30 dB" in text
+    assert "--decoder-of`): 900 steps in 60.0 min; held-out reconstruction 28.10 dB (one frame)" in text
+    assert "Total wall time 62 min" in text
+    (whole / "training.json").unlink()
+    with pytest.raises(InputError, match=r"training\.json"):
+        vae_summary(tuned)

@@ -47,17 +47,38 @@ def stage_summary(run: str | os.PathLike[str]) -> dict:
 
 
 def vae_summary(run: str | os.PathLike[str]) -> dict:
+    """A `train vae` run's steps, time, settings and last held-out PSNRs; a decoder fine-tune (`decoder_of`)
+    is summarised as the run it tuned with the fine-tune's own summary under "decoder"."""
     path = Path(run) / "training.json"
     try:
         history = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: {error}") from None
-    return {
+    summary = {
         "steps": len(history["loss"]),
         "wall_seconds": history["seconds"],
         "settings": history.get("settings", {}),
         "final_eval": history["evals"][-1] if history["evals"] else {},
     }
+    source = summary["settings"].get("decoder_of")
+    if source is None:
+        return summary
+    return vae_summary(source) | {"decoder": summary}
+
+
+def _psnrs(evals: dict) -> str:
+    image, clip = (evals.get(k, float("nan")) for k in ("psnr_image", "psnr_clip"))
+    return f"{image:.2f} dB (one frame), {clip:.2f} dB (17-frame clip)"
+
+
+def _decoder_line(decoder: dict | None) -> str:
+    if decoder is None:
+        return ""
+    return (
+        f" Then its decoder alone (the encoder, its latents and scaling factor kept: `anisora train vae "
+        f"--decoder-of`): {decoder['steps']} steps in {decoder['wall_seconds'] / 60:.1f} min; held-out "
+        f"reconstruction {_psnrs(decoder['final_eval'])}."
+    )
 
 
 def compute_description() -> str:
@@ -97,7 +118,8 @@ def write_model_card(
 
 
 def _card(stages, vae, targets, runs, compute, command, lora) -> str:
-    total = vae["wall_seconds"] + sum(s["wall_seconds"] for s in stages) + (lora or {}).get("wall_seconds", 0)
+    parts = [vae, vae.get("decoder") or {}, *stages, lora or {}]
+    total = sum(part.get("wall_seconds", 0) for part in parts)
     rows = [
         "| stage | steps | batch | size | fps | clip seconds | images | ToonWorld shots | lr | wall time |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -131,7 +153,6 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
         styles = ("{:.2f} dB", "{:.2f} dB", "{:.2f} dB", "{:.3f}", "{:.2f}", "{:.0%}")
         cells = ["" if v is None else style.format(v) for v, style in zip(values, styles, strict=True)]
         ablation.append(f"| {r.name} | " + " | ".join(cells) + " |")
-    vae_eval = vae["final_eval"]
     return "\n".join(
         [
             "# AniSora-open demo model (ToonWorld)",
@@ -157,8 +178,7 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
             "",
             f"VAE (`AutoencoderKLCogVideoX`, trained from scratch by `anisora train vae`): {vae['steps']} "
             f"steps in {vae['wall_seconds'] / 60:.1f} min; held-out reconstruction "
-            f"{vae_eval.get('psnr_image', float('nan')):.2f} dB (one frame), "
-            f"{vae_eval.get('psnr_clip', float('nan')):.2f} dB (17-frame clip).",
+            f"{_psnrs(vae['final_eval'])}." + _decoder_line(vae.get("decoder")),
             "",
             *rows,
             "",
