@@ -150,6 +150,8 @@ def test_model_card_cli_reads_the_runs_and_times_a_default_clip(runs, tmp_path, 
     )
     assert clip["measured"].endswith(" s") and clip["met"] is not None
     assert main([*args[:-2], "--ablation", "no-name"]) == 2
+    assert main([*args, "--notes", str(tmp_path / "missing.md")]) == 2
+    assert "--notes" in capsys.readouterr().err
 
 
 def test_toonworld_keyframes_cli(tmp_path, capsys):
@@ -183,9 +185,11 @@ def test_a_decoder_fine_tune_is_stated_with_the_vae_it_tuned(runs, tmp_path):
     model = RunFigures.read(runs / "run")
     out = tmp_path / "model"
     out.mkdir()
+    targets = judge(model, None, None, 3.0, 4.0)
     text = write_model_card(
-        out, [], vae, judge(model, None, None, 3.0, 4.0), [model], "cpu", "make"
+        out, [], vae, targets, [model], "cpu", "make", notes="Motion is *noisy*.\n"
     ).read_text()
+    assert text.endswith("## Notes\n\nMotion is *noisy*.\n")
     assert "1124 steps in 2.2 min; held-out reconstruction 27.30 dB (one frame), 25.30 dB" in text
     assert "--decoder-of`): 900 steps in 60.0 min; held-out reconstruction 28.10 dB (one frame)" in text
     assert "Total wall time 62 min" in text

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from ..commands import print_schema, size
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,13 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_notes(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"--notes {path}: {error}") from None
+
+
 def _model_card(args: argparse.Namespace) -> int:
     from ..model.weights import load_pipeline
     from ..toonworld.held_out import held_out_shots
@@ -118,6 +126,7 @@ def _model_card(args: argparse.Namespace) -> int:
 
     stages = [stage_summary(run) for run in args.stage]
     vae = vae_summary(args.vae_run)
+    notes = _read_notes(args.notes) if args.notes else ""
     lora = stage_summary(args.lora_run) if args.lora_run else None
     model = RunFigures.read(args.eval_run)
     round_trip, crossfade = (RunFigures.read(r) if r else None for r in (args.round_trip, args.crossfade))
@@ -128,9 +137,8 @@ def _model_card(args: argparse.Namespace) -> int:
     seconds = time_default_clip(pipe, shot.frames[0], shot.frames[-1], shot.caption)
     targets = judge(model, round_trip, crossfade, seconds, directory_mb(args.model))
     runs = [model, *others, *(r for r in (round_trip, crossfade) if r)]
-    card = write_model_card(
-        args.model, stages, vae, targets, runs, args.compute or compute_description(), args.command, lora
-    )
+    compute = args.compute or compute_description()
+    card = write_model_card(args.model, stages, vae, targets, runs, compute, args.command, lora, notes)
     for t in targets:
         verdict = {True: "met", False: "NOT met", None: "n/a"}[t.met]
         print(f"{verdict}: {t.figure}: {t.measured} ({t.goal})")
@@ -268,6 +276,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         help="another evaluate run on the same bench, for the card's comparison table (repeatable)",
     )
     mc.add_argument("--command", default="make demo-model", help="the training command, for the card")
+    mc.add_argument("--notes", type=Path, help="a Markdown file ending the card (why a target is not met)")
     mc.add_argument(
         "--compute",
         help="what the model was trained on, for the card (default: this machine's CPU cores, no GPU)",

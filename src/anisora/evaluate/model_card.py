@@ -105,15 +105,19 @@ def write_model_card(
     compute: str,
     command: str,
     lora: dict | None = None,
+    notes: str = "",
 ) -> Path:
     """Write the card (README.md, with the YAML front matter the Hugging Face Hub reads) and figures.json into
     `model_dir`: `runs[0]` is the model's own evaluate run, the others its ablations and the model-free
-    answers; returns the card's path."""
+    answers; `notes` (Markdown: why a target is not met, what it would take) ends it; returns the card's
+    path."""
     model_dir = Path(model_dir)
     figures = {"targets": [asdict(t) for t in targets], "runs": [asdict(r) for r in runs]}
     with atomic_output(model_dir / "figures.json") as tmp:
         tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     body = _card(stages, vae, targets, runs, compute, command, lora)
+    if notes.strip():
+        body += "\n## Notes\n\n" + notes.strip() + "\n"
     return hub_card(model_dir, body, license="apache-2.0", tags=CARD_TAGS)
 
 
