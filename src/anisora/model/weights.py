@@ -126,7 +126,7 @@ def load_mask_lora(pipe: AnisoraPipeline, path: Path) -> None:
 def use_mask_lora(pipe, masked: bool) -> bool:
     """Turn a loaded mask LoRA on for a request with a motion mask and off for one without; whether it is on.
 
-    The demo model's region LoRA keeps motion inside the mask (precision 0.98 against 0.85 on the quick
+    The demo model's region LoRA keeps motion inside the mask (precision 0.98 against 0.90 on the quick
     bench) but weakens the motion score's control, so it serves masked requests only."""
     adapters = pipe.get_list_adapters() if hasattr(pipe, "get_list_adapters") else {}
     if not any(MASK_ADAPTER in names for names in adapters.values()):

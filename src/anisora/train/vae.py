@@ -88,7 +88,9 @@ def train_vae(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vae = _starting_vae(config, decoder_of).to(device)
-    config = config or {k: v for k, v in vae.config.items() if not k.startswith("_")}
+    if decoder_of is not None:
+        config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+    config = config or demo_vae_config()
     vae.train()
     optimizer = torch.optim.AdamW(_trained_part(vae, decoder_of).parameters(), lr=lr, weight_decay=0.0)
     settings = dict(steps=steps, time_limit=time_limit, batch_size=batch_size, lr=lr, seed=seed)
