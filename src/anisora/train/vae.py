@@ -87,12 +87,15 @@ def train_vae(
         raise InputError(f"checkpoint interval must be at least 1 step, got {checkpoint_every}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    vae = _starting_vae(config, decoder_of).to(device)
-    if decoder_of is not None:
+    if decoder_of is None:
+        config = config or demo_vae_config()
+        vae = AutoencoderKLCogVideoX(**config)
+    else:
+        vae = _vae_to_tune(decoder_of, config)
         config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
-    config = config or demo_vae_config()
-    vae.train()
-    optimizer = torch.optim.AdamW(_trained_part(vae, decoder_of).parameters(), lr=lr, weight_decay=0.0)
+    vae.to(device).train()
+    trained = vae.decoder if decoder_of else vae
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=0.0)
     settings = dict(steps=steps, time_limit=time_limit, batch_size=batch_size, lr=lr, seed=seed)
     settings.update(
         num_frames=num_frames, crop=crop, one_frame_share=one_frame_share, device=device, bf16=bf16
@@ -162,9 +165,8 @@ def train_vae(
     return history
 
 
-def _starting_vae(config: dict[str, Any] | None, decoder_of: str | Path | None) -> AutoencoderKLCogVideoX:
-    if decoder_of is None:
-        return AutoencoderKLCogVideoX(**(config or demo_vae_config()))
+def _vae_to_tune(decoder_of: str | Path, config: dict[str, Any] | None) -> AutoencoderKLCogVideoX:
+    """The VAE whose decoder a fine-tune trains, its encoder frozen."""
     if config is not None:
         raise InputError("a decoder fine-tune keeps its VAE's config: give no other")
     if not (Path(decoder_of) / "config.json").is_file():
@@ -172,10 +174,6 @@ def _starting_vae(config: dict[str, Any] | None, decoder_of: str | Path | None) 
     vae = AutoencoderKLCogVideoX.from_pretrained(decoder_of, torch_dtype=torch.float32)
     vae.encoder.requires_grad_(False)
     return vae
-
-
-def _trained_part(vae: AutoencoderKLCogVideoX, decoder_of: str | Path | None) -> torch.nn.Module:
-    return vae.decoder if decoder_of else vae
 
 
 def resume_path(out_dir: str | Path) -> Path:
