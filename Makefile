@@ -39,8 +39,9 @@ demo: install
 # Train the shipped demo model from scratch on ToonWorld with the shipped run's settings (times in its
 # README.md; the stages use a GPU when one is present). Re-running resumes: the VAE is kept once
 # trained and every stage continues from its newest checkpoint. The new model is measured on the held-out
-# bench (eval-demo) and its card written from those runs before it replaces the old. COMPUTE: what it ran on,
-# for the card.
+# bench (eval-demo, in $(RUNS)/eval: runs/eval keeps the shipped model's runs, and a run folder holds one
+# model's) and its card written from those runs before it replaces the old. COMPUTE: what it ran on, for the
+# card.
 STAGES := stage1_80x48_4fps stage2_80x48_8fps stage3_160x96_8fps stage4_160x96_8fps stage5_160x96_8fps \
 	stage6_160x96_8fps
 RUNS := runs/toonworld
@@ -56,16 +57,17 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 	cp -r $(RUNS)/region-lora/final $(DEMO_MODEL).new/region-lora
 	$(BIN)/python -c "import json, sys; p = sys.argv[1]; d = json.load(open(p)) | {'mask_lora': 'region-lora'}; \
 		open(p, 'w').write(json.dumps(d, indent=2, sort_keys=True) + '\n')" $(DEMO_MODEL).new/model_index.json
-	$(MAKE) eval-demo MODEL=$(DEMO_MODEL).new
 	$(BIN)/python -c "import sys, diffusers as d; [getattr(d, c).from_pretrained(f).half().save_pretrained(f) \
 		for c, f in zip(sys.argv[1::2], sys.argv[2::2])]" CogVideoXTransformer3DModel $(DEMO_MODEL).new/transformer \
 		AutoencoderKLCogVideoX $(DEMO_MODEL).new/vae
+	$(MAKE) eval-demo MODEL=$(DEMO_MODEL).new EVAL=$(RUNS)/eval
 	$(BIN)/anisora evaluate model-card --model $(DEMO_MODEL).new --vae-run $(RUNS)/demo-vae-decoder \
 		$(if $(COMPUTE),--compute "$(COMPUTE)") \
 		$(foreach s,stage1 stage2 stage3 stage4 stage5 stage6,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora \
-		--eval-run $(EVAL)/demo-model --round-trip $(EVAL)/baseline-round-trip \
-		--crossfade $(EVAL)/baseline-crossfade --ablation "without the mask LoRA=$(EVAL)/demo-model-no-mask-lora" \
-		--ablation "still first frame=$(EVAL)/baseline-still" --notes docs/demo-model-notes.md
+		--eval-run $(RUNS)/eval/demo-model --round-trip $(RUNS)/eval/baseline-round-trip \
+		--crossfade $(RUNS)/eval/baseline-crossfade \
+		--ablation "without the mask LoRA=$(RUNS)/eval/demo-model-no-mask-lora" \
+		--ablation "still first frame=$(RUNS)/eval/baseline-still" --notes docs/demo-model-notes.md
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
 
 # A demo model (MODEL, the shipped one by default) on the ToonWorld benchmark (216 cases, 25 steps), with its

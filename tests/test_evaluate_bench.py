@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from diffusers import AutoencoderKLCogVideoX
+from safetensors.torch import load_file, save_file
 
 import anisora.model.generate as generate_module
 import anisora.model.loading as loading_module
@@ -26,6 +27,7 @@ from anisora.evaluate.runner import GenerationSettings, run_benchmark, score_vid
 from anisora.evaluate.scoring import build_metrics, case_inputs, score_file
 from anisora.evaluate.toonworld_bench import LABELS, MOTION_LEVELS, build_toonworld_bench
 from anisora.media import load_image, probe, read_frames, save_image, write_video
+from anisora.model.hub import model_fingerprint
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
 from anisora.model.vae import reconstruct
@@ -581,11 +583,28 @@ def test_another_model_or_settings_in_the_same_folder_is_refused(bench_run, benc
     bench_text = Path(bench3).read_text()
     try:  # a bench edited in place is another bench: its old videos and scores must not be reused
         Path(bench3).write_text(bench_text + "# edited\n")
-        with pytest.raises(InputError, match="bench_sha256"):
+        with pytest.raises(InputError, match="bench content"):
             run_benchmark(bench3, model, out, GenerationSettings(steps=2), progress=False)
     finally:
         Path(bench3).write_text(bench_text)
     assert (out / "run.json").read_text() == run_json
+
+
+def test_a_model_whose_files_changed_in_place_is_another_model(
+    bench_run, bench3, model, tmp_path, monkeypatch
+):
+    out = copy_run(bench_run, tmp_path)
+    run = json.loads((out / "run.json").read_text())
+    assert run["model_sha256"] == model_fingerprint(model)
+    forbid_generation(monkeypatch)
+    (out / "run.json").write_text(json.dumps({**run, "model_sha256": "0" * 64}))  # as if retrained since
+    with pytest.raises(InputError, match=r"another model \(its files changed\)"):
+        run_benchmark(bench3, model, out, GenerationSettings(steps=2), progress=False)
+    # a run written before anisora recorded the model's files resumes, and records them from then on
+    del run["model_sha256"]
+    (out / "run.json").write_text(json.dumps(run))
+    run_benchmark(bench3, model, out, GenerationSettings(steps=2), progress=False)
+    assert json.loads((out / "run.json").read_text())["model_sha256"] == model_fingerprint(model)
 
 
 def test_a_run_of_an_older_version_resumes_with_its_paths_shared(
@@ -934,3 +953,23 @@ def test_the_round_trip_baseline_is_the_truth_through_the_model_vae(bench3, mode
             InputError, match="the round-trip baseline needs --model DIR, and only it takes one"
         ):
             run_baseline(bench3, kind, tmp_path / "x", progress=False, **extra)
+
+
+def test_a_round_trip_folder_keeps_one_vae(bench3, model, tmp_path):
+    """Another VAE's round trip into a folder that holds one is refused before a video is written: its
+    videos would otherwise be kept as if that VAE had made them."""
+    other = tmp_path / "other"
+    shutil.copytree(model, other)
+    trip = tmp_path / "trip"
+    run_baseline(bench3, "round-trip", trip, progress=False, model=other)
+    videos = {p.name: p.read_bytes() for p in (trip / "videos").iterdir()}
+    assert json.loads((trip / "run.json").read_text())["model_sha256"] == model_fingerprint(other)
+    retrained = other / "vae" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(retrained)
+    save_file({k: v + 0.01 for k, v in weights.items()}, retrained)
+    (trip / "videos" / f"{RUN_CASES[0]}.mp4").unlink()  # a video to make again: none may be made
+    with pytest.raises(InputError, match=r"another model \(its files changed\)"):
+        run_baseline(bench3, "round-trip", trip, progress=False, model=other)
+    assert {p.name: p.read_bytes() for p in (trip / "videos").iterdir()} == {
+        k: v for k, v in videos.items() if k != f"{RUN_CASES[0]}.mp4"
+    }

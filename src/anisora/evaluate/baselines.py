@@ -5,7 +5,9 @@
 - `crossfade`: a linear blend from the first guide to the last one (for cases with one guide: `still`);
 - `round-trip`: the reference video encoded and decoded by a model's VAE (`--model`): what that model could
   give back at best, so its PSNRs are the ceiling every figure of the model sits under.
-Videos are written as `<out>/videos/<case>.mp4` and scored like any outside videos (`score_videos`).
+Videos are written as `<out>/videos/<case>.mp4` and scored like any outside videos (`score_videos`). A
+round trip's run records its model's files (`anisora.model.hub.model_fingerprint`): its folder keeps one VAE's
+videos, and another model's round trip there is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch
 
 from ..errors import InputError
 from ..media import load_image, probe, read_frames, write_video
+from ..model.info import ModelInfo, model_directory
 from ..model.request import resolve_frame
 from ..model.vae import reconstruct
 from .cases import Case, load_bench
-from .runner import score_videos
+from .runner import check_run, model_of, score_videos, shipped_models
 from .scoring import MetricOptions
 
 BASELINES = ("truth", "still", "crossfade", "round-trip")
@@ -44,22 +47,24 @@ def run_baseline(
     if (kind == "round-trip") != (model is not None):
         raise InputError("the round-trip baseline needs --model DIR, and only it takes one")
     bench = load_bench(bench_path)
-    vae = _model_vae(Path(model)) if model is not None else None
     out = Path(out)
+    made_by = vae = None
+    if model is not None:  # its videos stay only while the model is the same
+        model = model_directory(model)
+        made_by = model_of(model)
+        check_run(out, {"kind": "videos", **made_by}, ("model_sha256",), shipped_models())
+        vae = _model_vae(model)
     videos = []
     for case in bench.cases:
         path = out / "videos" / f"{case.id}.mp4"
         if not path.is_file():
             _write(case, kind, path, vae)
         videos.append(path)
-    return score_videos(videos, out, options, bench.path, name or kind, progress)
+    return score_videos(videos, out, options, bench.path, name or kind, progress, made_by)
 
 
 def _model_vae(model: Path):
-    """The VAE of the model `model` (a directory or a cached Hub id; CogVideoX or Wan), float32 on the CPU."""
-    from ..model.info import ModelInfo, model_directory
-
-    model = model_directory(model)
+    """The VAE of the model directory `model` (CogVideoX or Wan), float32 on the CPU."""
     if ModelInfo.read(model).backbone == "wan":
         from diffusers import AutoencoderKLWan as kind
     else:

@@ -4,8 +4,9 @@ Resumable at the case: a video counts as made once its JSON sidecar exists (it i
 score once scores/<case>.json exists with the current metric set's id (so changing the metrics re-scores,
 even across an interrupted re-scoring). A case that fails (a bad guide image, an unreadable video) is
 listed in failures.json and the run goes on; re-running retries it. Every case is checked before the model
-loads, so an invalid one never reaches it. Changing the model, the bench (its path or its content) or the
-generation settings is refused, so one run folder never mixes two systems. The run's files are meant to be
+loads, so an invalid one never reaches it. Changing the model (its path or its files, as
+`anisora.model.hub.model_fingerprint` names them), the bench (its path or its content) or the generation
+settings is refused, so one run folder never mixes two systems. The run's files are meant to be
 shared: their paths are relative to the run folder (the shipped demo model by name), never absolute.
 """
 
@@ -56,6 +57,10 @@ class GenerationSettings:
         return replace(case.request if case else Request(), steps=self.steps, guidance=self.guidance)
 
 
+# How a refusal names a changed run.json key that is not a word.
+FIXED_NAMES = {"model_sha256": "model (its files changed)", "bench_sha256": "bench content"}
+
+
 def run_benchmark(
     bench_path: str | Path,
     model: str | Path,
@@ -67,7 +72,6 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Generate, score, write results and report; returns {"summary", "failures", "report"}."""
     from ..model.generate import validate
-    from ..model.weights import DEMO_MODEL, DEMO_MODEL_NAME
 
     bench = load_bench(bench_path)
     model = Path(os.path.realpath(model))
@@ -79,13 +83,14 @@ def run_benchmark(
     run = {
         "name": name or model.name,
         "kind": "benchmark",
-        "model": str(model),
+        **model_of(model),
         "bench": str(bench.path),
         "settings": asdict(settings),
         "bench_sha256": _digest(bench.path),
         "metrics": describe_metrics(metrics),
     }
-    _start_run(out, run, ("model", "bench", "bench_sha256", "settings"), {DEMO_MODEL: DEMO_MODEL_NAME})
+    fixed = ("model", "model_sha256", "bench", "bench_sha256", "settings")
+    _start_run(out, run, fixed, shipped_models())
     metrics_id = _metrics_id(metrics)
     failures = _generate(pending, model, out, settings, progress)
     records = []
@@ -114,10 +119,12 @@ def score_videos(
     bench_path: str | Path | None = None,
     name: str | None = None,
     progress: bool = True,
+    model: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Score videos made elsewhere; with a bench, each video is the case its file name (stem) names and is
     scored against that case's guides, mask and reference. A video that cannot be scored (unreadable, or
-    naming no case of the bench) is a failure; the others are scored."""
+    naming no case of the bench) is a failure; the others are scored. `model`: the "model" and
+    "model_sha256" of the model that made the videos, when one did (`model_of`); a run folder keeps one."""
     if not videos:
         raise InputError("no videos to score")
     paths = [Path(v) for v in videos]
@@ -139,8 +146,10 @@ def score_videos(
         "bench_sha256": _digest(bench.path) if bench else None,
         "settings": {},
         "metrics": describe_metrics(metrics),
+        **(model or {}),
     }
-    _start_run(out, run, ("bench", "bench_sha256"))
+    fixed = ("bench", "bench_sha256", "model_sha256") if model else ("bench", "bench_sha256")
+    _start_run(out, run, fixed, shipped_models())
     metrics_id = _metrics_id(metrics)
     records, failures = [], {}
     for path in tqdm(paths, desc="score", unit="video", disable=not progress):
@@ -149,6 +158,20 @@ def score_videos(
         except (InputError, MediaError) as exc:
             failures[path.stem] = str(exc)
     return _finish(out, records, failures)
+
+
+def shipped_models() -> dict[Path, str]:
+    """The models a run names by name, not by path: the shipped demo model."""
+    from ..model.weights import DEMO_MODEL, DEMO_MODEL_NAME
+
+    return {DEMO_MODEL: DEMO_MODEL_NAME}
+
+
+def model_of(model: Path) -> dict[str, str]:
+    """A model folder as a run of videos it made records it (`score_videos`' `model`)."""
+    from ..model.hub import model_fingerprint
+
+    return {"model": str(Path(os.path.realpath(model))), "model_sha256": model_fingerprint(model)}
 
 
 def _video_record(out: Path, metrics: list, metrics_id: str, path: Path, bench: Bench | None) -> dict:
@@ -184,30 +207,39 @@ def _store(out: Path, record: dict, metrics_id: str) -> dict:
     return record
 
 
+def check_run(
+    out: Path, run: dict[str, Any], fixed: tuple[str, ...], shipped: dict[Path, str] | None = None
+) -> dict[str, Any]:
+    """`run` as run.json will hold it (its paths made shareable, an existing run's creation time kept);
+    raises InputError when `out` holds a run that differs in its kind or in a `fixed` key. A key that an
+    existing run lacks (written before anisora recorded it) is taken as matching."""
+    run = _shareable_run(run, out, shipped)
+    path = out / "run.json"
+    if not path.is_file():
+        return {"created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **run}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is unreadable ({exc}); use another --out") from None
+    if not isinstance(old, dict):
+        raise InputError(f"{path} is not a run description; use another --out")
+    old = _shareable_run(old, out, shipped)
+    changed = [FIXED_NAMES.get(k, k) for k in ("kind", *fixed) if old.get(k, run[k]) != run[k]]
+    if changed:
+        raise InputError(
+            f"{out} holds a run with another {', '.join(changed)}; use another --out "
+            "(one folder holds one system's run)"
+        )
+    return {"created": old.get("created"), **run}
+
+
 def _start_run(
     out: Path, run: dict[str, Any], fixed: tuple[str, ...], shipped: dict[Path, str] | None = None
 ) -> None:
-    """Write run.json, its paths made shareable; refuse a folder that holds another system's run."""
-    run = _shareable_run(run, out, shipped)
-    path = out / "run.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path} is unreadable ({exc}); use another --out") from None
-        if not isinstance(old, dict):
-            raise InputError(f"{path} is not a run description; use another --out")
-        old = _shareable_run(old, out, shipped)
-        changed = [k for k in ("kind", *fixed) if old.get(k) != run[k]]
-        if changed:
-            raise InputError(
-                f"{out} holds a run with another {', '.join(changed)}; use another --out "
-                "(one folder holds one system's run)"
-            )
-        run = {**run, "created": old.get("created")}
-    run = {"created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **run}
+    """Write run.json (`check_run`)."""
+    run = check_run(out, run, fixed, shipped)
     run["anisora_version"] = __version__
-    with atomic_output(path) as tmp:
+    with atomic_output(out / "run.json") as tmp:
         tmp.write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -12,10 +12,18 @@ name: two folders' `pipeline.py` would share one module, and `custom_pipeline=` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from pathlib import Path
+
+# What a model folder holds beside the model: its card (`write_model_card`) and the figures behind it.
+CARD_FILES = frozenset({"README.md", "figures.json"})
+WHOLE_HASH_BYTES = (
+    256 << 20
+)  # files up to this size are hashed whole, larger ones (a release's shards) sampled
+SAMPLE_BYTES = 4 << 20
 
 
 class FolderPipeline:
@@ -118,3 +126,27 @@ def write_converted_card(folder: Path, title: str, source: Path, command: str, d
         license_link=UPSTREAM,
         tags=["anisora", "anime", "image-to-video", "converted"],
     )
+
+
+def model_fingerprint(folder: str | os.PathLike[str]) -> str:
+    """A sha256 naming what a model folder makes: every file's path and bytes, links followed, without cards
+    (CARD_FILES) and hidden or cache files (a download's .cache, __pycache__), which change no output. A
+    file over WHOLE_HASH_BYTES counts by its size and three SAMPLE_BYTES pieces (start, middle, end), so that
+    a 14B release is named in seconds, not minutes: a retrained shard changes those pieces, but two shards
+    alike there and of one size are not told apart."""
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        parts = path.relative_to(root).parts
+        if not path.is_file() or path.name in CARD_FILES or any(p.startswith((".", "__")) for p in parts):
+            continue
+        size = path.stat().st_size
+        digest.update(f"{'/'.join(parts)}\0{size}\0".encode())
+        with path.open("rb") as file:
+            if size <= WHOLE_HASH_BYTES:
+                digest.update(file.read())
+                continue
+            for start in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
+                file.seek(start)
+                digest.update(file.read(SAMPLE_BYTES))
+    return digest.hexdigest()
