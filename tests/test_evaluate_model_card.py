@@ -58,6 +58,14 @@ def test_figures_are_the_runs_task_means_and_targets_judge_them(runs):
     assert model.first_frame == summary["by_task"]["i2v"]["guide_fidelity"]["mean"]
     assert model.between_moving == summary["by_task"]["interpolation"]["psnr_moving"]["mean"]
     assert model.mask_precision == summary["by_task"]["region"]["motion_mask_precision"]["mean"]
+    region = summary["by_task"]["region"]
+    # precision is defined for the clips that move only: how many did is part of the figure
+    assert (model.mask_moving, model.mask_cases) == (
+        region["motion_mask_precision"]["n"],
+        region["psnr"]["n"],
+    )
+    assert model.mask_share == f"{model.mask_moving} of {model.mask_cases} region clips move"
+    assert fade.mask_moving == 0 and fade.mask_precision is None  # nothing in a cross-fade's region moves
     assert model.motion_rising == summary["motion_control"]["rising_share"]
     assert (fade.name, trip.name) == ("crossfade", "round-trip")
     assert fade.motion_spearman is None  # a cross-fade ignores the asked score: the sweep's videos are one
@@ -66,6 +74,11 @@ def test_figures_are_the_runs_task_means_and_targets_judge_them(runs):
     assert between.met == (model.between >= fade.between + 2.0)
     assert f"cross-fade {fade.between:.2f} dB" == between.without_model
     assert rows["model size on disk"].met is False and rows["model size on disk"].measured == "55.0 MB"
+    mask = rows["motion-mask precision with the mask"]
+    if model.mask_precision is not None:
+        assert mask.measured == f"{model.mask_precision:.3f} ({model.mask_share})"
+    else:
+        assert mask.measured == "not measured" and mask.met is None
     assert rows["a 2 s clip with the CLI's defaults (keyframes), this machine"].met is True
     first = rows["frame 0 given, PSNR against it (i2v)"]
     assert first.met == (model.first_frame >= 28 and model.first_frame >= trip.first_frame - 0.3)
@@ -117,8 +130,9 @@ def test_model_card_states_figures_targets_and_compute(runs, tmp_path):
     assert front["license"] == "apache-2.0" and "anisora-open" in front["tags"]
     assert "make demo-model" in text and "2 CPU cores (test)" in text and "Total wall time 11 min" in text
     assert "| toonworld-stage3 | 40 | 4 | 160x96 | 8 | 2-4 | 10% | seed 0, 0-599 | 0.0001 | 1.0 min |" in text
-    assert f"| {model.name} | {model.first_frame:.2f} dB | {model.between:.2f} dB |" in text
-    assert f"| crossfade | {fade.first_frame:.2f} dB |" in text and "| 3.0 s |  | <= 20 s | yes |" in text
+    assert f"| {model.name} | {model.cases} | {model.first_frame:.2f} dB | {model.between:.2f} dB |" in text
+    assert f"| crossfade | {fade.cases} | {fade.first_frame:.2f} dB |" in text
+    assert "| 3.0 s |  | <= 20 s | yes |" in text
     assert "27.50 dB (one frame)" in text and "**Limits.**" in text
     assert model.cases and f"on {model.cases} cases of the bench" in text
     figures = json.loads((out / "figures.json").read_text())

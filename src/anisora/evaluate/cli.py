@@ -273,7 +273,8 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=RUN",
-        help="another evaluate run on the same bench, for the card's comparison table (repeatable)",
+        help="another evaluate run, for the card's comparison table, which shows the cases each run answered "
+        "(repeatable)",
     )
     mc.add_argument("--command", default="make demo-model", help="the training command, for the card")
     mc.add_argument("--notes", type=Path, help="a Markdown file ending the card (why a target is not met)")

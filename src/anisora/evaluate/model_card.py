@@ -142,8 +142,9 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
         f"| {t.figure} | {t.measured} | {t.without_model} | {t.goal} | {_mark(t.met)} |" for t in targets
     ]
     ablation = [
-        "| run | frame 0 | in-betweens | moving region | mask precision | motion Spearman | shots rising |",
-        "|---|---|---|---|---|---|---|",
+        "| run | cases | frame 0 | in-betweens | moving region | mask precision (clips moving) "
+        "| motion Spearman | shots rising |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         values = (
@@ -156,7 +157,9 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
         )
         styles = ("{:.2f} dB", "{:.2f} dB", "{:.2f} dB", "{:.3f}", "{:.2f}", "{:.0%}")
         cells = ["" if v is None else style.format(v) for v, style in zip(values, styles, strict=True)]
-        ablation.append(f"| {r.name} | " + " | ".join(cells) + " |")
+        if r.mask_cases and r.mask_precision is not None:
+            cells[3] += f" ({r.mask_moving}/{r.mask_cases})"
+        ablation.append(f"| {r.name} | {'' if r.cases is None else r.cases} | " + " | ".join(cells) + " |")
     return "\n".join(
         [
             "# AniSora-open demo model (ToonWorld)",
@@ -189,13 +192,14 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
             "## Quality on the held-out ToonWorld bench",
             "",
             f"Measured by `anisora evaluate` on {_cases(runs[0])} of the bench `anisora evaluate toonworld` "
-            "writes (seed 10000, never trained on; `make eval-demo`: 216 cases), next to what the model-free "
-            "answers of `anisora evaluate baseline` get on the same cases. Definitions: "
+            "writes (seed 10000, never trained on; `make eval-demo` runs all 216), next to what the "
+            "model-free answers of `anisora evaluate baseline` get on the same cases. Definitions: "
             "`anisora.evaluate.targets`; every figure: `figures.json`.",
             "",
             *figures,
             "",
-            "Every run on the same bench (the model, what it was built from, and the model-free answers):",
+            "Every run (the model, what it was built from, and the model-free answers), with the cases of "
+            "the bench it answered:",
             "",
             *ablation,
             "",

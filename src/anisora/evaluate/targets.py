@@ -7,7 +7,8 @@ first frame). Nothing here generates or scores: the figures are the runs' task m
   trip's;
 - in-betweens: the interpolation cases' `psnr_unguided` (frames other than the two keyframes) and
   `psnr_moving` (the same inside the truth's moving region, where a cross-fade ghosts);
-- motion region: the region cases' `motion_mask_precision`;
+- motion region: the region cases' `motion_mask_precision`, defined only for the clips that move (a still clip
+  has no moving pixel to place), so it is shown with how many of the region cases moved;
 - motion control: `summary.json`'s `motion_control` over the motion sweep (Spearman, share of shots rising).
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .results import load_run
@@ -42,6 +43,8 @@ class RunFigures:
     motion_spearman: float | None
     motion_rising: float | None
     cases: int | None = None  # how many bench cases the run answered
+    mask_moving: int | None = None  # the region cases whose clip moved (mask_precision is their mean)
+    mask_cases: int | None = None  # the region cases
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike[str], name: str | None = None) -> RunFigures:
@@ -52,6 +55,7 @@ class RunFigures:
             return ((by_task.get(task) or {}).get(metric) or {}).get("mean")
 
         control = summary.get("motion_control") or {}
+        region = by_task.get("region") or {}
         return cls(
             name or str(info.get("name") or Path(run_dir).name),
             mean("i2v", "guide_fidelity"),
@@ -61,7 +65,14 @@ class RunFigures:
             control.get("spearman"),
             control.get("rising_share"),
             summary.get("cases"),
+            (region.get("motion_mask_precision") or {}).get("n", 0) if region else None,
+            max((m.get("n", 0) for m in region.values()), default=None),
         )
+
+    @property
+    def mask_share(self) -> str:
+        """ "8 of 36 region clips move", or "" without region cases."""
+        return "" if not self.mask_cases else f"{self.mask_moving} of {self.mask_cases} region clips move"
 
 
 @dataclass(frozen=True)
@@ -108,8 +119,13 @@ def judge(
                 _both(value, fade, lambda v, f: v >= f + INTERPOLATION_GAIN_DB),
             )
         )
+    mask = _threshold(
+        "motion-mask precision with the mask", model.mask_precision, MASK_PRECISION_MIN, "{:.3f}"
+    )
+    if model.mask_share and model.mask_precision is not None:
+        mask = replace(mask, measured=f"{mask.measured} ({model.mask_share})")
     rows += [
-        _threshold("motion-mask precision with the mask", model.mask_precision, MASK_PRECISION_MIN, "{:.3f}"),
+        mask,
         _threshold(
             "motion control: Spearman, asked vs measured",
             model.motion_spearman,
