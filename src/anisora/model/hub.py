@@ -20,9 +20,8 @@ from pathlib import Path
 
 # What a model folder holds beside the model: its card (`write_model_card`) and the figures behind it.
 CARD_FILES = frozenset({"README.md", "figures.json"})
-WHOLE_HASH_BYTES = (
-    256 << 20
-)  # files up to this size are hashed whole, larger ones (a release's shards) sampled
+# `model_fingerprint` hashes files up to this size whole and samples larger ones (a release's shards).
+WHOLE_HASH_BYTES = 256 << 20
 SAMPLE_BYTES = 4 << 20
 
 
