@@ -159,9 +159,8 @@ def test_sample_gives_the_frames_anisora_generate_gives(tiny, tiny_model, tmp_pa
 
 def test_a_full_strength_guide_comes_back_at_its_frame():
     """The shipped demo model (the default of an empty model name) on a held-out ToonWorld frame: frame 0
-    comes back at least as close as its VAE's round trip allows (27.7 dB on held-out frames; fitted through
-    the decoder, closer), and closer than the clip's last frame, which the guide does not pin (the model
-    holds a still shot's picture, so that one is near too)."""
+    comes back far closer than its VAE's round trip could (27.7 dB on held-out frames), since the model
+    draws on its guide's pixels and decodes only the change it makes (about 40 dB here)."""
     shot = held_out_shots(1, 17, 8.0, 160, 96, still_camera=True)[-1]
     (model,) = run_node("AnisoraLoadModel", model="", dtype="float32")
     (guides,) = run_node(
@@ -170,8 +169,7 @@ def test_a_full_strength_guide_comes_back_at_its_frame():
     frames, fps = sample(model, guides, prompt=shot.caption, num_frames=0, width=0, height=0, steps=1)
     frames = (frames * 255).round().to(torch.uint8).numpy()
     assert frames.shape == (17, 96, 160, 3) and fps == 8.0
-    first, last = psnr(frames[0], shot.frames[0]), psnr(frames[-1], shot.frames[0])
-    assert first > 27.7 and first > last, (first, last)
+    assert psnr(frames[0], shot.frames[0]) > 33
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ def one_error_line(capsys):
 
 
 def strip_timing(record):
-    return {k: v for k, v in record.items() if k != "seconds_score"}
+    return {k: v for k, v in record.items() if k not in ("seconds_score", "seconds_generate")}
 
 
 def jsonl(path):
@@ -571,6 +571,24 @@ def test_rerun_resumes_without_generating(bench_run, bench3, model, tmp_path, mo
     assert [strip_timing(r) for r in jsonl(out / "results.jsonl")] == [
         strip_timing(r) for r in map(json.loads, before.splitlines())
     ]
+
+
+def test_shards_share_a_run_folder_and_a_run_without_one_writes_the_report(
+    bench_run, bench3, model, tmp_path, monkeypatch
+):
+    out, settings = tmp_path / "sharded", GenerationSettings(steps=2)
+    for shard in ((1, 2), (2, 2)):
+        outcome = run_benchmark(bench3, model, out, settings, progress=False, shard=shard)
+        assert outcome == {"summary": None, "failures": {}, "report": None}
+    made = sorted(p.stem for p in (out / "videos").glob("*.mp4"))
+    assert made == sorted(RUN_CASES) and not (out / "results.jsonl").exists()
+    forbid_generation(monkeypatch)
+    outcome = run_benchmark(bench3, model, out, settings, progress=False)
+    assert outcome["failures"] == {} and outcome["summary"]["cases"] == len(RUN_CASES)
+    expected = {r["case"]: strip_timing(r) for r in jsonl(bench_run[0] / "results.jsonl")}
+    assert {r["case"]: strip_timing(r) for r in jsonl(out / "results.jsonl")} == expected
+    with pytest.raises(InputError, match="shard 3/2"):
+        run_benchmark(bench3, model, out, settings, progress=False, shard=(3, 2))
 
 
 def test_another_model_or_settings_in_the_same_folder_is_refused(bench_run, bench3, model, tmp_path):

@@ -1,13 +1,14 @@
 """Keyframes interpolated along their optical flow (`anisora.model.interpolation`) and the "flow" guides'
 interpolation the conditioning module builds from it."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from anisora.errors import InputError
 from anisora.model.conditioning import ConditionRequest, Guide, build_conditioning, flow_interpolation
-from anisora.model.interpolation import keyframe_video
+from anisora.model.interpolation import between, keyframe_video
 
 
 def scene(x: float, height: int = 96, width: int = 160) -> np.ndarray:
@@ -88,6 +89,7 @@ def test_the_flow_interpolation_is_the_encoded_keyframe_video_at_the_guides_stre
     latent = build_conditioning(
         ConditionRequest(num_frames=17, height=96, width=160, guides=keys), pooled_encode, latent_channels=C
     )
+    torch.testing.assert_close(cond.interpolated_video, video)  # kept in pixels for `decode_change`
     assert latent.interpolated is None and not torch.equal(
         latent.guide_interpolation(), cond.guide_interpolation()
     )
@@ -102,3 +104,93 @@ def test_the_flow_interpolation_is_the_encoded_keyframe_video_at_the_guides_stre
             pooled_encode,
             latent_channels=C,
         )
+
+
+def panned(x: float, shift: float, height: int = 96, width: int = 160) -> np.ndarray:
+    """A figure at column `x` on a set twice as wide (flat blocks of random colours, no repeating pattern),
+    seen through a window `shift` px from the set's left edge: a pan."""
+    cells = np.random.default_rng(0).random((height // 8, width // 4, 3)) * 200 + 30
+    wide = cv2.resize(cells, (2 * width, height), interpolation=cv2.INTER_NEAREST)
+    rows, columns = np.mgrid[0:height, 0 : 2 * width]
+    wide[(columns - x - shift) ** 2 + (rows - height / 2) ** 2 < 14**2] = (30, 20, 90)
+    start = round(shift)
+    return wide[:, start : start + width].clip(0, 255).round().astype(np.uint8)
+
+
+def test_a_camera_pan_is_followed_where_the_flow_alone_loses_it():
+    from anisora.model.interpolation import camera_motion, local_flow
+
+    first, last = panned(60, 0), panned(66, 48)  # the camera pans 48 px (a third of the picture) in 16 frames
+    video = keyframe_video([first, last], [0, 16], 17)
+    camera = camera_motion(first, last)
+    np.testing.assert_allclose(camera[20:-20, 20:-20].mean(axis=(0, 1)), (-48, 0), atol=1.0)
+    forward, backward = local_flow(first, last), local_flow(last, first)
+    for k in (4, 8, 12):
+        truth = panned(60 + 6 * k / 16, 48 * k / 16)
+        alone = np.float32(between(first, last, k / 16, forward, backward))
+        crossfade = (1 - k / 16) * first.astype(np.float32) + k / 16 * last
+        assert psnr(video[k], truth) > max(psnr(alone, truth), psnr(crossfade, truth)) + 3, k
+
+
+def test_a_figure_moving_over_a_still_set_is_not_taken_for_the_camera():
+    from anisora.model.interpolation import camera_motion
+
+    assert not camera_motion(scene(50), scene(70)).any()
+
+
+def test_a_residual_model_that_changes_nothing_gives_its_flow_interpolation_in_pixels():
+    """`decode_change`: the output is the pixel interpolation plus the decoded change, so an untrained
+    residual model (zero output) gives the interpolation itself, not the VAE's copy of it."""
+    from diffusers import CogVideoXDDIMScheduler
+
+    from anisora.model.pipeline import AnisoraPipeline
+    from anisora.model.presets import build_components, scheduler_config
+    from anisora.model.vae import uint8_frames
+
+    components = build_components("tiny", "anisora")
+    clean = {**scheduler_config("tiny"), "prediction_type": "sample"}
+    components["scheduler"] = CogVideoXDDIMScheduler.from_config(clean)
+    pipe = AnisoraPipeline(**components, residual_to_guides=True, guide_interpolation="flow")
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        pipe.transformer.proj_out.weight.zero_()
+        pipe.transformer.proj_out.bias.zero_()
+    first, last = (cv2.resize(scene(x), (48, 32), interpolation=cv2.INTER_AREA) for x in (50, 90))
+    interpolation = keyframe_video([first, last], [0, 8], 9)
+
+    def error(decode_change: bool) -> float:
+        made = pipe(
+            [Guide(first, 0), Guide(last, 8)],
+            num_frames=9,
+            height=32,
+            width=48,
+            num_inference_steps=3,
+            decode_change=decode_change,
+            generator=torch.Generator().manual_seed(0),
+        )
+        return float(np.abs(uint8_frames(made.frames[0]) - interpolation).mean())
+
+    # the tiny random VAE's copy is tens of levels off; the change is decoded from latents that differ
+    # from the interpolation's only where frame 0 is pinned to its guide's own latent
+    assert error(decode_change=True) < 2 < 10 < error(decode_change=False)
+
+
+def test_generate_decodes_the_demo_models_change_unless_asked_for_the_whole_video(tmp_path):
+    import json
+
+    from anisora.cli import main
+    from anisora.media import read_frames, save_image
+
+    save_image(tmp_path / "first.png", scene(50))
+    save_image(tmp_path / "last.png", scene(90))
+    args = ["generate", "--guide", f"0:{tmp_path / 'first.png'}", "--guide", f"8:{tmp_path / 'last.png'}"]
+    args += ["--steps", "2", "--frames", "9", "--lossless"]
+    made = {}
+    for extra, change in (([], True), (["--decode-whole"], False)):
+        out = tmp_path / f"{change}.mp4"
+        assert main([*args, *extra, "--out", str(out)]) == 0
+        assert json.loads(out.with_suffix(".json").read_text())["resolved"]["decode_change"] is change
+        made[change] = read_frames(out, range(9))
+    # the keyframes come back nearer themselves when only the change is decoded
+    for frame, image in ((0, scene(50)), (8, scene(90))):
+        assert psnr(made[True][frame], image) > psnr(made[False][frame], image) + 3

@@ -40,6 +40,9 @@ def _say(outcome: dict, out: Path) -> int:
     for case, error in outcome["failures"].items():
         log.error("case %s failed: %s", case, error)
     summary = outcome["summary"]
+    if summary is None:
+        print(f"shard done: run again without --shard to write the summary and report of {out}")
+        return 1 if outcome["failures"] else 0
     overall = {name: stats["mean"] for name, stats in summary["overall"].items() if stats["mean"] is not None}
     print(json.dumps({"cases": summary["cases"], "overall": overall}, indent=1))
     print(f"{outcome['report']}  ({out / 'results.csv'}, {out / 'summary.json'})")
@@ -59,9 +62,12 @@ def _run(args: argparse.Namespace) -> int:
         mask_lora=args.mask_lora,
         dtype=args.dtype,
         device=args.device,
+        decode_change=args.decode_change,
     )
     model = args.model or demo_model_dir()
-    outcome = run_benchmark(args.bench, model, args.out, settings, _options(args), args.name, not args.quiet)
+    outcome = run_benchmark(
+        args.bench, model, args.out, settings, _options(args), args.name, not args.quiet, args.shard
+    )
     return _say(outcome, args.out)
 
 
@@ -146,6 +152,13 @@ def _model_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return int(index), int(count)
+
+
 def _named_run(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name.strip() or not path:
@@ -198,6 +211,21 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         dest="mask_lora",
         action="store_false",
         help="leave the model's own mask LoRA off in masked cases (an ablation)",
+    )
+    ru.add_argument(
+        "--decode-whole",
+        dest="decode_change",
+        action="store_false",
+        help="decode the demo model's whole video instead of only its change to the keyframes' flow "
+        "interpolation (an ablation)",
+    )
+    ru.add_argument(
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="K/N",
+        help="make and score only every N-th case from the K-th, so that N processes (cores, GPUs) share "
+        "the run folder; then run without --shard to write the summary and report",
     )
     ru.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     ru.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")

@@ -46,15 +46,20 @@ class GenerationSettings:
     mask_lora: bool = True
     dtype: str = "float32"
     device: str | None = None
+    decode_change: bool = True  # False: `--decode-whole` (the demo model decodes its whole video)
 
     def load(self, model: Path) -> LoadOptions:
-        return LoadOptions(
-            str(model), **{k: v for k, v in asdict(self).items() if k not in ("steps", "guidance")}
-        )
+        sampling = ("steps", "guidance", "decode_change")
+        return LoadOptions(str(model), **{k: v for k, v in asdict(self).items() if k not in sampling})
 
     def request(self, case: Case | None = None) -> Request:
         """`case`'s request (or an empty one) with the run's sampling settings."""
-        return replace(case.request if case else Request(), steps=self.steps, guidance=self.guidance)
+        return replace(
+            case.request if case else Request(),
+            steps=self.steps,
+            guidance=self.guidance,
+            decode_change=self.decode_change,
+        )
 
 
 # How a refusal names a changed run.json key that is not a word.
@@ -69,14 +74,21 @@ def run_benchmark(
     options: MetricOptions | None = None,
     name: str | None = None,
     progress: bool = True,
+    shard: tuple[int, int] = (1, 1),
 ) -> dict[str, Any]:
-    """Generate, score, write results and report; returns {"summary", "failures", "report"}."""
+    """Generate, score, write results and report; returns {"summary", "failures", "report"}. `shard`
+    (K, N): only every N-th case from the K-th, so that N processes share one run folder; a shard writes no
+    summary or report ("summary" and "report" None): a run without a shard then writes them."""
     from ..model.generate import validate
 
+    index, count = shard
+    if not 1 <= index <= count:
+        raise InputError(f"shard {index}/{count}: K must be 1 to N")
     bench = load_bench(bench_path)
     model = Path(os.path.realpath(model))
     out = Path(out)
-    pending = [c for c in bench.cases if not (out / "videos" / f"{c.id}.json").is_file()]
+    cases = bench.cases[index - 1 :: count]
+    pending = [c for c in cases if not (out / "videos" / f"{c.id}.json").is_file()]
     if pending:
         validate(settings.load(model), settings.request())  # a bad setting is one error, not one per case
     metrics = build_metrics(options or MetricOptions())  # may load metric models: after every check
@@ -94,7 +106,7 @@ def run_benchmark(
     metrics_id = _metrics_id(metrics)
     failures = _generate(pending, model, out, settings, progress)
     records = []
-    for case in tqdm(bench.cases, desc="score", unit="case", disable=not progress):
+    for case in tqdm(cases, desc="score", unit="case", disable=not progress):
         sidecar = out / "videos" / f"{case.id}.json"
         if case.id in failures or not sidecar.is_file():
             continue
@@ -109,6 +121,8 @@ def run_benchmark(
             continue
         record["seconds_generate"] = json.loads(sidecar.read_text(encoding="utf-8")).get("seconds_sample")
         records.append(_store(out, record, metrics_id))
+    if count > 1:
+        return {"summary": None, "failures": failures, "report": None}
     return _finish(out, records, failures)
 
 

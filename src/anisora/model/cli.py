@@ -174,6 +174,13 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         help="decoder steps that fit guides at frames other than 0 to the output (default: the model's; "
         "10 for the demo model, 0 for released models); 0 turns fitting off",
     )
+    ge.add_argument(
+        "--decode-whole",
+        dest="decode_change",
+        action="store_false",
+        help="decode the whole video; by default the demo model keeps its keyframes' flow interpolation in "
+        "pixels and decodes only the change it made to it",
+    )
     ge.add_argument("--dynamic-cfg", action="store_true", help="cosine-ramped guidance scale")
     ge.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="default dpm (DPM++2M)")
     ge.add_argument("--seed", type=int, default=0)

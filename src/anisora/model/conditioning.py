@@ -38,7 +38,8 @@ Guides' interpolation (residual demo models). A model that predicts the clean la
 guides' interpolation (`AnisoraPipeline` `residual_to_guides`) reads one of two: "latent", the guide latents
 interpolated linearly over latent frames (a latent cross-fade); or "flow", the guide images interpolated along
 their optical flow in pixels (`anisora.model.interpolation`), each frame scaled by the guides' strengths
-interpolated the same way, and VAE-encoded as one video (`Conditioning.interpolated`).
+interpolated the same way, and VAE-encoded as one video (`Conditioning.interpolated`; the pixels are kept as
+`interpolated_video`, which the pipeline draws its output on: `AnisoraPipeline.__call__`'s `decode_change`).
 
 Scores. The official models read motion and aesthetic scores from the prompt suffix
 (`anisora.prompts.training_prompt`); models trained with a numeric motion embedding also get `motion_score`.
@@ -153,6 +154,7 @@ class Conditioning:
     notes: list[str] = field(default_factory=list)  # what was adjusted (cropping), for the user
     pinned_frames: tuple[int, ...] = ()  # latent frames sampling pins to their guide's latent
     interpolated: torch.Tensor | None = None  # (1, T, C, h, w): the guides' "flow" interpolation, encoded
+    interpolated_video: torch.Tensor | None = None  # (1, 3, F, H, W) in [-1, 1]: the same in pixels
 
     def pinned_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(keep, reference) for sampling, or None when nothing is pinned: after each step the latent is
@@ -339,7 +341,7 @@ def build_conditioning(
     mask = torch.from_numpy(reproject_mask(frame_mask)).to(device=device, dtype=dtype)
     mask = mask[None, :, :, None, None].expand(1, t_lat, TEMPORAL, h_lat, w_lat).contiguous()
 
-    interpolated = None
+    interpolated = video = None
     if request.interpolation == "flow":  # zero without guides, as the latent one is
         interpolated = torch.zeros_like(guide_latents)
         if images:
@@ -356,6 +358,7 @@ def build_conditioning(
         notes,
         pinned,
         interpolated,
+        video,
     )
 
 

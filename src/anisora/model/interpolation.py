@@ -1,17 +1,23 @@
 """Keyframes interpolated along their optical flow: the pixel video a residual demo model starts from.
 
 Between two keyframes a plain cross-fade shows both pictures at once (a moving character ghosts). Here each
-in-between frame is both keyframes warped towards it along the flow between them and blended by time:
-DIS optical flow (OpenCV) both ways between the keyframes, the flow from the in-between frame to each
-keyframe approximated from those two (Jiang et al. 2018, Super SloMo, eq. 4), bilinear backward warping.
-Before the first keyframe and after the last the nearest one is held (a still). On the held-out ToonWorld
-bench (6 keyframe pairs 2 s apart at 160x96) the in-between frames come 3.7 dB closer to the truth than the
-cross-fade's (21.4 against 17.7 dB PSNR); where a character crosses the picture in 2 s the flow is not found
-and it gives the cross-fade (README, "demo model").
+in-between frame is both keyframes warped towards it along the flow between them and blended by time: the
+flow from the in-between frame to each keyframe approximated from the flows both ways between the keyframes
+(Jiang et al. 2018, Super SloMo, eq. 4), bilinear backward warping. Before the first keyframe and after the
+last the nearest one is held (a still).
+
+The flow between the keyframes is the camera's motion and then what moves against it: an affine motion of the
+whole picture (OpenCV's ECC, Evangelidis and Psarakis 2008, started from phase correlation's shift, kept
+where it explains the picture better than standing still), then DIS optical flow between the first keyframe
+and the second brought back by that motion. DIS alone loses a pan of a third of the picture. On the held-out
+ToonWorld bench's 36 keyframe pairs (2 s apart at 160x96) the in-between frames come to 24.72 dB PSNR
+against the truth (18.58 dB inside the moving region), where DIS alone gave 22.44 (17.04) and the
+cross-fade gives 20.39 (14.93).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -41,9 +47,46 @@ def keyframe_video(keyframes: Sequence[np.ndarray], frames: Sequence[int], num_f
 
 
 def optical_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(H, W, 2) flow from `source` to `target` (uint8 RGB): where each source pixel moves, in pixels."""
-    grey = [cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in (source, target)]
-    grey = [cv2.resize(g, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC) for g in grey]
+    """(H, W, 2) flow from `source` to `target` (uint8 RGB): where each source pixel moves, in pixels; the
+    camera's motion plus the motion against it (module docstring)."""
+    camera = camera_motion(source, target)
+    rest = local_flow(source, _warp(target, camera))
+    # a source pixel moves by `rest` to a point of the brought-back target, which the camera moved further
+    return rest + _warp(camera, rest)
+
+
+def camera_motion(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(H, W, 2) flow of the affine motion that maps `source` onto `target` best (ECC from phase correlation's
+    shift; the shift alone where ECC does not converge), or zero where that motion explains the picture no
+    better than standing still: over most of it (the median pixel), so a figure moving over a still set is
+    left to the local flow instead of being taken for the camera."""
+    grey = [np.float32(cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY)) for x in (source, target)]
+    (dx, dy), _ = cv2.phaseCorrelate(*grey)
+    affine = np.float32([[1, 0, dx], [0, 1, dy]])
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    # ECC finds `affine` with target(affine @ p) ~ source(p): where each source pixel goes; where it does not
+    # converge (a flat picture, a cut) the shift is kept
+    with contextlib.suppress(cv2.error):
+        _, affine = cv2.findTransformECC(grey[0], grey[1], affine, cv2.MOTION_AFFINE, criteria, None, 5)
+    height, width = grey[0].shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    moved_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
+    moved_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
+    flow = np.dstack([moved_x - xs, moved_y - ys]).astype(np.float32)
+    still = np.mean(np.abs(grey[1] - grey[0]))
+    moved = np.mean(np.abs(_warp(grey[1], flow) - grey[0]))
+    return flow if moved < still else np.zeros_like(flow)
+
+
+def local_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(H, W, 2) DIS optical flow from `source` to `target` (uint8 or float RGB), found at twice the size."""
+    grey = [cv2.cvtColor(np.ascontiguousarray(x, np.float32), cv2.COLOR_RGB2GRAY) for x in (source, target)]
+    grey = [
+        cv2.resize(
+            np.uint8(g.clip(0, 255).round()), None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC
+        )
+        for g in grey
+    ]
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     dis.setFinestScale(0)  # refine down to the full resolution
     dis.setGradientDescentIterations(50)

@@ -14,7 +14,10 @@ whose denoising loop reads top to bottom:
    section 2.2; at frame 0, a full-strength guide's latent) are replaced by their reference noised to the next
    step, and by the clean reference after the last step;
 5. guides at other frames are fitted through the decoder (`guide_fit`, `guide_fit_steps` steps);
-6. the VAE decodes; frames come back as `output_type` asks.
+6. the VAE decodes; frames come back as `output_type` asks. A residual model with a "flow" interpolation
+   (`decode_change`, the default) keeps that interpolation's pixels and adds only the decoded change the
+   model made to it: output = interpolation + decode(latents) - decode(the interpolation's latents), so
+   what the model left alone comes back exactly instead of as the VAE's lossy copy.
 
 Beside `guides`, the call keeps diffusers' contract (`anisora.model.diffusers_call`: `image=`/`last_image=`,
 prompt lists, `num_videos_per_prompt`, `output_type`, step-end callbacks, `return_dict`), and saved folders
@@ -150,6 +153,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
         guide_fit_steps: int = 0,
+        decode_change: bool = True,
         use_dynamic_cfg: bool = False,
         generator: torch.Generator | list[torch.Generator] | None = None,
         max_sequence_length: int | None = None,
@@ -274,8 +278,13 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         if output_type == "latent":
             frames = latents
         else:
+            prior = self._pixel_prior(cond) if decode_change else None
             if guide_fit_steps:
                 targets = fit_targets(request.guides, height, width)
+                if (
+                    prior is not None
+                ):  # the decoded change must vanish at the guides: fit to the prior's decoding
+                    targets = {frame: prior[1][0, :, frame] for frame in targets}
                 decode, steps = self.decode_latents, guide_fit_steps
                 fitted = [
                     fit_guides(video, decode, targets, steps, time_dim=1, movable=cond.region)
@@ -283,6 +292,8 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
                 ]
                 latents = torch.cat(fitted)
             video = self.decode_latents(latents)
+            if prior is not None:
+                video = (prior[0] + video - prior[1]).clamp(-1, 1)
             frames = self.video_processor.postprocess_video(video, output_type=output_type)
         self.maybe_free_model_hooks()
         notes = list(cond.notes)
@@ -371,6 +382,13 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         """diffusers' decoding, at the CPU precision of `vae.cpu_autocast`, in float32 out."""
         with cpu_autocast(self.vae):
             return super().decode_latents(latents).float()
+
+    def _pixel_prior(self, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(pixels, decoded), each (1, 3, F, H, W) in [-1, 1]: a residual model's "flow" interpolation and
+        its VAE round trip, for drawing only the model's change; None for other models."""
+        if not self.config.residual_to_guides or cond.interpolated_video is None:
+            return None
+        return cond.interpolated_video.float(), self.decode_latents(cond.interpolated)
 
     def _encode_guides(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, 1, H, W) in [-1, 1] -> scaled latents: the posterior mode, so guides carry no noise."""

@@ -180,6 +180,9 @@ class Request:
     steps: int | None = None
     guidance: float | None = None
     guide_fit_steps: int | None = None  # see `anisora.model.guide_fit`; 0 turns fitting off
+    # a model drawing on its guides' flow interpolation (the demo model) decodes only its change to it;
+    # False decodes the whole video (`AnisoraPipeline.__call__`)
+    decode_change: bool = True
     dynamic_cfg: bool = False
     seed: int = 0
 
@@ -190,6 +193,9 @@ class Request:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("decode_change", "dynamic_cfg"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("prompt", "negative_prompt"):  # one video per request: a list is not a prompt here
             if not isinstance(getattr(self, name), str):
                 raise InputError(f"{name.replace('_', ' ')} must be a string, got {getattr(self, name)!r}")

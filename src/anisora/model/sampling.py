@@ -126,6 +126,9 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
     }
     if request.dynamic_cfg:
         optional["use_dynamic_cfg"] = True
+    decode_change = info.interpolation == "flow" and request.decode_change
+    if info.interpolation == "flow":  # the only models with a pixel interpolation to draw on
+        optional["decode_change"] = decode_change
     mask_lora = use_mask_lora(pipe, c.motion_mask is not None)
     result = pipe(
         c.guides,
@@ -157,6 +160,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         "layout": info.layout,
         "motion_embedding": bool(getattr(pipe.config, "motion_embedding", False)),
         "mask_lora": mask_lora,
+        "decode_change": decode_change,
     }
     return Sample(uint8_frames(result.frames[0]), prepared.fps, result.prompt, result.notes, resolved)
 
