@@ -120,6 +120,16 @@ def test_kill_9_and_the_same_command_continues_the_same_run(parts, tmp_path):
     assert [json.loads(line)["step"] for line in log] == list(range(1, 9))  # no step twice, none lost
 
 
+def test_a_run_folder_started_from_another_model_is_not_resumed(parts, tmp_path):
+    config = load_train_config(stage(parts, tmp_path / "run", optim={"steps": 2}))
+    train(config, progress=False)
+    recorded = (tmp_path / "run" / "config.json").read_text()
+    other = stage(parts, tmp_path / "run", init={"model": str(tmp_path / "elsewhere")})
+    with pytest.raises(InputError, match=r"holds a run with another init \(model: None, now '.*elsewhere'\)"):
+        train(load_train_config(other), progress=False)
+    assert (tmp_path / "run" / "config.json").read_text() == recorded
+
+
 def test_two_cpu_processes_with_gloo(parts, tmp_path):
     config = stage(parts, tmp_path / "ddp", optim={"steps": 2, "warmup_steps": 1})
     port = free_port()  # a fixed port fails when another run of the suite holds it

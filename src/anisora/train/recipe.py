@@ -74,6 +74,7 @@ def train(config: TrainConfig, *, progress: bool = True, minutes: float | None =
 
     diffusers_logging.set_verbosity_error()  # prompt-truncation warnings would repeat every step
     out = Path(config.out)
+    _check_same_start(out, config)
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     torch.manual_seed(config.seed)  # fresh weights and LoRA initialisation: the same in every process and run
     pipe = build_pipeline(config)
@@ -132,6 +133,22 @@ def train(config: TrainConfig, *, progress: bool = True, minutes: float | None =
                 config = _ended_at(config, step + 1, out, accelerator)
                 break
     return _save_final(out, pipe, accelerator, ema, trained, config)
+
+
+def _check_same_start(out: Path, config: TrainConfig) -> None:
+    """A run folder resumes only the run it holds: its checkpoints continue the model its config.json
+    started from, so another `init` (e.g. a later stage as the starting model) is refused in one line."""
+    recorded = out / "config.json"
+    if not recorded.is_file():
+        return
+    before = json.loads(recorded.read_text(encoding="utf-8")).get("init")
+    wanted = json.loads(json.dumps(config.model_dump()["init"]))
+    if before is not None and before != wanted:
+        changed = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
+        raise InputError(
+            f"{out} holds a run with another init ({', '.join(changed)}: {before.get(changed[0])!r}, "
+            f"now {wanted.get(changed[0])!r}): give the stage a new out folder, or move the old run away"
+        )
 
 
 def check_time_budget(stages: list[TrainConfig], minutes: float | None) -> None:
