@@ -58,8 +58,8 @@ def optical_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def camera_motion(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(H, W, 2) flow of the affine motion that maps `source` onto `target` best (ECC from phase correlation's
     shift; the shift alone where ECC does not converge), or zero where that motion explains the picture no
-    better than standing still: over most of it (the median pixel), so a figure moving over a still set is
-    left to the local flow instead of being taken for the camera."""
+    better than standing still (mean absolute grey difference), so a figure moving over a still set is left
+    to the local flow instead of being taken for the camera."""
     grey = [np.float32(cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY)) for x in (source, target)]
     (dx, dy), _ = cv2.phaseCorrelate(*grey)
     affine = np.float32([[1, 0, dx], [0, 1, dy]])

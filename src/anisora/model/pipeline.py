@@ -281,9 +281,8 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             prior = self._pixel_prior(cond) if decode_change else None
             if guide_fit_steps:
                 targets = fit_targets(request.guides, height, width)
-                if (
-                    prior is not None
-                ):  # the decoded change must vanish at the guides: fit to the prior's decoding
+                # with the change decoded, it must vanish at the guides: fit them to the prior's decoding
+                if prior is not None:
                     targets = {frame: prior[1][0, :, frame] for frame in targets}
                 decode, steps = self.decode_latents, guide_fit_steps
                 fitted = [
