@@ -591,6 +591,17 @@ def test_shards_share_a_run_folder_and_a_run_without_one_writes_the_report(
         run_benchmark(bench3, model, out, settings, progress=False, shard=(3, 2))
 
 
+def test_a_run_of_some_tasks_makes_only_their_cases(bench_run, bench3, model, tmp_path):
+    out, settings = tmp_path / "region-only", GenerationSettings(steps=2)
+    with pytest.raises(InputError, match="no case of task motion"):
+        run_benchmark(bench3, model, out, settings, progress=False, tasks=frozenset({"motion"}))
+    outcome = run_benchmark(bench3, model, out, settings, progress=False, tasks=frozenset({"region"}))
+    assert outcome["failures"] == {} and outcome["summary"]["cases"] == 1
+    assert [p.stem for p in (out / "videos").glob("*.mp4")] == ["region-idle-01"]
+    expected = [strip_timing(r) for r in jsonl(bench_run[0] / "results.jsonl") if r["task"] == "region"]
+    assert [strip_timing(r) for r in jsonl(out / "results.jsonl")] == expected
+
+
 def test_another_model_or_settings_in_the_same_folder_is_refused(bench_run, bench3, model, tmp_path):
     out = copy_run(bench_run, tmp_path)
     run_json = (out / "run.json").read_text()
@@ -930,6 +941,8 @@ def test_cli_errors_are_one_line(tmp_path, model, capsys):
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     assert "no-bench.yaml" in one_error_line(capsys)
     assert not (tmp_path / "run").exists()
+    assert main([*args, "--out", str(tmp_path / "run"), "--task", "dance"]) == 2
+    assert "invalid choice: 'dance'" in one_error_line(capsys)
     args = ["evaluate", "toonworld", "--out", str(tmp_path / "tw"), "--per-cell", "1", "--frames", "13"]
     assert main(args) == 2
     assert "8k+1" in one_error_line(capsys)

@@ -66,7 +66,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     model = args.model or demo_model_dir()
     outcome = run_benchmark(
-        args.bench, model, args.out, settings, _options(args), args.name, not args.quiet, args.shard
+        args.bench,
+        model,
+        args.out,
+        settings,
+        _options(args),
+        args.name,
+        not args.quiet,
+        args.shard,
+        frozenset(args.task) if args.task else None,
     )
     return _say(outcome, args.out)
 
@@ -181,6 +189,8 @@ def _metric_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    from .cases import TASKS
+
     ev = sub.add_parser(
         "evaluate",
         help="benchmark a model or score videos (VBench-style metrics, reports, blind A/B rating)",
@@ -226,6 +236,13 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         metavar="K/N",
         help="make and score only every N-th case from the K-th, so that N processes (cores, GPUs) share "
         "the run folder; then run without --shard to write the summary and report",
+    )
+    ru.add_argument(
+        "--task",
+        action="append",
+        choices=TASKS,
+        help="make and score only the cases of this task (repeatable; default every case): for an "
+        "ablation that differs on some tasks only",
     )
     ru.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     ru.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")

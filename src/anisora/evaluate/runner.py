@@ -75,10 +75,12 @@ def run_benchmark(
     name: str | None = None,
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
+    tasks: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """Generate, score, write results and report; returns {"summary", "failures", "report"}. `shard`
     (K, N): only every N-th case from the K-th, so that N processes share one run folder; a shard writes no
-    summary or report ("summary" and "report" None): a run without a shard then writes them."""
+    summary or report ("summary" and "report" None): a run without a shard then writes them. `tasks`: only
+    the cases of these tasks (an ablation that differs from the model's run on some tasks only)."""
     from ..model.generate import validate
 
     index, count = shard
@@ -87,7 +89,9 @@ def run_benchmark(
     bench = load_bench(bench_path)
     model = Path(os.path.realpath(model))
     out = Path(out)
-    cases = bench.cases[index - 1 :: count]
+    cases = [c for c in bench.cases if tasks is None or c.task in tasks][index - 1 :: count]
+    if not cases:
+        raise InputError(f"bench {bench.name!r} has no case of task {', '.join(sorted(tasks or ()))}")
     pending = [c for c in cases if not (out / "videos" / f"{c.id}.json").is_file()]
     if pending:
         validate(settings.load(model), settings.request())  # a bad setting is one error, not one per case
