@@ -168,6 +168,42 @@ def test_model_card_cli_reads_the_runs_and_times_a_default_clip(runs, tmp_path, 
     assert "--notes" in capsys.readouterr().err
 
 
+def test_a_card_continued_from_another_keeps_its_stages_vae_and_runs(runs, tmp_path, capsys):
+    """A model trained further from a carded one: its card lists the earlier stages (from the earlier
+    figures.json, the run folders being gone) and may show the earlier card's runs as rows."""
+    first = tmp_path / "first"
+    AnisoraPipeline(**build_components("tiny", "anisora", motion_embedding=True)).save_pretrained(first)
+    vae = _vae_run(tmp_path / "vae", 50, 60.0, 21.0)
+    figures = ["--eval-run", str(runs / "run"), "--crossfade", str(runs / "fade")]
+    stage = _fake_run(tmp_path / "stage3", "toonworld-stage3", 4)
+    base = ["evaluate", "model-card", "--vae-run", str(vae), "--stage", str(stage), *figures]
+    assert main([*base, "--model", str(first), "--ablation", f"fewer steps={runs / 'run'}"]) == 0
+    training = json.loads((first / "figures.json").read_text())["training"]
+    assert [s["name"] for s in training["stages"]] == ["toonworld-stage3"] and training["vae"]["steps"] == 50
+
+    second = tmp_path / "second"
+    AnisoraPipeline(**build_components("tiny", "anisora", motion_embedding=True)).save_pretrained(second)
+    stage4 = _fake_run(tmp_path / "stage4", "toonworld-stage4", 6)
+    recorded = f"{first / 'figures.json'}#fewer steps"
+    args = ["evaluate", "model-card", "--model", str(second), "--continues", str(first), *figures]
+    assert main([*args, "--stage", str(stage4), "--ablation", f"the earlier model={recorded}"]) == 0
+    text = (second / "README.md").read_text()
+    assert text.index("| toonworld-stage3 | 4 |") < text.index("| toonworld-stage4 | 6 |")
+    assert "50 steps in 1.0 min; held-out reconstruction 21.00 dB (one frame)" in text
+    earlier = RunFigures.read(runs / "run")
+    assert f"| the earlier model | {earlier.cases} | {earlier.first_frame:.2f} dB |" in text
+    capsys.readouterr()
+    for bad, words in (
+        (["--continues", str(runs / "run")], "figures.json records no training parts"),
+        (["--ablation", f"x={first / 'figures.json'}#no such run"], "records no run 'no such run'"),
+    ):
+        assert main([*args, *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert main(["evaluate", "model-card", "--model", str(second), "--vae-run", str(vae), *figures]) == 2
+    assert "--stage" in capsys.readouterr().err
+
+
 def test_toonworld_keyframes_cli(tmp_path, capsys):
     out = tmp_path / "keys"
     assert (

@@ -135,16 +135,29 @@ def _read_notes(path: Path) -> str:
 def _model_card(args: argparse.Namespace) -> int:
     from ..model.weights import load_pipeline
     from ..toonworld.held_out import held_out_shots
-    from .model_card import compute_description, stage_summary, vae_summary, write_model_card
+    from .model_card import (
+        compute_description,
+        earlier_training,
+        stage_summary,
+        vae_summary,
+        write_model_card,
+    )
     from .targets import RunFigures, directory_mb, judge, time_default_clip
 
-    stages = [stage_summary(run) for run in args.stage]
-    vae = vae_summary(args.vae_run)
+    earlier = {"stages": [], "vae": None, "lora": None}
+    if args.continues:
+        earlier = earlier_training(args.continues)
+    stages = [*earlier["stages"], *(stage_summary(run) for run in args.stage)]
+    if not stages:
+        raise InputError("name the stage runs (--stage) or the model this one continues (--continues)")
+    vae = vae_summary(args.vae_run) if args.vae_run else earlier["vae"]
+    if vae is None:
+        raise InputError("name the VAE run (--vae-run) or the model this one continues (--continues)")
     notes = _read_notes(args.notes) if args.notes else ""
-    lora = stage_summary(args.lora_run) if args.lora_run else None
+    lora = stage_summary(args.lora_run) if args.lora_run else earlier["lora"]
     model = RunFigures.read(args.eval_run)
     round_trip, crossfade = (RunFigures.read(r) if r else None for r in (args.round_trip, args.crossfade))
-    others = [RunFigures.read(path, name) for name, path in args.ablation]
+    others = [_ablation(name, path) for name, path in args.ablation]
     pipe = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
     shot = held_out_shots(1, 17, 8.0, 160, 96, still_camera=True)[0]
@@ -158,6 +171,14 @@ def _model_card(args: argparse.Namespace) -> int:
         print(f"{verdict}: {t.figure}: {t.measured} ({t.goal})")
     print(card)
     return 0
+
+
+def _ablation(name: str, where: Path):
+    """An ablation row: an evaluate run folder, or FIGURES#RUN, a run an earlier card recorded."""
+    from .targets import RunFigures
+
+    figures, sep, run = str(where).partition("#")
+    return RunFigures.recorded(figures, run, name) if sep else RunFigures.read(where, name)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -304,10 +325,15 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "targets; and the time of one 2 s clip with the CLI's defaults on this machine.",
     )
     mc.add_argument("--model", type=Path, required=True, help="the trained model directory")
-    mc.add_argument("--vae-run", type=Path, required=True, help="the VAE directory from `anisora train vae`")
     mc.add_argument(
-        "--stage", type=Path, action="append", required=True, help="stage run folder (repeatable)"
+        "--continues",
+        type=Path,
+        metavar="MODEL",
+        help="the model this one was trained from, whose card recorded its stages, VAE and LoRA: they are "
+        "listed first (its VAE and LoRA kept unless --vae-run or --lora-run names new ones)",
     )
+    mc.add_argument("--vae-run", type=Path, help="the VAE directory from `anisora train vae`")
+    mc.add_argument("--stage", type=Path, action="append", default=[], help="stage run folder (repeatable)")
     mc.add_argument("--lora-run", type=Path, help="the motion-region LoRA run folder")
     mc.add_argument("--eval-run", type=Path, required=True, help="the model's `evaluate run` folder")
     mc.add_argument("--round-trip", type=Path, help="`evaluate baseline --kind round-trip` run folder")
@@ -319,7 +345,8 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME=RUN",
         help="another evaluate run, for the card's comparison table, which shows the cases each run answered "
-        "(repeatable)",
+        "(repeatable); RUN is a run folder, or FIGURES#NAME for the run NAME an earlier card's figures.json "
+        "recorded",
     )
     mc.add_argument("--command", default="make demo-model", help="the training command, for the card")
     mc.add_argument("--notes", type=Path, help="a Markdown file ending the card (why a target is not met)")

@@ -2,6 +2,8 @@
 
 Everything in it is read from the training runs (each stage's config.json and log.jsonl, the VAE's
 training.json) and from finished `anisora evaluate` runs (`anisora.evaluate.targets`); nothing is typed in.
+figures.json keeps the training parts' summaries beside the figures, so a model trained further from this
+one (`earlier_training`) has a card that names every stage after the earlier runs are gone.
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ def vae_summary(run: str | os.PathLike[str]) -> dict:
     return vae_summary(source) | {"decoder": summary}
 
 
+def earlier_training(model_dir: str | os.PathLike[str]) -> dict:
+    """{"stages", "vae", "lora"}: the training parts a model's card recorded in its figures.json."""
+    path = Path(model_dir) / "figures.json"
+    try:
+        training = json.loads(path.read_text(encoding="utf-8"))["training"]
+        return {"stages": list(training["stages"]), "vae": training["vae"], "lora": training.get("lora")}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{path} records no training parts: {error}") from None
+
+
 def _psnrs(evals: dict) -> str:
     image, clip = (evals.get(k, float("nan")) for k in ("psnr_image", "psnr_clip"))
     return f"{image:.2f} dB (one frame), {clip:.2f} dB (17-frame clip)"
@@ -112,7 +124,11 @@ def write_model_card(
     answers; `notes` (Markdown: why a target is not met, what it would take) ends it; returns the card's
     path."""
     model_dir = Path(model_dir)
-    figures = {"targets": [asdict(t) for t in targets], "runs": [asdict(r) for r in runs]}
+    figures = {
+        "targets": [asdict(t) for t in targets],
+        "runs": [asdict(r) for r in runs],
+        "training": {"stages": stages, "vae": vae, "lora": lora},
+    }
     with atomic_output(model_dir / "figures.json") as tmp:
         tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     body = _card(stages, vae, targets, runs, compute, command, lora)

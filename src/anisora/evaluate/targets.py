@@ -14,11 +14,13 @@ first frame). Nothing here generates or scores: the figures are the runs' task m
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import InputError
 from .results import load_run
 
 FIRST_FRAME_MIN_DB = 28.0
@@ -68,6 +70,17 @@ class RunFigures:
             (region.get("motion_mask_precision") or {}).get("n", 0) if region else None,
             max((m.get("n", 0) for m in region.values()), default=None),
         )
+
+    @classmethod
+    def recorded(cls, figures: str | os.PathLike[str], run: str, name: str) -> RunFigures:
+        """The run named `run` that a model card recorded in its `figures` (figures.json), as `name`."""
+        try:
+            runs = {r["name"]: r for r in json.loads(Path(figures).read_text(encoding="utf-8"))["runs"]}
+            if run in runs:
+                return cls(**(runs[run] | {"name": name}))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InputError(f"{figures}: not a model card's figures.json: {error}") from None
+        raise InputError(f"{figures} records no run {run!r}; it has {', '.join(map(repr, runs))}")
 
     @property
     def mask_share(self) -> str:
