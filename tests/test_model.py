@@ -6,14 +6,20 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
+from diffusers import (
+    AutoencoderKLCogVideoX,
+    CogVideoXDPMScheduler,
+    CogVideoXImageToVideoPipeline,
+    CogVideoXTransformer3DModel,
+)
 
 from anisora.errors import InputError
+from anisora.model import vae as vae_module
 from anisora.model.conditioning import Guide
 from anisora.model.info import ModelInfo
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components, transformer_config, vae_config
-from anisora.model.vae import uint8_frames
+from anisora.model.vae import cpu_vae, uint8_frames
 from anisora.model.weights import load_lora, load_pipeline, widen_to_anisora
 
 SIZE = dict(num_frames=9, height=32, width=48)
@@ -176,6 +182,32 @@ def assert_same_up_to_float32_rounding(a: torch.Tensor, b: torch.Tensor) -> None
     below a real change (test_zero_init_widening_keeps_the_base_output shows one)."""
     scale = max(a.abs().max().item(), 1.0)
     assert (a - b).abs().max().item() <= 1e-4 * scale
+
+
+def test_a_small_one_clip_vae_call_runs_as_two_copies_only_without_native_bfloat16(monkeypatch):
+    """Without native bfloat16 a batch-1 float32 3D convolution runs on PyTorch's reference kernel, and two
+    copies of the clip on oneDNN: `cpu_vae` doubles exactly that case and returns the same decode."""
+    vae = AutoencoderKLCogVideoX(**vae_config("tiny")).eval()
+    latents = torch.randn(1, vae.config.latent_channels, 2, 6, 8, generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def decode(batch):
+        seen.append(batch.shape[0])
+        return vae.decode(batch).sample
+
+    monkeypatch.setattr(vae_module, "native_bfloat16", lambda: False)
+    with torch.no_grad():
+        doubled = cpu_vae(vae, decode, latents, 48 * 64)
+        alone = vae.decode(latents).sample
+        cpu_vae(vae, decode, latents.repeat(2, 1, 1, 1, 1), 48 * 64)  # a real batch of 2 as it is
+        cpu_vae(vae, decode, latents, 512 * 512)  # large frames reach oneDNN alone
+        vae.enable_slicing()  # a sliced VAE would decode the copies one by one
+        cpu_vae(vae, decode, latents, 48 * 64)
+        vae.disable_slicing()
+        monkeypatch.setattr(vae_module, "native_bfloat16", lambda: True)  # bfloat16 autocast instead
+        cpu_vae(vae, decode, latents, 48 * 64)
+    assert seen == [2, 2, 1, 1, 1]
+    assert doubled.shape == alone.shape and torch.allclose(doubled, alone, atol=1e-5)
 
 
 def test_zero_init_widening_keeps_the_base_output():

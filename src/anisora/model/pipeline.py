@@ -62,7 +62,7 @@ from .guide_fit import fit_guides, fit_targets
 from .hub import FolderPipeline
 from .info import DEFAULT_FPS, ModelInfo, guide_interpolation
 from .text_encoder import named_text_encoder
-from .vae import cpu_autocast
+from .vae import cpu_vae
 
 MOTION_EMBED_SCALE = 100.0  # motion score x 100 feeds the sinusoidal embedding, like a timestep
 DEFAULT_MOTION = 1.0  # for models with a motion embedding when no score is asked for (V1 range 0.5-1.5)
@@ -378,9 +378,9 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         self.layout  # noqa: B018 - raises when the channel count fits no layout
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """diffusers' decoding, at the CPU precision of `vae.cpu_autocast`, in float32 out."""
-        with cpu_autocast(self.vae):
-            return super().decode_latents(latents).float()
+        """diffusers' decoding, at the CPU precision and batch of `vae.cpu_vae`, in float32 out."""
+        pixels = latents.shape[-2] * latents.shape[-1] * self.vae_scale_factor_spatial**2
+        return cpu_vae(self.vae, super().decode_latents, latents, pixels).float()
 
     def _pixel_prior(self, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(pixels, decoded), each (1, 3, F, H, W) in [-1, 1]: a residual model's "flow" interpolation and
@@ -391,8 +391,12 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
 
     def _encode_guides(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, 1, H, W) in [-1, 1] -> scaled latents: the posterior mode, so guides carry no noise."""
-        with cpu_autocast(self.vae):
-            latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.mode().float()
+        latents = cpu_vae(
+            self.vae,
+            lambda batch: self.vae.encode(batch).latent_dist.mode(),
+            images.to(self.vae.dtype),
+            images.shape[-2] * images.shape[-1],
+        ).float()
         if self.vae.config.invert_scale_latents:
             return latents / self.vae_scaling_factor_image
         return latents * self.vae_scaling_factor_image

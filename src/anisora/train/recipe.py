@@ -39,7 +39,7 @@ from ..files import atomic_directory, atomic_output
 from ..model.conditioning import ConditionRequest, Guide, build_conditioning, stack_conditionings
 from ..model.info import ModelInfo
 from ..model.pipeline import MOTION_EMBED_SCALE, AnisoraPipeline
-from ..model.vae import cpu_autocast
+from ..model.vae import cpu_vae
 from .components import build_pipeline, check_init, save_pipeline
 from .config import OptimConfig, TrainConfig
 from .data import (
@@ -325,13 +325,14 @@ def lr_factor(optim: OptimConfig, step: int) -> float:
 
 
 def _clip_moments(pipe, video: torch.Tensor, samples: list[Sample], bucket: Bucket, cache) -> torch.Tensor:
-    """The VAE posterior's (mean, logvar) of each clip, at sampling's CPU precision (`cpu_autocast`: a
+    """The VAE posterior's (mean, logvar) of each clip, at sampling's CPU precision and batch (`cpu_vae`: a
     one-clip float32 encode runs on PyTorch's slow reference kernel); with a cache, each clip is encoded
     alone, once."""
 
     def encode(clips: torch.Tensor) -> torch.Tensor:
-        with cpu_autocast(pipe.vae):
-            return pipe.vae.encode(clips.to(pipe.vae.dtype)).latent_dist.parameters.float()
+        parameters = lambda batch: pipe.vae.encode(batch).latent_dist.parameters  # noqa: E731
+        pixels = clips.shape[-2] * clips.shape[-1]
+        return cpu_vae(pipe.vae, parameters, clips.to(pipe.vae.dtype), pixels).float()
 
     if cache is None:
         return encode(video)
