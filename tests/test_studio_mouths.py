@@ -60,7 +60,7 @@ def png(path: Path, image: np.ndarray) -> Path:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory) -> Iterator[SimpleNamespace]:
-    """A studio on loopback with one worker thread on the shipped demo model (8 steps)."""
+    """A studio on loopback with one worker thread on the shipped demo model (8 steps, no guide fitting)."""
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is not installed (Debian chromium)")
     pytest.importorskip("playwright.sync_api")
@@ -76,7 +76,8 @@ def studio(tmp_path_factory) -> Iterator[SimpleNamespace]:
     serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     serving.start()
     stop = threading.Event()
-    working = threading.Thread(target=Worker(db, data, steps=8).run_forever, args=(stop,), daemon=True)
+    worker = Worker(db, data, steps=8, guide_fit_steps=0)  # fitting is not what these tests check
+    working = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
     working.start()
     deadline = time.monotonic() + 120  # a hang guard only
     while not server.started:

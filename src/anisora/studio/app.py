@@ -487,6 +487,7 @@ def serve(
     model: str | None = None,
     steps: int = 25,
     burn_subtitles: bool = False,
+    guide_fit_steps: int | None = None,
 ) -> None:
     """Serve the app and run `workers` worker threads in this process (0: only external workers)."""
     import uvicorn
@@ -502,7 +503,7 @@ def serve(
     jobs.requeue_dead_local(db)  # jobs this machine was running when the server died
     stop = threading.Event()
     for _ in range(workers):
-        worker = Worker(db, data, model, steps, burn_subtitles)
+        worker = Worker(db, data, model, steps, burn_subtitles, guide_fit_steps=guide_fit_steps)
         threading.Thread(target=worker.run_forever, args=(stop,), daemon=True).start()
     shown = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
     print(f"anisora studio at {shown} (API docs at /docs); data in {data}; Ctrl-C to stop", flush=True)

@@ -25,6 +25,7 @@ def _studio(args: argparse.Namespace) -> int:
         args.model,
         args.steps,
         args.burn_subtitles,
+        args.guide_fit_steps,
     )
     return 0
 
@@ -55,6 +56,7 @@ def _worker(args: argparse.Namespace) -> int:
         args.burn_subtitles,
         device=devices[0],
         model_name=args.model_name,
+        guide_fit_steps=args.guide_fit_steps,
     )
     print(f"worker {worker.worker_id} on {db.display_url}; Ctrl-C to stop", flush=True)
     worker.run_forever(stop)
@@ -66,7 +68,8 @@ def _worker_command(args: argparse.Namespace, device: str) -> list[str]:
     command = [sys.executable, "-m", "anisora.cli", "worker", "--device", device]
     command += ["--quiet"] if args.quiet else ["--verbose"] * args.verbose
     command += ["--db", args.db, "--data", str(args.data)]
-    for flag, value in (("--model", args.model), ("--model-name", args.model_name), ("--steps", args.steps)):
+    options = [("--model", args.model), ("--model-name", args.model_name), ("--steps", args.steps)]
+    for flag, value in [*options, ("--guide-fit-steps", args.guide_fit_steps)]:
         if value is not None:
             command += [flag, str(value)]
     return command + (["--burn-subtitles"] if args.burn_subtitles else [])
@@ -90,6 +93,11 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--model", help="model folder (default: the shipped demo model)")
     st.add_argument("--steps", type=int, help="sampling steps per clip (default: the model's)")
+    st.add_argument(
+        "--guide-fit-steps",
+        type=int,
+        help="decoder steps fitting each clip's guides (default: the model's; 0: off, quicker on a CPU)",
+    )
     st.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     st.set_defaults(func=_studio, log_timestamps=True)
 
@@ -108,5 +116,10 @@ def add_studio_parsers(sub: argparse._SubParsersAction) -> None:
         "--model-name", help="the name jobs ask for this model by (default: the model folder's name)"
     )
     wo.add_argument("--steps", type=int, help="sampling steps per clip (default: the model's)")
+    wo.add_argument(
+        "--guide-fit-steps",
+        type=int,
+        help="decoder steps fitting each clip's guides (default: the model's; 0: off, quicker on a CPU)",
+    )
     wo.add_argument("--burn-subtitles", action="store_true", help="also draw the subtitles into the video")
     wo.set_defaults(func=_worker, log_timestamps=True)

@@ -152,9 +152,11 @@ class Worker:
         heartbeat_s: float = jobs.HEARTBEAT_S,
         device: str | None = None,
         model_name: str | None = None,
+        guide_fit_steps: int | None = None,
     ):
         self.db, self.data, self.model = db, Path(data), model
         self.steps, self.burn, self.heartbeat_s = steps, burn_subtitles, heartbeat_s
+        self.guide_fit_steps = guide_fit_steps
         self.device = resolve_device(device)
         self.model_name = jobs.check_model_name(model_name) if model_name else served_model_name(model)
         serial = next(_serial)
@@ -385,6 +387,7 @@ class Worker:
                 height=images.height,
                 width=images.width,
                 steps=self.steps,
+                guide_fit_steps=self.guide_fit_steps,
                 seed=spec.seed + k,
             )
             sampled = sample(self.pipe, request, progress=step)
