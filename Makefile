@@ -63,7 +63,7 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 	$(MAKE) eval-demo MODEL=$(DEMO_MODEL).new EVAL=$(RUNS)/eval
 	$(BIN)/anisora evaluate model-card --model $(DEMO_MODEL).new --vae-run $(RUNS)/demo-vae-decoder \
 		$(if $(COMPUTE),--compute "$(COMPUTE)") \
-		$(foreach s,stage1 stage2 stage3 stage4 stage5 stage6,--stage $(RUNS)/$(s)) --lora-run $(RUNS)/region-lora \
+		$(foreach s,$(STAGES),--stage $(RUNS)/$(firstword $(subst _, ,$(s)))) --lora-run $(RUNS)/region-lora \
 		--eval-run $(RUNS)/eval/demo-model --round-trip $(RUNS)/eval/baseline-round-trip \
 		--crossfade $(RUNS)/eval/baseline-crossfade \
 		--ablation "without the mask LoRA=$(RUNS)/eval/demo-model-no-mask-lora" \
@@ -71,9 +71,10 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
 
 # A demo model (MODEL, the shipped one by default) on the ToonWorld benchmark (216 cases, 25 steps), with its
-# region LoRA serving the masked cases (model_index.json's mask_lora, the default) and without it, next to
-# four model-free answers (still first frame, cross-fade, the true clip, the true clip through the model's
-# VAE): full HTML reports in runs/eval/*/report.html; the comparison and the result tables in
+# region LoRA serving the masked cases (model_index.json's mask_lora, the default) and without it (on the
+# region cases alone: the LoRA serves no other request, so the rest are the same videos), next to four
+# model-free answers (still first frame, cross-fade, the true clip, the true clip through the model's VAE):
+# full HTML reports in runs/eval/*/report.html; the comparison and the result tables in
 # docs/demo-model-benchmark/.
 EVAL := runs/eval
 BENCH := $(EVAL)/toonworld-bench/bench.yaml
@@ -82,7 +83,7 @@ eval-demo: install
 	test -f $(BENCH) || $(BIN)/anisora evaluate toonworld --out $(EVAL)/toonworld-bench
 	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model --steps 25 --quiet
 	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model-no-mask-lora \
-		--steps 25 --quiet --no-mask-lora --name demo-model-no-mask-lora
+		--steps 25 --quiet --no-mask-lora --task region --name demo-model-no-mask-lora
 	for k in still crossfade truth; do \
 		$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind $$k --out $(EVAL)/baseline-$$k --quiet; done
 	$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind round-trip --model $(MODEL) \
@@ -125,6 +126,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_curate.py
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_demo_vae.py
 	$(BIN)/python benchmarks/bench_wan.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_evaluate.py
