@@ -60,7 +60,8 @@ def png(path: Path, image: np.ndarray) -> Path:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory) -> Iterator[SimpleNamespace]:
-    """A studio on loopback with one worker thread on the shipped demo model (8 steps, no guide fitting)."""
+    """A studio on loopback with one worker thread on the shipped demo model (8 sampling steps, 3 of guide
+    fitting: the chained parts start from the last part's frame)."""
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is not installed (Debian chromium)")
     pytest.importorskip("playwright.sync_api")
@@ -76,7 +77,7 @@ def studio(tmp_path_factory) -> Iterator[SimpleNamespace]:
     serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     serving.start()
     stop = threading.Event()
-    worker = Worker(db, data, steps=8, guide_fit_steps=0)  # fitting is not what these tests check
+    worker = Worker(db, data, steps=8, guide_fit_steps=3)  # the model's 10 fit steps: 4x the time on a CPU
     working = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
     working.start()
     deadline = time.monotonic() + 120  # a hang guard only
