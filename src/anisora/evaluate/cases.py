@@ -32,7 +32,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -41,9 +41,8 @@ from ..errors import InputError
 from ..files import atomic_output
 from ..model.request import At, GuideSpec, Request
 from ..typed_config import NOT_BLANK, Config, json_schema, yaml_problem
+from .tasks import Task
 
-Task = Literal["i2v", "interpolation", "region", "motion", "t2v"]
-TASKS = get_args(Task)
 Dim = Literal["2D", "3D"]
 CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SIZE_KEYS = ("frames", "fps", "width", "height")

@@ -210,7 +210,7 @@ def _metric_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    from .cases import TASKS
+    from .tasks import TASKS
 
     ev = sub.add_parser(
         "evaluate",
