@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from anisora.errors import InputError
+from anisora.model import guide_fit
 from anisora.model.backbones.wan import AnisoraWanPipeline
 from anisora.model.conditioning import Guide
 from anisora.model.guide_fit import fit_guides, fit_targets
@@ -69,6 +70,24 @@ def test_only_the_guided_latent_frames_inside_the_motion_region_change(cogvideox
     assert change[:, 2, :, :, :3].max() > 0  # latent frame 2 holds pixel frame 8
     assert change[:, :2].max() == 0 and change[..., 3:].max() == 0
     assert fit_guides(latents, cogvideox.decode_latents, {}, 3, time_dim=1) is latents
+
+
+def test_a_guide_already_drawn_costs_one_decode_and_a_fit_is_never_worse_than_none(cogvideox, monkeypatch):
+    latents = make(cogvideox, [Guide(smooth(0), 0)], output_type="latent").frames
+    decodes = []
+
+    def decode(z):
+        decodes.append(1)
+        return cogvideox.decode_latents(z)
+
+    with torch.no_grad():
+        drawn = cogvideox.decode_latents(latents)[0, :, 8]
+    assert fit_guides(latents, decode, {8: drawn}, 10, time_dim=1).equal(latents)
+    assert len(decodes) == 1
+    # a step far too large overshoots: the fit keeps the best latents it saw, here the ones it was given
+    monkeypatch.setattr(guide_fit, "LEARNING_RATE", 100.0)
+    targets = fit_targets([Guide(smooth(1), 8)], 32, 48)
+    assert fit_guides(latents, cogvideox.decode_latents, targets, 3, time_dim=1).equal(latents)
 
 
 def test_wan_fits_every_full_strength_guide_and_is_diffusers_without_steps():

@@ -19,7 +19,7 @@ from anisora.model.conditioning import Guide
 from anisora.model.info import ModelInfo
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components, transformer_config, vae_config
-from anisora.model.vae import cpu_vae, uint8_frames
+from anisora.model.vae import cpu_vae, onednn_convolutions, uint8_frames
 from anisora.model.weights import load_lora, load_pipeline, widen_to_anisora
 
 SIZE = dict(num_frames=9, height=32, width=48)
@@ -184,30 +184,57 @@ def assert_same_up_to_float32_rounding(a: torch.Tensor, b: torch.Tensor) -> None
     assert (a - b).abs().max().item() <= 1e-4 * scale
 
 
-def test_a_small_one_clip_vae_call_runs_as_two_copies_only_without_native_bfloat16(monkeypatch):
-    """Without native bfloat16 a batch-1 float32 3D convolution runs on PyTorch's reference kernel, and two
-    copies of the clip on oneDNN: `cpu_vae` doubles exactly that case and returns the same decode."""
+def test_a_vae_call_without_native_bfloat16_runs_its_3d_convolutions_on_onednn(monkeypatch):
+    """Without native bfloat16 a one-clip float32 3D convolution would run on PyTorch's reference kernel:
+    `cpu_vae` sends every one to oneDNN, with the same decode and the same gradient to the latents, none to
+    the VAE's weights, and leaves the VAE as it was."""
     vae = AutoencoderKLCogVideoX(**vae_config("tiny")).eval()
     latents = torch.randn(1, vae.config.latent_channels, 2, 6, 8, generator=torch.Generator().manual_seed(0))
-    seen = []
+    convs = [m for m in vae.decoder.modules() if isinstance(m, torch.nn.Conv3d)]
+    calls = []
+    onednn = torch.mkldnn_convolution
+    monkeypatch.setattr(torch, "mkldnn_convolution", lambda *args: calls.append(1) or onednn(*args))
 
-    def decode(batch):
-        seen.append(batch.shape[0])
-        return vae.decode(batch).sample
+    def decode_with_gradient(run):
+        z = latents.clone().requires_grad_(True)
+        video = run(lambda batch: vae.decode(batch).sample, z)
+        video[:, :, 0].pow(2).mean().backward()
+        return video.detach(), z.grad
 
     monkeypatch.setattr(vae_module, "native_bfloat16", lambda: False)
+    ours, our_gradient = decode_with_gradient(lambda call, z: cpu_vae(vae, call, z))
+    assert len(calls) >= 2 * len(convs)  # each decoder convolution forward and back at least once
+    assert all(p.grad is None for p in vae.parameters())
+    assert not any("_conv_forward" in m.__dict__ for m in convs)
+    plain, plain_gradient = decode_with_gradient(lambda call, z: call(z))
+    assert torch.allclose(ours, plain, atol=1e-5)
+    assert (our_gradient - plain_gradient).norm() <= 1e-5 * plain_gradient.norm()
+    calls.clear()
+    monkeypatch.setattr(vae_module, "native_bfloat16", lambda: True)  # bfloat16 autocast instead
     with torch.no_grad():
-        doubled = cpu_vae(vae, decode, latents, 48 * 64)
-        alone = vae.decode(latents).sample
-        cpu_vae(vae, decode, latents.repeat(2, 1, 1, 1, 1), 48 * 64)  # a real batch of 2 as it is
-        cpu_vae(vae, decode, latents, 512 * 512)  # large frames reach oneDNN alone
-        vae.enable_slicing()  # a sliced VAE would decode the copies one by one
-        cpu_vae(vae, decode, latents, 48 * 64)
-        vae.disable_slicing()
-        monkeypatch.setattr(vae_module, "native_bfloat16", lambda: True)  # bfloat16 autocast instead
-        cpu_vae(vae, decode, latents, 48 * 64)
-    assert seen == [2, 2, 1, 1, 1]
-    assert doubled.shape == alone.shape and torch.allclose(doubled, alone, atol=1e-5)
+        cpu_vae(vae, lambda batch: vae.decode(batch).sample, latents)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "stride, padding, kernel", [(1, 1, 3), (1, 0, 1), (2, 1, 3), ((1, 2, 2), (0, 1, 1), 3)]
+)
+def test_onednn_convolutions_match_pytorch_and_their_input_gradient(stride, padding, kernel):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(4, 6, kernel, stride=stride, padding=padding).requires_grad_(False)
+    x = torch.randn(1, 4, 5, 9, 11)
+
+    def run(convolve):
+        inputs = x.clone().requires_grad_(True)
+        out = convolve(inputs)
+        out.mul(torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        return out.detach(), inputs.grad
+
+    with onednn_convolutions(conv):
+        ours = run(conv)
+    theirs = run(conv)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
 
 
 def test_zero_init_widening_keeps_the_base_output():

@@ -378,9 +378,8 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         self.layout  # noqa: B018 - raises when the channel count fits no layout
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """diffusers' decoding, at the CPU precision and batch of `vae.cpu_vae`, in float32 out."""
-        pixels = latents.shape[-2] * latents.shape[-1] * self.vae_scale_factor_spatial**2
-        return cpu_vae(self.vae, super().decode_latents, latents, pixels).float()
+        """diffusers' decoding, on the CPU kernels of `vae.cpu_vae`, in float32 out."""
+        return cpu_vae(self.vae, super().decode_latents, latents).float()
 
     def _pixel_prior(self, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(pixels, decoded), each (1, 3, F, H, W) in [-1, 1]: a residual model's "flow" interpolation and
@@ -395,7 +394,6 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             self.vae,
             lambda batch: self.vae.encode(batch).latent_dist.mode(),
             images.to(self.vae.dtype),
-            images.shape[-2] * images.shape[-1],
         ).float()
         if self.vae.config.invert_scale_latents:
             return latents / self.vae_scaling_factor_image

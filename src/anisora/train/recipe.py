@@ -325,14 +325,13 @@ def lr_factor(optim: OptimConfig, step: int) -> float:
 
 
 def _clip_moments(pipe, video: torch.Tensor, samples: list[Sample], bucket: Bucket, cache) -> torch.Tensor:
-    """The VAE posterior's (mean, logvar) of each clip, at sampling's CPU precision and batch (`cpu_vae`: a
-    one-clip float32 encode runs on PyTorch's slow reference kernel); with a cache, each clip is encoded
+    """The VAE posterior's (mean, logvar) of each clip, on sampling's CPU kernels (`cpu_vae`: a one-clip
+    float32 encode runs on PyTorch's slow reference kernel otherwise); with a cache, each clip is encoded
     alone, once."""
 
     def encode(clips: torch.Tensor) -> torch.Tensor:
         parameters = lambda batch: pipe.vae.encode(batch).latent_dist.parameters  # noqa: E731
-        pixels = clips.shape[-2] * clips.shape[-1]
-        return cpu_vae(pipe.vae, parameters, clips.to(pipe.vae.dtype), pixels).float()
+        return cpu_vae(pipe.vae, parameters, clips.to(pipe.vae.dtype)).float()
 
     if cache is None:
         return encode(video)
