@@ -11,7 +11,7 @@ import pytest
 
 from anisora.errors import InputError
 from anisora.evaluate import METRICS
-from anisora.evaluate.metrics.lip_sync import LipSync, lip_sync, mouth_activity, region_changes
+from anisora.evaluate.metrics.lip_sync import STILL, LipSync, lip_sync, mouth_activity, region_changes
 from anisora.media import frame_envelope
 from anisora.toonworld.actions import ActionPlan
 from anisora.toonworld.backgrounds import paint_set
@@ -111,3 +111,22 @@ def test_the_activity_is_centred_on_each_frame():
     assert changes.tolist() == [0, 90, 90, 0]
     assert mouth_activity(changes).tolist() == [0, 45, 90, 45, 0]
     assert region_changes(frames[1:], region, before=frames[0]).tolist() == changes.tolist()
+
+
+def test_a_mouth_that_never_visibly_moves_has_no_lip_sync():
+    """Flicker under STILL grey levels, even in step with the voice, is not a mouth moving; more is."""
+    frames, region, _, envelope = talking(0)
+    loud = envelope > envelope.mean()
+    half = region & (np.arange(region.shape[1]) % 2 == 0)  # every other column of the mouth region
+
+    def flickering(cells: np.ndarray, levels: int) -> np.ndarray:
+        """The first frame held, brighter by `levels` on `cells` while the voice is loud."""
+        video = np.repeat(frames[:1], len(frames), axis=0).astype(np.int16)
+        video += (loud[:, None, None] & cells)[..., None] * levels
+        return np.clip(video, 0, 255).astype(np.uint8)
+
+    metric = LipSync(fps=FPS)
+    quiet, visible = flickering(half, 1), flickering(region, 10)
+    assert 0 < mouth_activity(region_changes(quiet, region)).max() < STILL
+    assert math.isnan(metric.score([quiet], mask=[region], envelope=[envelope])[0].value)
+    assert metric.score([visible], mask=[region], envelope=[envelope])[0].value > 0.5

@@ -77,7 +77,7 @@ def studio(tmp_path_factory) -> Iterator[SimpleNamespace]:
     serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     serving.start()
     stop = threading.Event()
-    worker = Worker(db, data, steps=8, guide_fit_steps=3)  # the model's 10 fit steps: 4x the time on a CPU
+    worker = Worker(db, data, steps=8)
     working = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
     working.start()
     deadline = time.monotonic() + 120  # a hang guard only

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..evaluate.metrics.lip_sync import lip_sync, mouth_activity, region_changes
+from ..evaluate.metrics.lip_sync import STILL, lip_sync, mouth_activity, region_changes
 from ..media import frame_envelope
 from ..media.mouths import Mouth, lip_flap
 from .assembly import SAMPLE_RATE, Part, Timeline, part_audio
@@ -109,7 +109,8 @@ class ShotMouths:
         """Whether the mouths were animated, and each marked mouth's lip sync on the shot's frames."""
         sync = []
         for track in self._tracks:
-            found = lip_sync(mouth_activity(np.concatenate(track.changes)), track.envelope, self.fps)
+            activity = mouth_activity(np.concatenate(track.changes))
+            found = lip_sync(activity, track.envelope, self.fps, still=STILL)
             sync.append(
                 {
                     "character_id": track.mouth.character_id,

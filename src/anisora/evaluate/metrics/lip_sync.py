@@ -8,7 +8,9 @@ about a syllable (a Gaussian of `SMOOTH_S`), so that what is compared is when an
 talks, not where in each syllable it opens (a mouth changes most as it opens and closes, a voice is loudest
 in between). The score is their Pearson correlation, the best over lags within +-`MAX_LAG_S`; its lag is
 how many frames the picture comes after the sound (negative: before it). About 1: the mouth moves when,
-and as much as, the voice sounds; about 0: unrelated.
+and as much as, the voice sounds; about 0: unrelated. A mouth that never visibly moves (activity below
+`STILL` grey levels throughout: codec flicker, a model redrawing a still face) has no lip sync (NaN), for a
+correlation would rank that flicker against the voice.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from .base import Metric, Result
 
 SMOOTH_S = 0.15  # the Gaussian's sigma: measured on ToonWorld's talking mouths (README)
 MAX_LAG_S = 0.25
+# grey levels: a still mouth's activity peaked at 0.4-0.7 in a studio take (the demo model's redrawing and
+# the mp4's flicker), a talking one at 26-43 (tests/test_studio_mouths.py's shot, 2026-12-05)
+STILL = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,16 +67,19 @@ def lip_sync(
     fps: float,
     max_lag_s: float = MAX_LAG_S,
     smooth_s: float = SMOOTH_S,
+    still: float = 0.0,
 ) -> Sync:
     """The correlation of a mouth's `activity` with its voice's `envelope` (one value per frame each, at
     `fps`), both smoothed by `smooth_s`: the best over lags of up to `max_lag_s` either way that leave at
-    least half the frames (and 3)."""
+    least half the frames (and 3). NaN when the activity stays below `still` (in grey levels: `STILL`)."""
     activity, envelope = np.asarray(activity, np.float64), np.asarray(envelope, np.float64)
     if activity.shape != envelope.shape or activity.ndim != 1:
         raise InputError(
             f"lip sync needs one activity and one loudness value per frame, got {activity.shape} and "
             f"{envelope.shape}"
         )
+    if activity.size and activity.max() < still:
+        return Sync(math.nan, 0, math.nan)
     if smooth_s > 0:
         activity, envelope = (
             gaussian_filter1d(x, smooth_s * fps, mode="nearest") for x in (activity, envelope)
@@ -103,11 +111,11 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 class LipSync(Metric):
     """Lip sync of a mouth region with its voice (module docstring). Inputs: `mask`, the mouth region;
     `envelope`, the voice's loudness per frame (zero while another character speaks); `fps` (default 8).
-    value: the best correlation, NaN when the region or the voice never changes; per_frame: the mouth's
-    activity (before smoothing); details: lag_frames, lag_s, correlation_at_0."""
+    value: the best correlation, NaN when the region never visibly changes or the voice never sounds;
+    per_frame: the mouth's activity (before smoothing); details: lag_frames, lag_s, correlation_at_0."""
 
     name = "lip_sync"
-    version = "1"
+    version = "2"  # 2: a still mouth has no lip sync
     requires = ("mask", "envelope")
     accepts = ("fps",)
     min_frames = 3
@@ -118,6 +126,6 @@ class LipSync(Metric):
     def score_video(self, video: np.ndarray, mask: np.ndarray, envelope: np.ndarray, fps=None) -> Result:
         fps = fps or self.fps
         activity = mouth_activity(region_changes(video, mask))
-        sync = lip_sync(activity, envelope, fps, self.max_lag_s, self.smooth_s)
+        sync = lip_sync(activity, envelope, fps, self.max_lag_s, self.smooth_s, still=STILL)
         details = {"lag_frames": float(sync.lag), "lag_s": sync.lag / fps, "correlation_at_0": sync.at_zero}
         return Result(sync.correlation, activity, details)
