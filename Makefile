@@ -43,7 +43,7 @@ demo: install
 # model's) and its card written from those runs before it replaces the old. COMPUTE: what it ran on, for the
 # card.
 STAGES := stage1_80x48_4fps stage2_80x48_8fps stage3_160x96_8fps stage4_160x96_8fps stage5_160x96_8fps \
-	stage6_160x96_8fps
+	stage6_160x96_8fps stage7_160x96_8fps
 RUNS := runs/toonworld
 DEMO_MODEL := src/anisora/model/assets/demo-model
 COMPUTE ?=
@@ -51,7 +51,7 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 	$(BIN)/anisora train run $(foreach s,$(STAGES),--config configs/train/toonworld/$(s).yaml)
 	$(BIN)/anisora train run --config configs/train/toonworld/region_lora.yaml
 	rm -rf $(DEMO_MODEL).new && mkdir -p $(dir $(DEMO_MODEL))
-	cp -r $(RUNS)/stage6/final $(DEMO_MODEL).new
+	cp -r $(RUNS)/$(firstword $(subst _, ,$(lastword $(STAGES))))/final $(DEMO_MODEL).new
 	cp $(RUNS)/demo-vae-decoder/config.json $(RUNS)/demo-vae-decoder/diffusion_pytorch_model.safetensors \
 		$(DEMO_MODEL).new/vae/
 	cp -r $(RUNS)/region-lora/final $(DEMO_MODEL).new/region-lora
@@ -88,7 +88,7 @@ eval-demo: install
 		$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind $$k --out $(EVAL)/baseline-$$k --quiet; done
 	$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind round-trip --model $(MODEL) \
 		--out $(EVAL)/baseline-round-trip --quiet
-	$(BIN)/anisora evaluate compare $(EVAL)/demo-model $(EVAL)/demo-model-no-mask-lora \
+	$(BIN)/anisora evaluate compare $(EVAL)/demo-model \
 		$(foreach k,still crossfade truth round-trip,$(EVAL)/baseline-$(k)) --out docs/demo-model-benchmark
 	for r in demo-model demo-model-no-mask-lora; do cp $(EVAL)/$$r/results.csv docs/demo-model-benchmark/$$r.csv; \
 		cp $(EVAL)/$$r/summary.json docs/demo-model-benchmark/$$r.summary.json; done
