@@ -1,6 +1,7 @@
 """The demo model's card and targets: read from training runs and finished `anisora evaluate` runs."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -82,6 +83,12 @@ def test_figures_are_the_runs_task_means_and_targets_judge_them(runs):
     assert rows["a 2 s clip with the CLI's defaults (keyframes), this machine"].met is True
     first = rows["frame 0 given, PSNR against it (i2v)"]
     assert first.met == (model.first_frame >= 28 and model.first_frame >= trip.first_frame - 0.3)
+    # a figure that misses its goal by less than the shown digits says so
+    close = replace(model, mask_precision=0.8997, motion_spearman=0.7996)
+    rows = {t.figure: t for t in judge(close, trip, fade, clip_seconds=12.5, model_mb=1.0)}
+    assert rows["motion-mask precision with the mask"].measured.startswith("0.8997 (rounds to 0.900)")
+    assert rows["motion control: Spearman, asked vs measured"].measured == "0.7996 (rounds to 0.80)"
+    assert not rows["motion-mask precision with the mask"].met
     unmeasured = {t.figure: t.met for t in judge(model, None, None, None, 1.0)}
     assert unmeasured["frame 0 given, PSNR against it (i2v)"] is None
     assert unmeasured["the same inside the moving region"] is None

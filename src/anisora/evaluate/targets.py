@@ -185,8 +185,12 @@ def time_default_clip(pipe, first, last, prompt: str) -> float:
 
 
 def _threshold(figure: str, value: float | None, low: float, style: str) -> Target:
-    shown = "not measured" if value is None else style.format(value)
-    return Target(figure, shown, "", f">= {style.format(low)}", None if value is None else value >= low)
+    if value is None:
+        return Target(figure, "not measured", "", f">= {style.format(low)}", None)
+    shown = style.format(value)
+    if value < low and shown == style.format(low):  # rounded up to the goal it misses: say by how much
+        shown = f"{value:.4f} (rounds to {shown})"
+    return Target(figure, shown, "", f">= {style.format(low)}", value >= low)
 
 
 def _both(a: float | None, b: float | None, test) -> bool | None:
