@@ -376,6 +376,22 @@ def test_motion_control_ranks_asked_against_measured():
     assert "rises with the asked score in 1 of 2 shots; asked 1 / 8 / 30 gives 3.00 / 4.00 / 7.50" in shown
 
 
+def test_toonworld_validation_split_draws_other_shots(toonworld, tmp_path):
+    validation = build_toonworld_bench(
+        tmp_path, per_cell=1, width=W, height=H, fps=FPS, frames=FRAMES, split="validation"
+    )
+    test_cases, validation_cases = load_bench(toonworld).cases, load_bench(validation).cases
+    assert [c.id for c in test_cases] == [c.id for c in validation_cases]
+    assert load_bench(validation).name.endswith("-validation")
+    firsts = [
+        {load_image(c.request.guides[0].image).tobytes() for c in cases}
+        for cases in (test_cases, validation_cases)
+    ]
+    assert not firsts[0] & firsts[1]
+    with pytest.raises(InputError, match="split must be one of test, validation"):
+        build_toonworld_bench(tmp_path, per_cell=1, split="train")
+
+
 def test_toonworld_bench_unknown_label_and_bad_count(tmp_path):
     with pytest.raises(InputError, match="dancing"):
         build_toonworld_bench(tmp_path, per_cell=1, labels=("waving", "dancing"))

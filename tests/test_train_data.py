@@ -16,7 +16,8 @@ from anisora.curate.config import load_config
 from anisora.curate.pipeline import run_curate
 from anisora.errors import InputError
 from anisora.toonworld import ShotRenderer, plan_episode, write_episode
-from anisora.toonworld.held_out import EVAL_SEED
+from anisora.toonworld.held_out import EVAL_SEED, HELD_OUT_SEEDS
+from anisora.train.config import TrainConfig
 from anisora.train.data import (
     TRAIN_INDICES,
     Bucket,
@@ -299,3 +300,10 @@ def test_weights_id_is_the_same_wherever_the_weights_were_loaded_from(tmp_path):
         copies.append(AutoencoderKLCogVideoX.from_pretrained(tmp_path / stage / "vae"))
     assert copies[0].config["_name_or_path"] != copies[1].config["_name_or_path"]
     assert weights_id(copies[0]) == weights_id(copies[1]) == weights_id(vae)
+
+
+@pytest.mark.parametrize("seed", HELD_OUT_SEEDS)
+def test_training_refuses_the_held_out_seeds(seed):
+    with pytest.raises(InputError, match=f"seed {seed} is held out"):
+        TrainConfig.load({"data": {"seed": seed}})
+    TrainConfig.load({"data": {"seed": seed, "source": "runs/curated"}})  # a curation folder has no seed

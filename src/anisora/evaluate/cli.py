@@ -17,8 +17,10 @@ def _toonworld(args: argparse.Namespace) -> int:
     from .toonworld_bench import build_toonworld_bench
 
     width, height = args.size
-    path = build_toonworld_bench(args.out, args.per_cell, width, height, args.fps, args.frames)
-    print(f"{path}: {args.per_cell} cases per task and label, with ground truth")
+    path = build_toonworld_bench(
+        args.out, args.per_cell, width, height, args.fps, args.frames, split=args.split
+    )
+    print(f"{path}: {args.per_cell} {args.split} cases per task and label, with ground truth")
     return 0
 
 
@@ -226,6 +228,13 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     tw.add_argument("--size", type=size, default=(160, 96), help="WIDTHxHEIGHT (default 160x96)")
     tw.add_argument("--fps", type=int, default=8, help="frame rate (default 8)")
     tw.add_argument("--frames", type=int, default=17, help="frames per case, 8k+1 (default 17: 2 s)")
+    tw.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="test: the held-out shots models are judged on (default); validation: other held-out shots, "
+        "for choosing sampling settings without touching the test shots",
+    )
     tw.set_defaults(func=_toonworld)
 
     ru = evs.add_parser("run", help="generate every case of a bench with a model, score it, write the report")

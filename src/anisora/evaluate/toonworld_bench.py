@@ -20,10 +20,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..media import save_image, write_video
+from ..toonworld.held_out import EVAL_SEED, VALIDATION_SEED
 from .cases import write_bench
 
 LABELS = ("idle", "talking", "waving", "walking", "running", "jumping")
 BENCH_TASKS = ("i2v", "interpolation", "region", "motion")
+SPLITS = {"test": EVAL_SEED, "validation": VALIDATION_SEED}  # the bench's shots: which held-out seed
 MOTION_LEVELS = (1.0, 8.0, 30.0)  # curation motion scores asked for (ToonWorld shots at 8 fps: median 8.4)
 
 
@@ -35,19 +37,18 @@ def build_toonworld_bench(
     fps: int = 8,
     frames: int = 17,
     labels: tuple[str, ...] = LABELS,
+    split: str = "test",
 ) -> Path:
     """Write `out/bench.yaml` and `out/cases/<id>/` (guide images, mask, truth.mp4, moving.png); returns the
-    bench path. An existing bench file is replaced; case folders are rewritten."""
+    bench path. `split` "test" draws the held-out evaluation seed, "validation" the seed for choosing
+    sampling settings (`SPLITS`). An existing bench file is replaced; case folders are rewritten."""
     from ..curate.scorers.motion import frames_motion_score
     from ..model.conditioning import check_frame_count
-    from ..toonworld.held_out import (
-        EVAL_SEED,
-        MAX_SHOTS_SCANNED,
-        motion_region,
-        plan_clean_shot,
-        render_clean_shot,
-    )
+    from ..toonworld.held_out import MAX_SHOTS_SCANNED, motion_region, plan_clean_shot, render_clean_shot
 
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    seed = SPLITS[split]
     if per_cell < 1:
         raise InputError(f"per_cell must be >= 1, got {per_cell}")
     check_frame_count(frames)
@@ -62,7 +63,7 @@ def build_toonworld_bench(
     for index in range(MAX_SHOTS_SCANNED):
         if all(len(shots) == per_cell for shots in cells.values()):
             break
-        plan = plan_clean_shot(EVAL_SEED, index, *size)
+        plan = plan_clean_shot(seed, index, *size)
         if plan.static or plan.label not in labels:
             continue
         open_cells = [
@@ -81,7 +82,7 @@ def build_toonworld_bench(
     for (task, label), indices in cells.items():
         for number, index in enumerate(indices, 1):
             case_id = f"{task}-{label}-{number:02d}"
-            shot = render_clean_shot(EVAL_SEED, index, *size)
+            shot = render_clean_shot(seed, index, *size)
             mask = motion_region(shot.foreground) if task == "region" else None
             case = _write_case(out, case_id, task, label, shot, mask)
             if task != "motion":
@@ -90,7 +91,8 @@ def build_toonworld_bench(
             cases += [{**case, "id": f"{case_id}-at{level:g}", "motion": level} for level in MOTION_LEVELS]
     defaults = {"frames": frames, "fps": fps, "width": width, "height": height, "dim": "2D"}
     path = out / "bench.yaml"
-    write_bench(path, f"toonworld-{width}x{height}-{frames}f-{fps}fps", cases, defaults)
+    name = f"toonworld-{width}x{height}-{frames}f-{fps}fps" + ("" if split == "test" else f"-{split}")
+    write_bench(path, name, cases, defaults)
     return path
 
 

@@ -1,5 +1,6 @@
 """The held-out ToonWorld shots: a seed no training run uses, rendered clean, that every judge of a model
-(`anisora evaluate`, the model card) draws from, so no evaluation shot is ever trained on.
+(`anisora evaluate`, the model card) draws from, so no evaluation shot is ever trained on. A second such
+seed, the validation split, is where sampling settings are chosen, so that no evaluation shot is tuned on.
 
 A clean shot is one procedural shot per (seed, index) without the post-processing that curation would
 remove (letterbox, degradation, burnt-in subtitles, fades); training draws its shots the same way from
@@ -17,6 +18,8 @@ import numpy as np
 from .shot import ShotPlan, ShotRenderer, plan_shot
 
 EVAL_SEED = 10_000  # ToonWorld seed reserved for evaluation
+VALIDATION_SEED = 10_001  # reserved for choosing sampling settings, so that the evaluation seed never is
+HELD_OUT_SEEDS = (EVAL_SEED, VALIDATION_SEED)  # training must use neither
 MASK_DILATION = 5  # pixels added around the characters' union mask (`motion_region`)
 MAX_SHOTS_SCANNED = 20_000
 

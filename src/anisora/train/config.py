@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from ..model.conditioning import Interpolation
+from ..toonworld.held_out import HELD_OUT_SEEDS
 from ..typed_config import NON_NEGATIVE, POSITIVE, SHARE, Config, Setting, json_schema, load_config_file
 from .masking import MaskingConfig
 
@@ -46,7 +47,7 @@ class DataConfig(Config):
     source: str = "toonworld"
     """"toonworld" or a curation folder (anisora curate run --out)"""
     seed: Annotated[int, NON_NEGATIVE] = 0
-    """ToonWorld seed; evaluation uses anisora.toonworld.held_out.EVAL_SEED, never trained on"""
+    """ToonWorld seed; not one of anisora.toonworld.held_out.HELD_OUT_SEEDS (evaluation, validation)"""
     resolutions: Annotated[
         list[Annotated[list[BucketSide], Field(min_length=2, max_length=2)]], Field(min_length=1)
     ] = Field(default_factory=lambda: [[160, 96]])
@@ -75,6 +76,8 @@ class DataConfig(Config):
     def _consistent(self) -> DataConfig:
         if self.min_seconds > self.max_seconds:
             raise ValueError(f"min_seconds {self.min_seconds:g} is above max_seconds {self.max_seconds:g}")
+        if self.source == "toonworld" and self.seed in HELD_OUT_SEEDS:
+            raise ValueError(f"seed {self.seed} is held out (evaluation and validation): train on another")
         if self.source != "toonworld" and self.speeds != [1.0]:
             raise ValueError("speeds replays ToonWorld shots only; curated clips play as they were cut")
         return self
