@@ -6,8 +6,10 @@ import torch
 
 from anisora.errors import InputError
 from anisora.model.conditioning import (
+    REGION_FEATHER,
     ConditionRequest,
     Guide,
+    HeldRegion,
     build_conditioning,
     check_frame_count,
     fit_image,
@@ -189,3 +191,25 @@ def test_prompt_suffix_and_scores():
 def test_bad_requests_are_explained(kwargs, message):
     with pytest.raises(InputError, match=message):
         build(**kwargs)
+
+
+def test_a_held_region_keeps_the_guide_outside_the_mask_and_fades_in_over_its_edge():
+    guide = np.full((8, 12, 3), 200, np.uint8)
+    mask = np.zeros((8, 12), bool)
+    mask[:, 4:] = True  # columns 4-11 may move
+    held = HeldRegion.of(guide, mask)
+    moving = torch.full((1, 3, 2, 8, 12), -1.0)  # a black video
+    out = held.apply(moving)
+    torch.testing.assert_close(out[..., :4], torch.full_like(out[..., :4], 200 / 127.5 - 1))
+    torch.testing.assert_close(out[..., 4 + REGION_FEATHER :], moving[..., 4 + REGION_FEATHER :])
+    ramp = out[0, 0, 0, 0, 3 : 4 + REGION_FEATHER]  # strictly falling from the guide's grey to black
+    assert bool((ramp[1:] < ramp[:-1]).all())
+    with_mask = build_conditioning(
+        ConditionRequest(
+            9, 32, 48, [Guide(np.full((32, 48, 3), 7, np.uint8), 0)], np.full((32, 48), 255, np.uint8)
+        ),
+        lambda x: torch.zeros(x.shape[0], 16, 1, 4, 6),
+        latent_channels=16,
+    )
+    assert with_mask.held is not None and float(with_mask.held.weight.min()) == 1.0  # all may move: no change
+    assert build_conditioning(ConditionRequest(9, 32, 48, []), lambda x: x, latent_channels=16).held is None

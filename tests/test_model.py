@@ -127,6 +127,12 @@ def test_motion_region_pins_the_static_area_to_the_guide_latent(pipe):
     guide = pipe._encode_guides(pixels)[0, :, 0]
     torch.testing.assert_close(latents[:, :, :, 3:], guide[None, :, :, 3:].expand(3, -1, -1, -1))
     assert (latents[1:, :, :, :3] - guide[None, :, :, :3]).abs().max() > 0.1  # the free half does move
+    # in pixels the still half is the guide's own, where a pinned latent alone decodes to its lossy copy
+    frames = video(run(pipe, motion_mask=mask)).astype(int)
+    assert np.abs(frames[:, :, 24:] - panel()[:, 24:]).max() <= 1  # float rounding on the way to uint8
+    unheld = video(run(pipe, motion_mask=np.full((32, 48), 255, np.uint8))).astype(int)
+    assert np.abs(unheld[:, :, 24:] - panel()[:, 24:]).mean() > 2
+    assert np.abs(frames[1:, :, :20] - panel()[:, :20]).mean() > 2  # past the feather the half moves
 
 
 def test_a_full_strength_first_frame_guide_comes_back_as_its_vae_round_trip(pipe):

@@ -21,7 +21,9 @@ channels for CogVideoX's 16-channel VAE) or [noisy latent, guides] (official V1,
 
 Motion region (paper section 2.2). An optional spatial mask (white = may move) drawn on the first guide; it is
 reduced to latent resolution by max-pooling (a latent cell may move when any of its pixels may), so at
-inference the latent outside it can be pinned to the first guide's latent.
+inference the latent outside it can be pinned to the first guide's latent. The decoded video then gets the
+first guide's own pixels outside the mask (`HeldRegion`): a pinned latent alone lets the decoder carry a
+moving cell's change several pixels past the mask, and the max-pooled cells reach past it too.
 
 Pinned guides. A full-strength guide at frame 0 is pinned too: the causal VAE encodes pixel frame 0 alone
 into latent frame 0 and decodes it alone, so a guide's one-frame latent is exactly that frame's latent in any
@@ -64,6 +66,7 @@ SPATIAL = 8  # pixels per latent cell along each side: every released VAE's (the
 PATCH = 2  # latent cells per transformer token along each side (the demo model's: 4)
 FRAME_STEP = 2 * TEMPORAL  # video lengths are 8k+1: see check_frame_count
 DEFAULT_AESTHETIC = 5.5  # the official models' aesthetic score, for the suffix when only motion is given
+REGION_FEATHER = 3  # pixels inside a motion mask's edge over which the video fades into the held first guide
 Layout = Literal["anisora", "v1"]
 LAYOUTS: tuple[Layout, ...] = ("anisora", "v1")
 Interpolation = Literal["latent", "flow"]
@@ -141,6 +144,30 @@ class ConditionRequest:
     interpolation: Interpolation = "latent"  # how a residual model's guides are interpolated (docstring)
 
 
+@dataclass(frozen=True)
+class HeldRegion:
+    """What a motion mask keeps: the first guide's pixels outside the mask, in every frame."""
+
+    pixels: torch.Tensor  # (1, 3, 1, H, W) in [-1, 1]: the fitted first guide
+    weight: torch.Tensor  # (1, 1, 1, H, W): 1 inside the mask, 0 outside, a ramp over REGION_FEATHER pixels
+
+    @classmethod
+    def of(cls, image: np.ndarray, mask: np.ndarray) -> HeldRegion:
+        """From the fitted first guide (H x W x 3 uint8) and the fitted motion mask (H x W bool)."""
+        import cv2
+
+        inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)  # to the nearest held pixel
+        weight = np.clip(inside / REGION_FEATHER, 0, 1).astype(np.float32)
+        pixels = torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+        return cls(pixels[None, :, None], torch.from_numpy(weight)[None, None, None])
+
+    def apply(self, video: torch.Tensor) -> torch.Tensor:
+        """`video` (B, 3, F, H, W) in [-1, 1] with the held pixels outside the mask (diffusers' inpainting
+        pipelines overlay their input image the same way, `VaeImageProcessor.apply_overlay`)."""
+        pixels, weight = self.pixels.to(video), self.weight.to(video)
+        return pixels + weight * (video - pixels)
+
+
 @dataclass
 class Conditioning:
     """Tensors in diffusers' CogVideoX layout (batch, latent frames, channels, height, width), batch 1."""
@@ -155,6 +182,7 @@ class Conditioning:
     pinned_frames: tuple[int, ...] = ()  # latent frames sampling pins to their guide's latent
     interpolated: torch.Tensor | None = None  # (1, T, C, h, w): the guides' "flow" interpolation, encoded
     interpolated_video: torch.Tensor | None = None  # (1, 3, F, H, W) in [-1, 1]: the same in pixels
+    held: HeldRegion | None = None  # with a motion mask: the pixels the decoded video keeps outside it
 
     def pinned_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(keep, reference) for sampling, or None when nothing is pinned: after each step the latent is
@@ -320,7 +348,7 @@ def build_conditioning(
         pixels.append(torch.from_numpy(fitted.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
 
     guide_latents = torch.zeros(1, t_lat, latent_channels, h_lat, w_lat, device=device, dtype=dtype)
-    region = region_latent = None
+    region = region_latent = held = None
     if pixels:
         batch = torch.stack(pixels).unsqueeze(2).to(device=device, dtype=dtype)  # (N, 3, 1, H, W)
         latents = encode(batch).permute(0, 2, 1, 3, 4).to(dtype)  # (N, 1, C, h, w)
@@ -336,6 +364,7 @@ def build_conditioning(
             cells = torch.from_numpy(latent_region(mask, height, width, spatial).astype(np.float32))
             region = cells.to(device=device, dtype=dtype)[None, None, None]
             region_latent = latents[:1]
+            held = HeldRegion.of(images[0], mask)
 
     frame_mask = pixel_frame_mask(num_frames, [(g.frame, float(g.strength)) for g in request.guides])
     mask = torch.from_numpy(reproject_mask(frame_mask)).to(device=device, dtype=dtype)
@@ -359,6 +388,7 @@ def build_conditioning(
         pinned,
         interpolated,
         video,
+        held,
     )
 
 

@@ -17,7 +17,8 @@ whose denoising loop reads top to bottom:
 6. the VAE decodes; frames come back as `output_type` asks. A residual model with a "flow" interpolation
    (`decode_change`, the default) keeps that interpolation's pixels and adds only the decoded change the
    model made to it: output = interpolation + decode(latents) - decode(the interpolation's latents), so
-   what the model left alone comes back exactly instead of as the VAE's lossy copy.
+   what the model left alone comes back exactly instead of as the VAE's lossy copy. Outside a motion mask
+   the video keeps the first guide's pixels (`Conditioning.held`).
 
 Beside `guides`, the call keeps diffusers' contract (`anisora.model.diffusers_call`: `image=`/`last_image=`,
 prompt lists, `num_videos_per_prompt`, `output_type`, step-end callbacks, `return_dict`), and saved folders
@@ -293,6 +294,8 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             video = self.decode_latents(latents)
             if prior is not None:
                 video = (prior[0] + video - prior[1]).clamp(-1, 1)
+            if cond.held is not None:
+                video = cond.held.apply(video)
             frames = self.video_processor.postprocess_video(video, output_type=output_type)
         self.maybe_free_model_hooks()
         notes = list(cond.notes)

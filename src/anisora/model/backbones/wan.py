@@ -18,9 +18,10 @@ one-frame latent repeated as CogVideoX's path does: Wan's causal VAE encodes pix
 frames four at a time, so a still clip's later latent frames are not its frame-0 latent, and only the still
 clip's encoding is the latent that decodes to a still region. Its frame 0 is the guide's one-frame latent.
 
-With `guide_fit_steps` the denoised latent comes back from diffusers undecoded, full-strength guides are
-fitted through the decoder (`anisora.model.guide_fit`; Wan pins no frame, so frame 0 is fitted too) and the
-video is decoded here as diffusers decodes it.
+With `guide_fit_steps` or a motion mask the denoised latent comes back from diffusers undecoded and the video
+is decoded here as diffusers decodes it: full-strength guides are first fitted through the decoder
+(`anisora.model.guide_fit`; Wan pins no frame, so frame 0 is fitted too), and outside a motion mask the
+decoded video keeps the first guide's pixels (`conditioning.HeldRegion`).
 
 The call keeps diffusers' contract (`anisora.model.diffusers_call`), its `image` and `last_image` being
 guides at the first and last frames, and saved folders load in plain diffusers (`anisora.model.hub`).
@@ -44,6 +45,7 @@ from ...errors import InputError
 from ..conditioning import (
     TEMPORAL,
     Guide,
+    HeldRegion,
     KnownPixels,
     check_known,
     check_request,
@@ -182,9 +184,11 @@ class AnisoraWanPipeline(FolderPipeline, WanImageToVideoPipeline):
                 notes.append(f"guide at frame {guide.frame}: {note}")
         self._guides, self._videos_per_prompt = tuple(fitted), num_videos_per_prompt
         self._known = None if known is None else fit_known(known, height, width, notes)
+        held = None
         if motion_mask is not None:
             region = fitted_motion_mask(motion_mask, request.guides[0].image, height, width, notes)
             self._motion_cells = latent_region(region, height, width)
+            held = HeldRegion.of(fitted[0].image, region)
         if fitted:
             clip_image = fitted[0].image  # CLIP sees the first listed guide, as V3 does
         else:
@@ -194,6 +198,7 @@ class AnisoraWanPipeline(FolderPipeline, WanImageToVideoPipeline):
         fitting_asked = guide_fit_steps > 0 and output_type != "latent"
         targets = fit_targets(self._guides, height, width) if fitting_asked else {}
         fitting = bool(targets)
+        decode_here = output_type != "latent" and (fitting or held is not None)
         movable = None
         if fitting and self._motion_cells is not None:
             movable = torch.from_numpy(self._motion_cells)[None, None, None]
@@ -209,19 +214,24 @@ class AnisoraWanPipeline(FolderPipeline, WanImageToVideoPipeline):
                 num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale,
                 generator=generator,
-                output_type="latent" if fitting else output_type,
+                output_type="latent" if decode_here else output_type,
                 **kwargs,
             )
         finally:
             self._guides, self._known, self._motion_cells, self._region = (), None, None, None
             self._videos_per_prompt = 1
         frames = out.frames
-        if fitting:
-            latents = torch.cat([
-                fit_guides(video, self._decode, targets, guide_fit_steps, time_dim=2, movable=movable)
-                for video in frames.split(1)
-            ])  # fmt: skip
-            frames = self.video_processor.postprocess_video(self._decode(latents), output_type=output_type)
+        if decode_here:
+            latents = frames
+            if fitting:
+                latents = torch.cat([
+                    fit_guides(video, self._decode, targets, guide_fit_steps, time_dim=2, movable=movable)
+                    for video in frames.split(1)
+                ])  # fmt: skip
+            video = self._decode(latents)
+            if held is not None:
+                video = held.apply(video)
+            frames = self.video_processor.postprocess_video(video, output_type=output_type)
         if not return_dict:
             return (frames,)
         return AnisoraOutput(frames, texts if isinstance(prompt, (list, tuple)) else texts[0], notes)
