@@ -28,6 +28,7 @@ from anisora.evaluate.scoring import build_metrics, case_inputs, score_file
 from anisora.evaluate.toonworld_bench import LABELS, MOTION_LEVELS, build_toonworld_bench
 from anisora.media import load_image, probe, read_frames, save_image, write_video
 from anisora.model.hub import model_fingerprint
+from anisora.model.interpolation import keyframe_video
 from anisora.model.pipeline import AnisoraPipeline
 from anisora.model.presets import build_components
 from anisora.model.vae import reconstruct
@@ -981,6 +982,13 @@ def test_baselines_answer_a_bench_without_a_model(bench3, tmp_path):
     assert np.abs(held[-1].astype(int) - held[0]).mean() < 1.0  # held still
     assert np.abs(moved[-1].astype(int) - moved[0]).mean() > np.abs(held[-1].astype(int) - held[0]).mean()
     assert json.loads((tmp_path / "fade" / "run.json").read_text())["name"] == "crossfade"
+    flow = run_baseline(bench3, "interpolation", tmp_path / "flow", progress=False)
+    case = next(c for c in load_bench(bench3).cases if len(c.request.guides) == 2)
+    ends = [load_image(g.image) for g in case.request.guides]
+    written = read_frames(tmp_path / "flow" / "videos" / f"{case.id}.mp4", range(9))
+    expected = keyframe_video(ends, [0, 8], 9).round().clip(0, 255)
+    assert np.abs(written.astype(int) - expected).max() <= 1  # the flow's frames, written exactly
+    assert flow["summary"]["overall"]["psnr"]["n"] == fade["summary"]["overall"]["psnr"]["n"]
     with pytest.raises(InputError, match="baseline must be one of"):
         run_baseline(bench3, "oracle", tmp_path / "x", progress=False)
 

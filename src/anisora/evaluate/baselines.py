@@ -3,6 +3,8 @@
 - `truth`: the case's reference video itself (the ceiling of every ground-truth metric);
 - `still`: the first guide image held for the whole clip (no motion at all);
 - `crossfade`: a linear blend from the first guide to the last one (for cases with one guide: `still`);
+- `interpolation`: the guides interpolated along their optical flow (`anisora.model.interpolation`), the
+  pixels a residual demo model starts from and draws its change on (one guide: `still`);
 - `round-trip`: the reference video encoded and decoded by a model's VAE (`--model`): what that model could
   give back at best, so its PSNRs are the ceiling every figure of the model sits under.
 Videos are written as `<out>/videos/<case>.mp4` and scored like any outside videos (`score_videos`). A
@@ -28,7 +30,7 @@ from .cases import Case, load_bench
 from .runner import check_run, model_of, score_videos, shipped_models
 from .scoring import MetricOptions
 
-BASELINES = ("truth", "still", "crossfade", "round-trip")
+BASELINES = ("truth", "still", "crossfade", "interpolation", "round-trip")
 
 
 def run_baseline(
@@ -91,10 +93,14 @@ def _write(case: Case, kind: str, path: Path, vae) -> None:
         raise InputError(f"{case.id}: the {kind} baseline needs guides and frames, fps, width, height")
     frames, height, width = request.frames, request.height, request.width
     ordered = sorted(request.guides, key=lambda g: resolve_frame(g.frame, frames))
-    first = fit_image(load_image(ordered[0].image), height, width)[0].astype(np.float32)
-    last = fit_image(load_image(ordered[-1].image), height, width)[0].astype(np.float32)
-    if kind == "still" or len(ordered) == 1:
-        last = first
-    weights = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None, None, None]
-    video = ((1.0 - weights) * first + weights * last).round().astype(np.uint8)
-    write_video(path, video, request.fps, lossless=True)  # exact frames, as evaluate runs write them
+    images = [fit_image(load_image(g.image), height, width)[0] for g in ordered]  # uint8, as the pipeline's
+    if kind == "interpolation":
+        from ..model.interpolation import keyframe_video
+
+        video = keyframe_video(images, [resolve_frame(g.frame, frames) for g in ordered], frames)
+    else:
+        first, last = (np.float32(x) for x in (images[0], images[-1] if kind == "crossfade" else images[0]))
+        weights = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None, None, None]
+        video = (1.0 - weights) * first + weights * last
+    # exact frames, as evaluate runs write them
+    write_video(path, video.round().clip(0, 255).astype(np.uint8), request.fps, lossless=True)

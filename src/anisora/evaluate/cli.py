@@ -288,12 +288,13 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
     bl = evs.add_parser(
         "baseline",
-        help="answer a bench without generating (truth, still first frame, cross-fade, a model's VAE round "
-        "trip of the truth) and score it",
+        help="answer a bench without generating (truth, still first frame, cross-fade, the keyframes' "
+        "optical-flow interpolation, a model's VAE round trip of the truth) and score it",
     )
     bl.add_argument("--bench", type=Path, required=True, help="bench file (YAML or JSONL)")
     # baselines.BASELINES, spelled out here so that building the parser imports no torch
-    bl.add_argument("--kind", choices=("truth", "still", "crossfade", "round-trip"), required=True)
+    kinds = ("truth", "still", "crossfade", "interpolation", "round-trip")
+    bl.add_argument("--kind", choices=kinds, required=True)
     bl.add_argument("--model", type=Path, help="model directory whose VAE the round-trip baseline uses")
     bl.add_argument("--out", type=Path, required=True, help="run folder")
     _metric_flags(bl)
