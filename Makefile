@@ -67,13 +67,16 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 		--eval-run $(RUNS)/eval/demo-model --round-trip $(RUNS)/eval/baseline-round-trip \
 		--crossfade $(RUNS)/eval/baseline-crossfade \
 		--ablation "without the mask LoRA=$(RUNS)/eval/demo-model-no-mask-lora" \
-		--ablation "still first frame=$(RUNS)/eval/baseline-still" --notes docs/demo-model-notes.md
+		--ablation "still first frame=$(RUNS)/eval/baseline-still" \
+		--ablation "the keyframes' flow interpolation alone, no model=$(RUNS)/eval/baseline-interpolation" \
+		--notes docs/demo-model-notes.md
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
 
 # A demo model (MODEL, the shipped one by default) on the ToonWorld benchmark (216 cases, 25 steps), with its
 # region LoRA serving the masked cases (model_index.json's mask_lora, the default) and without it (on the
-# region cases alone: the LoRA serves no other request, so the rest are the same videos), next to four
-# model-free answers (still first frame, cross-fade, the true clip, the true clip through the model's VAE):
+# region cases alone: the LoRA serves no other request, so the rest are the same videos), next to five
+# model-free answers (still first frame, cross-fade, the keyframes' flow interpolation, the true clip, the
+# true clip through the model's VAE):
 # full HTML reports in runs/eval/*/report.html; the comparison and the result tables in
 # docs/demo-model-benchmark/.
 EVAL := runs/eval
@@ -84,12 +87,13 @@ eval-demo: install
 	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model --steps 25 --quiet
 	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model-no-mask-lora \
 		--steps 25 --quiet --no-mask-lora --task region --name demo-model-no-mask-lora
-	for k in still crossfade truth; do \
+	for k in still crossfade interpolation truth; do \
 		$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind $$k --out $(EVAL)/baseline-$$k --quiet; done
 	$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind round-trip --model $(MODEL) \
 		--out $(EVAL)/baseline-round-trip --quiet
 	$(BIN)/anisora evaluate compare $(EVAL)/demo-model \
-		$(foreach k,still crossfade truth round-trip,$(EVAL)/baseline-$(k)) --out docs/demo-model-benchmark
+		$(foreach k,still crossfade interpolation truth round-trip,$(EVAL)/baseline-$(k)) \
+		--out docs/demo-model-benchmark
 	for r in demo-model demo-model-no-mask-lora; do cp $(EVAL)/$$r/results.csv docs/demo-model-benchmark/$$r.csv; \
 		cp $(EVAL)/$$r/summary.json docs/demo-model-benchmark/$$r.summary.json; done
 
