@@ -331,6 +331,32 @@ def test_devices_all_is_one_worker_per_gpu_or_one_on_cpu():
         worker_devices("cpu,,cuda:0")
 
 
+@pytest.fixture(autouse=True)
+def keep_signal_handlers():
+    """`anisora worker` run in this process installs its stop handlers here: put pytest's back after."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def test_a_worker_stops_cleanly_when_asked_while_it_is_still_loading(tmp_path, monkeypatch):
+    """The stop handlers come before torch and the model load (seconds on a busy machine): a SIGTERM then
+    must not kill the worker (exit -15, as it did in a loaded test run)."""
+    import anisora.model.loading as loading
+
+    seen = []
+
+    def loading_now(load):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        raise InputError("stop here")
+
+    monkeypatch.setattr(loading, "check_load", loading_now)
+    url = f"sqlite:///{tmp_path / 'studio.sqlite'}"
+    assert main(["worker", "--db", url, "--data", str(tmp_path), "--device", "cpu"]) == 2
+    assert len(seen) == 1 and seen[0] not in (signal.SIG_DFL, signal.SIG_IGN, None)
+
+
 def test_a_worker_for_a_missing_device_or_folder_says_so_in_one_line(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'studio.sqlite'}"
     assert main(["worker", "--db", url, "--data", str(tmp_path / "nowhere")]) == 2

@@ -31,11 +31,16 @@ def _studio(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from .supervisor import on_stop_signals, supervise, worker_devices
+
+    # first, so that a stop asked while torch and the model load (seconds on a busy machine) ends the
+    # worker cleanly instead of killing it
+    stop = threading.Event()
+    on_stop_signals(stop)
     from ..model.loading import check_load
     from ..model.request import LoadOptions
     from ..model.weights import demo_model_dir
     from .db import open_db
-    from .supervisor import on_stop_signals, supervise, worker_devices
     from .worker import Worker, resolve_device
 
     if not args.data.is_dir():
@@ -43,8 +48,6 @@ def _worker(args: argparse.Namespace) -> int:
     devices = worker_devices(args.devices) if args.devices else [args.device]
     devices = [resolve_device(device) for device in devices]  # an unknown or missing device: one line, now
     check_load(LoadOptions(str(args.model or demo_model_dir())))  # and so is a folder that is no model
-    stop = threading.Event()
-    on_stop_signals(stop)
     if len(devices) > 1:
         return supervise([_worker_command(args, device) for device in devices], stop)
     db = open_db(args.db)
