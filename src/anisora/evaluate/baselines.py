@@ -99,7 +99,8 @@ def _write(case: Case, kind: str, path: Path, vae) -> None:
 
         video = keyframe_video(images, [resolve_frame(g.frame, frames) for g in ordered], frames)
     else:
-        first, last = (np.float32(x) for x in (images[0], images[-1] if kind == "crossfade" else images[0]))
+        first = images[0].astype(np.float32)
+        last = images[-1].astype(np.float32) if kind == "crossfade" else first
         weights = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None, None, None]
         video = (1.0 - weights) * first + weights * last
     # exact frames, as evaluate runs write them
