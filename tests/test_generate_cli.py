@@ -40,11 +40,22 @@ def test_generate_writes_video_sidecar_and_preview(inputs, tmp_path, capsys):
     assert (info.frame_count, info.width, info.height, info.fps) == (17, 64, 48, 8)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["resolved"]["guide_frames"] == [0, 16] and sidecar["resolved"]["layout"] == "anisora"
-    # a model without presets gets the official aesthetic default, 5.5
+    # a model without presets gets the official aesthetic default, 5.5, and CogVideoX's DPM++ sampler
+    assert sidecar["resolved"]["scheduler"] == "CogVideoXDPMScheduler"
     assert sidecar["prompt_used"] == "a cat. aesthetic score: 5.5. motion score: 1.3."
     assert sidecar["request"]["mask"].endswith("mask.png") and sidecar["request"]["steps"] == 2
     assert out.with_suffix(".preview.png").stat().st_size > 0
     assert "17 frames 64x48 at 8 fps" in capsys.readouterr().out
+
+
+def test_the_sampler_asked_for_is_used(inputs, tmp_path):
+    out = tmp_path / "ddim.mp4"
+    assert generate(inputs, out, "--frames", "9", "--scheduler", "ddim") == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert (sidecar["load"]["scheduler"], sidecar["resolved"]["scheduler"]) == (
+        "ddim",
+        "CogVideoXDDIMScheduler",
+    )
 
 
 def test_same_seed_same_video(inputs, tmp_path):
@@ -171,6 +182,7 @@ def test_the_shipped_demo_model_is_the_default(tmp_path):
     assert sidecar["load"]["model"] == "anisora:demo-model"  # no machine path in a shared file
     assert sidecar["load"]["lora"] == "anisora:demo-model/region-lora"
     resolved = sidecar["resolved"]
+    assert resolved["scheduler"] == "CogVideoXDDIMScheduler"  # the demo model's preset
     assert (resolved["num_frames"], resolved["width"], resolved["height"], resolved["fps"]) == (
         17,
         160,

@@ -84,6 +84,7 @@ def test_request_and_load_values_are_checked_without_a_model():
         (LoadOptions("m", dtype="float64"), "dtype must be one of float32, bfloat16, float16"),
         (LoadOptions("m", offload="disk"), "offload must be one of model, sequential, group"),
         (LoadOptions("m", lora_scale=float("inf")), "lora scale must be a finite number"),
+        (LoadOptions("m", scheduler="euler"), "scheduler must be one of ddim, dpm"),
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
             load.check()
@@ -101,6 +102,7 @@ def test_presets_are_read_and_checked(tmp_path):
         ({"stepz": 8}, "unknown anisora_presets entry 'stepz'"),
         ({"steps": 7.5}, "steps must be a int"),
         ({"prompt_suffix": 3}, "prompt_suffix must be a str"),
+        ({"scheduler": "ddim"}, "unknown anisora_presets entry 'scheduler'"),  # Wan keeps its UniPC
         ([8], "must be a mapping"),
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
@@ -112,6 +114,15 @@ def test_presets_are_read_and_checked(tmp_path):
     index.pop("guide_interpolation")
     (copy / "model_index.json").write_text(json.dumps(index))
     assert ModelInfo.read(copy).interpolation == "latent"  # a model_index.json without the entry
+    assert ModelInfo.read(DEMO_MODEL).scheduler == "ddim"
+    presets = index.pop("anisora_presets")
+    (copy / "model_index.json").write_text(json.dumps(index))
+    assert ModelInfo.read(copy).scheduler == "dpm"  # CogVideoX's own
+    (copy / "model_index.json").write_text(
+        json.dumps({**index, "anisora_presets": {**presets, "scheduler": "pndm"}})
+    )
+    with pytest.raises(InputError, match="anisora_presets scheduler must be one of ddim, dpm, got 'pndm'"):
+        ModelInfo.read(copy)
     (copy / "model_index.json").write_text(json.dumps({**index, "guide_interpolation": "optical"}))
     with pytest.raises(
         InputError, match=r"guide_interpolation in model_index\.json must be one of latent, flow"

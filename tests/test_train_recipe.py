@@ -217,15 +217,17 @@ def test_a_stage_s_sampling_presets_are_saved_with_the_model(parts, tmp_path):
     from anisora.model.info import ModelInfo
     from anisora.train.components import build_pipeline
 
-    sampling = {"steps": 25, "guidance": 1.0}
+    sampling = {"steps": 25, "guidance": 1.0, "scheduler": "ddim"}
     fresh = build_pipeline(load_train_config(stage(parts, tmp_path / "a", sampling=sampling)))
     fresh.save_pretrained(tmp_path / "a-model")
     info = ModelInfo.read(tmp_path / "a-model")
-    assert (info.steps, info.guidance, info.guide_fit_steps) == (25, 1.0, 10)
+    assert (info.steps, info.guidance, info.guide_fit_steps, info.scheduler) == (25, 1.0, 10, "ddim")
     later = stage(parts, tmp_path / "b", init={"model": str(tmp_path / "a-model")}, sampling={"steps": 30})
-    assert build_pipeline(load_train_config(later)).config.anisora_presets["steps"] == 30
-    with pytest.raises(InputError, match="guidance"):
-        load_train_config(stage(parts, tmp_path / "c", sampling={"guidance": 0.5}))
+    presets = build_pipeline(load_train_config(later)).config.anisora_presets
+    assert (presets["steps"], presets["scheduler"]) == (30, "ddim")  # a later stage keeps what it leaves out
+    for wrong in ({"guidance": 0.5}, {"scheduler": "euler"}):
+        with pytest.raises(InputError, match=next(iter(wrong))):
+            load_train_config(stage(parts, tmp_path / "c", sampling=wrong))
 
 
 def test_stages_must_chain(parts, tmp_path):

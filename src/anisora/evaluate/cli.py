@@ -212,6 +212,7 @@ def _metric_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    from ..model.request import SCHEDULER_HELP, SCHEDULERS
     from .tasks import TASKS
 
     ev = sub.add_parser(
@@ -243,7 +244,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ru.add_argument("--out", type=Path, required=True, help="run folder (re-running resumes)")
     ru.add_argument("--steps", type=int, help="sampling steps (default: the model's; 50 for CogVideoX)")
     ru.add_argument("--guidance", type=float, help="CFG scale (default: the model's; 6 for CogVideoX)")
-    ru.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="default dpm (DPM++2M)")
+    ru.add_argument("--scheduler", choices=SCHEDULERS, help=SCHEDULER_HELP)
     ru.add_argument("--lora", type=Path, help="LoRA folder applied to every case (e.g. the region LoRA)")
     ru.add_argument("--lora-scale", type=float, default=1.0)
     ru.add_argument(

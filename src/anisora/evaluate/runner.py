@@ -40,7 +40,7 @@ class GenerationSettings:
 
     steps: int | None = None
     guidance: float | None = None
-    scheduler: str = "dpm"
+    scheduler: str | None = None  # None: the model's preset
     lora: str | None = None
     lora_scale: float = 1.0
     mask_lora: bool = True

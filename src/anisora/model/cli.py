@@ -83,6 +83,8 @@ def _print_made(out: Path, sidecar: dict) -> None:
 
 
 def add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    from .request import SCHEDULER_HELP, SCHEDULERS
+
     ge = sub.add_parser(
         "generate",
         help="animate guide images into a video (image-to-video, keyframes, motion mask)",
@@ -182,7 +184,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         "pixels and decodes only the change it made to it",
     )
     ge.add_argument("--dynamic-cfg", action="store_true", help="cosine-ramped guidance scale")
-    ge.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="default dpm (DPM++2M)")
+    ge.add_argument("--scheduler", choices=SCHEDULERS, help=SCHEDULER_HELP)
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--lora", type=Path, help="LoRA weights (e.g. motion-region) to load")
     ge.add_argument("--lora-scale", type=float, default=1.0)

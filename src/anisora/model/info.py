@@ -26,6 +26,7 @@ from .conditioning import (
     layout_for,
 )
 from .hub import pipeline_class_name
+from .request import SCHEDULERS
 
 # What a directory without an fps entry plays at: CogVideoX-5B-I2V's own rate (49 frames = 6 s).
 DEFAULT_FPS = 8
@@ -43,11 +44,14 @@ PRESET_TYPES = {
     "prompt_suffix": str,  # appended to every prompt (V3's " There is no text in the video.")
     "max_sequence_length": int,  # text tokens the release was trained with (Wan: umT5's 512)
     "guide_fit_steps": int,  # decoder steps fitting guides at frames other than 0 (`anisora.model.guide_fit`)
+    "scheduler": str,  # the CogVideoX sampler, one of SCHEDULERS (Wan keeps its release's UniPC)
 }
+PRESET_CHOICES = {"scheduler": SCHEDULERS}
 COMMON_DEFAULTS = {"aesthetic": DEFAULT_AESTHETIC, "prompt_suffix": "", "guide_fit_steps": 0}
 COGVIDEOX_DEFAULTS = {
     "steps": 50,
     "guidance": 6.0,
+    "scheduler": "dpm",  # DPM++2M, as CogVideoX's own examples
     **COMMON_DEFAULTS,
 }  # the size and fps come from the configs
 # Wan image-to-video without recorded presets: Wan2.1-I2V's own (480p, 81 frames at 16 fps, 40 steps, CFG 5).
@@ -85,6 +89,7 @@ class ModelInfo:
     prompt_suffix: str = ""
     max_sequence_length: int | None = None  # None: the pipeline's own
     guide_fit_steps: int = 0
+    scheduler: str | None = None  # the CogVideoX sampler the model was released with; None: Wan's own UniPC
     spatial: int = SPATIAL  # the VAE's pixels per latent cell (diffusers' vae_scale_factor_spatial)
     patch: int = PATCH  # the transformer's latent cells per token
     motion_embedding: bool = False  # a numeric motion score beside the prompt suffix (models trained here)
@@ -246,6 +251,11 @@ def read_presets(presets: dict | None, defaults: dict, where: str | os.PathLike[
         numeric = kind is not str and isinstance(value, (int, float)) and not isinstance(value, bool)
         if not (numeric or isinstance(value, kind)) or (kind is int and value != int(value)):
             raise InputError(f"{where}: anisora_presets {key} must be a {kind.__name__}, got {value!r}")
+        allowed = PRESET_CHOICES.get(key)
+        if allowed and value not in allowed:
+            raise InputError(
+                f"{where}: anisora_presets {key} must be one of {', '.join(allowed)}, got {value!r}"
+            )
         values[key] = kind(value)
     return values
 

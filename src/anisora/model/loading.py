@@ -64,7 +64,9 @@ def open_pipeline(load: LoadOptions):
     if isinstance(pipe, AnisoraPipeline):  # Wan keeps its release's UniPC with flow shift
         from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
-        kind = CogVideoXDPMScheduler if load.scheduler == "dpm" else CogVideoXDDIMScheduler
+        kind = (
+            CogVideoXDPMScheduler if (load.scheduler or info.scheduler) == "dpm" else CogVideoXDDIMScheduler
+        )
         pipe.scheduler = kind.from_config(pipe.scheduler.config)
     if load.lora:
         load_lora(pipe, load.lora, load.lora_scale)

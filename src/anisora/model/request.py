@@ -25,6 +25,9 @@ from ..errors import InputError
 V3_FRAME_STEP = 8  # AniSora V3 rounds a guide's time to a multiple of 8 frames
 DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = ("ddim", "dpm")  # CogVideoX samplers; Wan keeps its release's UniPC
+SCHEDULER_HELP = (
+    "CogVideoX sampler: ddim, or dpm (DPM++2M); default: the model's preset (demo model ddim, others dpm)"
+)
 OFFLOADS = ("model", "sequential", "group")  # diffusers' model / sequential CPU offload, group offload
 KNOWN_MODES = ("temporal", "spatial")  # the anymask release's two scripts (`conditioning.KnownPixels`)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
@@ -144,7 +147,7 @@ class LoadOptions:
     fp8: bool = False  # transformer weights stored in float8 (e4m3), computed in `dtype`
     vae_tiling: bool = False
     vae_slicing: bool = False
-    scheduler: str = "dpm"  # one of SCHEDULERS (CogVideoX)
+    scheduler: str | None = None  # one of SCHEDULERS (CogVideoX); None: the model's preset
     lora: str | None = None
     lora_scale: float = 1.0
     # the model's own LoRA for requests with a motion mask (model_index.json `mask_lora`), when `lora` is None
@@ -153,7 +156,8 @@ class LoadOptions:
     def check(self) -> None:
         """Raise InputError for a value no model accepts (the device and layout are checked at load)."""
         _choice("dtype", self.dtype, DTYPES)
-        _choice("scheduler", self.scheduler, SCHEDULERS)
+        if self.scheduler is not None:
+            _choice("scheduler", self.scheduler, SCHEDULERS)
         if self.offload is not None:
             _choice("offload", self.offload, OFFLOADS)
         _finite("lora scale", self.lora_scale)

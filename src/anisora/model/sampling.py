@@ -156,6 +156,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         "steps": prepared.steps,
         "guidance": prepared.guidance,
         "guide_fit_steps": prepared.guide_fit_steps,
+        "scheduler": type(pipe.scheduler).__name__,
         "backbone": info.backbone,
         "layout": info.layout,
         "motion_embedding": bool(getattr(pipe.config, "motion_embedding", False)),

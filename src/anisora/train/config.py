@@ -108,6 +108,8 @@ class SamplingPresets(Config):
     """denoising steps `anisora generate` takes by default"""
     guidance: Annotated[float, Field(ge=1)] | None = None
     """classifier-free guidance scale by default (1: none, one model pass a step)"""
+    scheduler: Literal["ddim", "dpm"] | None = None
+    """sampler by default: ddim, or dpm (DPM++2M, which adds fresh noise at every step)"""
 
     def presets(self) -> dict:
         return self.model_dump(exclude_none=True)
