@@ -72,9 +72,10 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 		--notes docs/demo-model-notes.md
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).new $(DEMO_MODEL)
 
-# A demo model (MODEL, the shipped one by default) on the ToonWorld benchmark (216 cases, 25 steps), with its
-# region LoRA serving the masked cases (model_index.json's mask_lora, the default) and without it (on the
-# region cases alone: the LoRA serves no other request, so the rest are the same videos), next to five
+# A demo model (MODEL, the shipped one by default) on the ToonWorld benchmark (216 cases, sampled with the
+# model's own presets as `anisora generate` samples), with its region LoRA serving the masked cases
+# (model_index.json's mask_lora, the default) and without it (on the region cases alone: the LoRA serves no
+# other request, so the rest are the same videos), next to five
 # model-free answers (still first frame, cross-fade, the keyframes' flow interpolation, the true clip, the
 # true clip through the model's VAE):
 # full HTML reports in runs/eval/*/report.html; the comparison and the result tables in
@@ -84,9 +85,9 @@ BENCH := $(EVAL)/toonworld-bench/bench.yaml
 MODEL ?= $(DEMO_MODEL)
 eval-demo: install
 	test -f $(BENCH) || $(BIN)/anisora evaluate toonworld --out $(EVAL)/toonworld-bench
-	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model --steps 25 --quiet
+	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model --quiet
 	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model-no-mask-lora \
-		--steps 25 --quiet --no-mask-lora --task region --name demo-model-no-mask-lora
+		--quiet --no-mask-lora --task region --name demo-model-no-mask-lora
 	for k in still crossfade interpolation truth; do \
 		$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind $$k --out $(EVAL)/baseline-$$k --quiet; done
 	$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind round-trip --model $(MODEL) \

@@ -1,6 +1,7 @@
 """`anisora generate` end to end on a tiny random model directory: video, sidecar, preview, bad input."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -56,6 +57,20 @@ def test_the_sampler_asked_for_is_used(inputs, tmp_path):
         "ddim",
         "CogVideoXDDIMScheduler",
     )
+
+
+def test_keyframe_requests_take_the_models_keyframe_steps(inputs, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(inputs / "model", model)
+    index = json.loads((model / "model_index.json").read_text())
+    index["anisora_presets"] = {"steps": 2, "keyframe_steps": 1}
+    (model / "model_index.json").write_text(json.dumps(index))
+    args = ["generate", "--model", str(model), "--image", str(inputs / "first.png"), "--size", "64x48"]
+    args += ["--frames", "9"]
+    for extra, steps in (([], 2), (["--guide", f"last:{inputs / 'last.png'}"], 1)):
+        out = tmp_path / f"{steps}.mp4"
+        assert main([*args, *extra, "--out", str(out)]) == 0
+        assert json.loads(out.with_suffix(".json").read_text())["resolved"]["steps"] == steps
 
 
 def test_same_seed_same_video(inputs, tmp_path):

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from anisora.errors import InputError
@@ -92,6 +93,7 @@ def test_request_and_load_values_are_checked_without_a_model():
 
 def test_presets_are_read_and_checked(tmp_path):
     """A model's release settings come from model_index.json; unknown or mistyped entries are one line."""
+    from anisora.model.conditioning import Guide
     from anisora.model.info import ModelInfo
     from anisora.model.weights import DEMO_MODEL
 
@@ -103,6 +105,7 @@ def test_presets_are_read_and_checked(tmp_path):
         ({"steps": 7.5}, "steps must be a int"),
         ({"prompt_suffix": 3}, "prompt_suffix must be a str"),
         ({"scheduler": "ddim"}, "unknown anisora_presets entry 'scheduler'"),  # Wan keeps its UniPC
+        ({"keyframe_steps": 4}, "unknown anisora_presets entry 'keyframe_steps'"),
         ([8], "must be a mapping"),
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
@@ -114,10 +117,14 @@ def test_presets_are_read_and_checked(tmp_path):
     index.pop("guide_interpolation")
     (copy / "model_index.json").write_text(json.dumps(index))
     assert ModelInfo.read(copy).interpolation == "latent"  # a model_index.json without the entry
-    assert ModelInfo.read(DEMO_MODEL).scheduler == "ddim"
+    demo = ModelInfo.read(DEMO_MODEL)
+    assert (demo.scheduler, demo.steps) == ("ddim", 25)
+    keyframes = [Guide(np.zeros((8, 8, 3), np.uint8), frame) for frame in (0, 16)]
+    assert (demo.default_steps(keyframes[:1]), demo.default_steps(keyframes)) == (25, demo.keyframe_steps)
     presets = index.pop("anisora_presets")
     (copy / "model_index.json").write_text(json.dumps(index))
-    assert ModelInfo.read(copy).scheduler == "dpm"  # CogVideoX's own
+    plain = ModelInfo.read(copy)
+    assert (plain.scheduler, plain.default_steps(keyframes)) == ("dpm", 50)  # CogVideoX's own
     (copy / "model_index.json").write_text(
         json.dumps({**index, "anisora_presets": {**presets, "scheduler": "pndm"}})
     )

@@ -217,11 +217,12 @@ def test_a_stage_s_sampling_presets_are_saved_with_the_model(parts, tmp_path):
     from anisora.model.info import ModelInfo
     from anisora.train.components import build_pipeline
 
-    sampling = {"steps": 25, "guidance": 1.0, "scheduler": "ddim"}
+    sampling = {"steps": 25, "keyframe_steps": 3, "guidance": 1.0, "scheduler": "ddim"}
     fresh = build_pipeline(load_train_config(stage(parts, tmp_path / "a", sampling=sampling)))
     fresh.save_pretrained(tmp_path / "a-model")
     info = ModelInfo.read(tmp_path / "a-model")
-    assert (info.steps, info.guidance, info.guide_fit_steps, info.scheduler) == (25, 1.0, 10, "ddim")
+    assert (info.steps, info.keyframe_steps, info.guidance, info.scheduler) == (25, 3, 1.0, "ddim")
+    assert info.guide_fit_steps == 10
     later = stage(parts, tmp_path / "b", init={"model": str(tmp_path / "a-model")}, sampling={"steps": 30})
     presets = build_pipeline(load_train_config(later)).config.anisora_presets
     assert (presets["steps"], presets["scheduler"]) == (30, "ddim")  # a later stage keeps what it leaves out

@@ -39,6 +39,7 @@ PRESET_TYPES = {
     "height": int,
     "width": int,
     "steps": int,
+    "keyframe_steps": int,  # steps for a request with two or more guides (keyframes); unset: `steps`
     "guidance": float,
     "aesthetic": float,  # the aesthetic score the prompt suffix gets when only a motion score is given
     "prompt_suffix": str,  # appended to every prompt (V3's " There is no text in the video.")
@@ -52,6 +53,7 @@ COGVIDEOX_DEFAULTS = {
     "steps": 50,
     "guidance": 6.0,
     "scheduler": "dpm",  # DPM++2M, as CogVideoX's own examples
+    "keyframe_steps": None,
     **COMMON_DEFAULTS,
 }  # the size and fps come from the configs
 # Wan image-to-video without recorded presets: Wan2.1-I2V's own (480p, 81 frames at 16 fps, 40 steps, CFG 5).
@@ -84,6 +86,7 @@ class ModelInfo:
     backbone: str = "cogvideox"  # or "wan"
     frame_step: int = FRAME_STEP  # frame counts are frame_step k + 1 (see conditioning.check_frame_count)
     steps: int = 50  # the sampling defaults the model was released with
+    keyframe_steps: int | None = None
     guidance: float = 6.0
     aesthetic: float = DEFAULT_AESTHETIC
     prompt_suffix: str = ""
@@ -195,6 +198,12 @@ class ModelInfo:
             self.patch,
             self.interpolation,
         )
+
+    def default_steps(self, guides: Sequence[Guide]) -> int:
+        """The sampling steps a request with `guides` gets when it names none: `keyframe_steps` between two
+        or more keyframes (a model that starts from their interpolation can drift from it with every step),
+        else `steps`."""
+        return self.keyframe_steps if self.keyframe_steps and len(guides) > 1 else self.steps
 
     @property
     def max_frames(self) -> int | None:

@@ -110,7 +110,7 @@ def _prepare_clip(request: Request, info: ModelInfo) -> Prepared:
     check_request(condition, info.frame_step)
     info.check_size(condition.num_frames, condition.height, condition.width)
     known = None if request.known is None else known_pixels(request.known, condition.num_frames)
-    steps = info.steps if request.steps is None else request.steps
+    steps = info.default_steps(guides) if request.steps is None else request.steps
     guidance = info.guidance if request.guidance is None else request.guidance
     fit = info.guide_fit_steps if request.guide_fit_steps is None else request.guide_fit_steps
     return Prepared(condition, fps, steps, guidance, fit, known)

@@ -106,6 +106,8 @@ class LoraConfig(Config):
 class SamplingPresets(Config):
     steps: Annotated[int, Field(ge=1)] | None = None
     """denoising steps `anisora generate` takes by default"""
+    keyframe_steps: Annotated[int, Field(ge=1)] | None = None
+    """denoising steps by default for a request with two or more guides (keyframes); unset: steps"""
     guidance: Annotated[float, Field(ge=1)] | None = None
     """classifier-free guidance scale by default (1: none, one model pass a step)"""
     scheduler: Literal["ddim", "dpm"] | None = None
