@@ -67,6 +67,7 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 		--eval-run $(RUNS)/eval/demo-model --round-trip $(RUNS)/eval/baseline-round-trip \
 		--crossfade $(RUNS)/eval/baseline-crossfade \
 		--ablation "without the mask LoRA=$(RUNS)/eval/demo-model-no-mask-lora" \
+		--ablation "without motion guidance=$(RUNS)/eval/demo-model-no-motion-guidance" \
 		--ablation "still first frame=$(RUNS)/eval/baseline-still" \
 		--ablation "the keyframes' flow interpolation alone, no model=$(RUNS)/eval/baseline-interpolation" \
 		--notes docs/demo-model-notes.md
@@ -75,7 +76,8 @@ demo-model: install $(RUNS)/demo-vae/training.json $(RUNS)/demo-vae-decoder/trai
 # A demo model (MODEL, the shipped one by default) on the ToonWorld benchmark (216 cases, sampled with the
 # model's own presets as `anisora generate` samples), with its region LoRA serving the masked cases
 # (model_index.json's mask_lora, the default) and without it (on the region cases alone: the LoRA serves no
-# other request, so the rest are the same videos), next to five
+# other request, so the rest are the same videos), without its motion guidance (on the motion cases), next
+# to five
 # model-free answers (still first frame, cross-fade, the keyframes' flow interpolation, the true clip, the
 # true clip through the model's VAE):
 # full HTML reports in runs/eval/*/report.html; the comparison and the result tables in
@@ -88,6 +90,8 @@ eval-demo: install
 	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model --quiet
 	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model-no-mask-lora \
 		--quiet --no-mask-lora --task region --name demo-model-no-mask-lora
+	$(BIN)/anisora evaluate run --bench $(BENCH) --model $(MODEL) --out $(EVAL)/demo-model-no-motion-guidance \
+		--quiet --motion-guidance 0 --task motion --name demo-model-no-motion-guidance
 	for k in still crossfade interpolation truth; do \
 		$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind $$k --out $(EVAL)/baseline-$$k --quiet; done
 	$(BIN)/anisora evaluate baseline --bench $(BENCH) --kind round-trip --model $(MODEL) \

@@ -73,6 +73,27 @@ def test_keyframe_requests_take_the_models_keyframe_steps(inputs, tmp_path):
         assert json.loads(out.with_suffix(".json").read_text())["resolved"]["steps"] == steps
 
 
+def test_the_models_motion_guidance_serves_single_guide_requests(inputs, tmp_path):
+    model = tmp_path / "model"
+    AnisoraPipeline(**build_components("tiny", "anisora", motion_embedding=True)).save_pretrained(model)
+    index = json.loads((model / "model_index.json").read_text())
+    presets = {"motion_guidance": 2.0, "motion_guidance_reference": 9.5, "motion_guidance_until": 0.4}
+    (model / "model_index.json").write_text(json.dumps({**index, "anisora_presets": presets}))
+    args = ["generate", "--model", str(model), "--image", str(inputs / "first.png"), "--size", "64x48"]
+    args += ["--frames", "9", "--steps", "2", "--motion", "20"]
+    preset = {"scale": 2.0, "reference": 9.5, "until": 0.4}
+    keyframe = ["--guide", f"last:{inputs / 'last.png'}"]
+    for name, extra, expected in [
+        ("preset", [], preset),
+        ("keyframes", keyframe, None),
+        ("asked", [*keyframe, "--motion-guidance", "1"], {**preset, "scale": 1.0}),
+        ("off", ["--motion-guidance", "0"], None),
+    ]:
+        out = tmp_path / f"{name}.mp4"
+        assert main([*args, *extra, "--out", str(out)]) == 0
+        assert json.loads(out.with_suffix(".json").read_text())["resolved"]["motion_guidance"] == expected
+
+
 def test_same_seed_same_video(inputs, tmp_path):
     # The samples are bit-identical (test_model). x264 does not always encode the same noisy frames to the
     # same bytes in a process that ran torch (seen with threads=1 too), so the files are compared loosely.
@@ -94,6 +115,11 @@ def test_same_seed_same_video(inputs, tmp_path):
         (["--frames", "9", "--mask", "{root}/model/model_index.json"], "model_index.json"),
         (["--frames", "9", "--size", "60x48"], "multiple of 16"),
         (["--frames", "9", "--motion", "nan"], "motion score must be a finite number"),
+        (
+            ["--frames", "9", "--motion-guidance", "2"],
+            "motion guidance needs a model with a motion embedding",
+        ),
+        (["--frames", "9", "--motion-guidance", "-1"], "motion guidance must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, monkeypatch, extra, message):

@@ -273,6 +273,36 @@ def test_motion_embedding_changes_the_output_and_is_saved(tmp_path):
     np.testing.assert_array_equal(run(loaded, motion_score=3.0).frames, fast.frames)
 
 
+def test_motion_guidance_acts_in_the_noisy_steps_only():
+    """An extra pass at the reference score in the guided steps alone (DDIM's 4 steps: 999, 749, 499, 249;
+    until 0.5 guides the first two); the prediction moves away from the reference's, and asking the
+    reference itself changes nothing."""
+    from anisora.model.motion_guidance import MotionGuidance
+
+    pipe = tiny(motion_embedding=True)
+    recorder = Recorder(pipe)
+    plain = run(pipe, motion_score=3.0, num_inference_steps=4, output_type="latent").frames
+    assert len(recorder.calls) == 4
+    recorder.calls.clear()
+    guided = MotionGuidance(scale=2.0, reference=1.0, until=0.5)
+    moved = run(
+        pipe, motion_score=3.0, num_inference_steps=4, output_type="latent", motion_guidance=guided
+    ).frames
+    ofs = [call["ofs"][0].item() for call in recorder.calls]  # with CFG, the batch is doubled
+    timesteps = [call["timestep"][0].item() for call in recorder.calls]
+    assert ofs == [300.0, 100.0, 300.0, 100.0, 300.0, 300.0] and timesteps == [999, 999, 749, 749, 499, 249]
+    assert (moved - plain).abs().max().item() > 1e-3
+    at_reference = MotionGuidance(scale=2.0, reference=3.0, until=0.5)
+    same = run(
+        pipe, motion_score=3.0, num_inference_steps=4, output_type="latent", motion_guidance=at_reference
+    )
+    torch.testing.assert_close(same.frames, plain, rtol=0, atol=0)
+    with pytest.raises(InputError, match="needs a model with a motion embedding"):
+        run(tiny(), num_inference_steps=1, motion_guidance=guided)
+    with pytest.raises(InputError, match=r"motion guidance until must be in \(0, 1\]"):
+        run(pipe, num_inference_steps=1, motion_guidance=MotionGuidance(2.0, 1.0, 0.0))
+
+
 def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())

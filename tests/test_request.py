@@ -78,6 +78,8 @@ def test_request_and_load_values_are_checked_without_a_model():
         (Request(steps=0), "steps must be an integer >= 1"),
         (Request(seed=2**64), "seed must be at most"),
         (Request(guidance=float("nan")), "guidance must be a finite number"),
+        (Request(motion_guidance=-1.0), "motion guidance must be >= 0, got -1.0"),
+        (Request(motion_guidance=float("inf")), "motion guidance must be a finite number"),
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
             request.check()
@@ -106,6 +108,7 @@ def test_presets_are_read_and_checked(tmp_path):
         ({"prompt_suffix": 3}, "prompt_suffix must be a str"),
         ({"scheduler": "ddim"}, "unknown anisora_presets entry 'scheduler'"),  # Wan keeps its UniPC
         ({"keyframe_steps": 4}, "unknown anisora_presets entry 'keyframe_steps'"),
+        ({"motion_guidance": 2}, "unknown anisora_presets entry 'motion_guidance'"),  # no motion embedding
         ([8], "must be a mapping"),
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
@@ -134,4 +137,44 @@ def test_presets_are_read_and_checked(tmp_path):
     with pytest.raises(
         InputError, match=r"guide_interpolation in model_index\.json must be one of latent, flow"
     ):
+        ModelInfo.read(copy)
+
+
+def test_motion_guidance_presets_and_who_gets_them(tmp_path):
+    """The demo model's preset guides single-guide requests; between keyframes only when asked; a scale
+    asked for explicitly wins; out-of-range presets and models without a motion embedding are one line."""
+    from anisora.model.conditioning import Guide
+    from anisora.model.info import ModelInfo
+    from anisora.model.motion_guidance import MotionGuidance
+    from anisora.model.weights import DEMO_MODEL
+
+    demo = ModelInfo.read(DEMO_MODEL)
+    preset = demo.motion_guidance
+    assert preset.scale > 0 and 0 < preset.until < 1
+    one, two = (
+        [Guide(np.zeros((8, 8, 3), np.uint8), frame) for frame in frames] for frames in ([0], [0, 16])
+    )
+    assert demo.motion_guidance_for(one) == preset and demo.motion_guidance_for([]) == preset
+    assert demo.motion_guidance_for(two) is None  # the keyframes set the motion
+    assert demo.motion_guidance_for(two, 1.5) == MotionGuidance(1.5, preset.reference, preset.until)
+    assert demo.motion_guidance_for(one, 0.0) is None
+    wan = ModelInfo.wan(None)
+    assert wan.motion_guidance_for(one) is None
+    with pytest.raises(InputError, match="motion guidance needs a model with a motion embedding"):
+        wan.motion_guidance_for(one, 2.0)
+    copy = tmp_path / "demo"
+    shutil.copytree(DEMO_MODEL, copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    index = json.loads((copy / "model_index.json").read_text())
+    for presets, message in [
+        ({"motion_guidance_until": 1.5}, r"anisora_presets motion guidance until must be in \(0, 1\]"),
+        ({"motion_guidance": -2.0}, "anisora_presets motion guidance scale must be a number >= 0"),
+        ({"motion_guidance_reference": "8"}, "motion_guidance_reference must be a float"),
+    ]:
+        (copy / "model_index.json").write_text(
+            json.dumps({**index, "anisora_presets": {**index["anisora_presets"], **presets}})
+        )
+        with pytest.raises(InputError, match=message):
+            ModelInfo.read(copy)
+    (copy / "model_index.json").write_text(json.dumps({**index, "motion_embedding": False}))
+    with pytest.raises(InputError, match="motion_guidance needs a model with a motion embedding"):
         ModelInfo.read(copy)

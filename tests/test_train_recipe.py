@@ -215,18 +215,21 @@ def test_residuals_to_the_guides_start_at_their_interpolation(parts, tmp_path):
 
 def test_a_stage_s_sampling_presets_are_saved_with_the_model(parts, tmp_path):
     from anisora.model.info import ModelInfo
+    from anisora.model.motion_guidance import MotionGuidance
     from anisora.train.components import build_pipeline
 
     sampling = {"steps": 25, "keyframe_steps": 3, "guidance": 1.0, "scheduler": "ddim"}
+    sampling |= {"motion_guidance": 2.0, "motion_guidance_reference": 9.5, "motion_guidance_until": 0.4}
     fresh = build_pipeline(load_train_config(stage(parts, tmp_path / "a", sampling=sampling)))
     fresh.save_pretrained(tmp_path / "a-model")
     info = ModelInfo.read(tmp_path / "a-model")
     assert (info.steps, info.keyframe_steps, info.guidance, info.scheduler) == (25, 3, 1.0, "ddim")
+    assert info.motion_guidance == MotionGuidance(2.0, 9.5, 0.4)
     assert info.guide_fit_steps == 10
     later = stage(parts, tmp_path / "b", init={"model": str(tmp_path / "a-model")}, sampling={"steps": 30})
     presets = build_pipeline(load_train_config(later)).config.anisora_presets
     assert (presets["steps"], presets["scheduler"]) == (30, "ddim")  # a later stage keeps what it leaves out
-    for wrong in ({"guidance": 0.5}, {"scheduler": "euler"}):
+    for wrong in ({"guidance": 0.5}, {"scheduler": "euler"}, {"motion_guidance_until": 0}):
         with pytest.raises(InputError, match=next(iter(wrong))):
             load_train_config(stage(parts, tmp_path / "c", sampling=wrong))
 

@@ -58,6 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = GenerationSettings(
         steps=args.steps,
         guidance=args.guidance,
+        motion_guidance=args.motion_guidance,
         scheduler=args.scheduler,
         lora=str(args.lora) if args.lora else None,
         lora_scale=args.lora_scale,
@@ -244,6 +245,12 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ru.add_argument("--out", type=Path, required=True, help="run folder (re-running resumes)")
     ru.add_argument("--steps", type=int, help="sampling steps (default: the model's; 50 for CogVideoX)")
     ru.add_argument("--guidance", type=float, help="CFG scale (default: the model's; 6 for CogVideoX)")
+    ru.add_argument(
+        "--motion-guidance",
+        type=float,
+        metavar="SCALE",
+        help="guidance over the motion score in the first sampling steps (default: the model's; 0: none)",
+    )
     ru.add_argument("--scheduler", choices=SCHEDULERS, help=SCHEDULER_HELP)
     ru.add_argument("--lora", type=Path, help="LoRA folder applied to every case (e.g. the region LoRA)")
     ru.add_argument("--lora-scale", type=float, default=1.0)

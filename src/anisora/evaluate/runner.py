@@ -40,6 +40,7 @@ class GenerationSettings:
 
     steps: int | None = None
     guidance: float | None = None
+    motion_guidance: float | None = None  # its scale; None: the model's preset
     scheduler: str | None = None  # None: the model's preset
     lora: str | None = None
     lora_scale: float = 1.0
@@ -49,7 +50,7 @@ class GenerationSettings:
     decode_change: bool = True  # False: `--decode-whole` (the demo model decodes its whole video)
 
     def load(self, model: Path) -> LoadOptions:
-        sampling = ("steps", "guidance", "decode_change")
+        sampling = ("steps", "guidance", "motion_guidance", "decode_change")
         return LoadOptions(str(model), **{k: v for k, v in asdict(self).items() if k not in sampling})
 
     def request(self, case: Case | None = None) -> Request:
@@ -58,6 +59,7 @@ class GenerationSettings:
             case.request if case else Request(),
             steps=self.steps,
             guidance=self.guidance,
+            motion_guidance=self.motion_guidance,
             decode_change=self.decode_change,
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from .conditioning import (
     layout_for,
 )
 from .hub import pipeline_class_name
+from .motion_guidance import NO_MOTION_GUIDANCE, MotionGuidance
 from .request import SCHEDULERS
 
 # What a directory without an fps entry plays at: CogVideoX-5B-I2V's own rate (49 frames = 6 s).
@@ -46,14 +47,23 @@ PRESET_TYPES = {
     "max_sequence_length": int,  # text tokens the release was trained with (Wan: umT5's 512)
     "guide_fit_steps": int,  # decoder steps fitting guides at frames other than 0 (`anisora.model.guide_fit`)
     "scheduler": str,  # the CogVideoX sampler, one of SCHEDULERS (Wan keeps its release's UniPC)
+    # guidance over a motion embedding's input (`anisora.model.motion_guidance`): its scale (0: none), the
+    # motion score it guides away from, and the share of the schedule from pure noise it acts over
+    "motion_guidance": float,
+    "motion_guidance_reference": float,
+    "motion_guidance_until": float,
 }
 PRESET_CHOICES = {"scheduler": SCHEDULERS}
+MOTION_GUIDANCE_PRESETS = ("motion_guidance", "motion_guidance_reference", "motion_guidance_until")
 COMMON_DEFAULTS = {"aesthetic": DEFAULT_AESTHETIC, "prompt_suffix": "", "guide_fit_steps": 0}
 COGVIDEOX_DEFAULTS = {
     "steps": 50,
     "guidance": 6.0,
     "scheduler": "dpm",  # DPM++2M, as CogVideoX's own examples
     "keyframe_steps": None,
+    "motion_guidance": 0.0,
+    "motion_guidance_reference": 0.0,
+    "motion_guidance_until": 1.0,
     **COMMON_DEFAULTS,
 }  # the size and fps come from the configs
 # Wan image-to-video without recorded presets: Wan2.1-I2V's own (480p, 81 frames at 16 fps, 40 steps, CFG 5).
@@ -99,6 +109,11 @@ class ModelInfo:
     motion_mask: bool = True  # a motion region can be held still (Wan: only on flow-matching sigmas)
     interpolation: Interpolation = "latent"  # a residual demo model's guides' interpolation (conditioning)
     mask_lora: str | None = None  # the model's folder with the LoRA that requests with a motion mask get
+    motion_guidance: MotionGuidance = NO_MOTION_GUIDANCE  # its presets
+
+    def __post_init__(self) -> None:
+        if self.motion_guidance.scale and not self.motion_embedding:
+            raise InputError("anisora_presets motion_guidance needs a model with a motion embedding")
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ModelInfo:
@@ -125,7 +140,7 @@ class ModelInfo:
                 motion_embedding=bool(index.get("motion_embedding", False)),
                 interpolation=guide_interpolation(index.get("guide_interpolation"), path),
                 mask_lora=mask_lora_folder(index.get("mask_lora"), path),
-                **read_presets(presets, COGVIDEOX_DEFAULTS, path),
+                **cogvideox_presets(presets, path),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InputError(f"{path}: unusable model config ({type(error).__name__}: {error})") from None
@@ -168,7 +183,7 @@ class ModelInfo:
             motion_embedding=bool(pipe.config.motion_embedding),
             interpolation=guide_interpolation(getattr(pipe.config, "guide_interpolation", None)),
             mask_lora=getattr(pipe.config, "mask_lora", None),
-            **read_presets(presets, COGVIDEOX_DEFAULTS),
+            **cogvideox_presets(presets),
         )
 
     def condition(
@@ -204,6 +219,19 @@ class ModelInfo:
         or more keyframes (a model that starts from their interpolation can drift from it with every step),
         else `steps`."""
         return self.keyframe_steps if self.keyframe_steps and len(guides) > 1 else self.steps
+
+    def motion_guidance_for(
+        self, guides: Sequence[Guide], scale: float | None = None
+    ) -> MotionGuidance | None:
+        """The motion guidance a request with `guides` gets: at `scale` when one is given (0: none), else the
+        model's preset, which a request between keyframes goes without (its keyframes set the motion)."""
+        if scale is None:
+            scale = self.motion_guidance.scale if len(guides) < 2 else 0.0
+        if scale and not self.motion_embedding:
+            raise InputError(
+                "motion guidance needs a model with a motion embedding (trained by `anisora train`)"
+            )
+        return replace(self.motion_guidance, scale=scale) if scale else None
 
     @property
     def max_frames(self) -> int | None:
@@ -267,6 +295,17 @@ def read_presets(presets: dict | None, defaults: dict, where: str | os.PathLike[
             )
         values[key] = kind(value)
     return values
+
+
+def cogvideox_presets(presets: dict | None, where: str | os.PathLike[str] = "model") -> dict:
+    """`read_presets` for a CogVideoX model, its motion guidance entries gathered in one `MotionGuidance`."""
+    values = read_presets(presets, COGVIDEOX_DEFAULTS, where)
+    guidance = MotionGuidance(*(values.pop(key) for key in MOTION_GUIDANCE_PRESETS))
+    try:
+        guidance.check()
+    except InputError as error:
+        raise InputError(f"{where}: anisora_presets {error}") from None
+    return values | {"motion_guidance": guidance}
 
 
 def guide_interpolation(value, where: str | os.PathLike[str] = "model") -> Interpolation:

@@ -9,7 +9,9 @@ whose denoising loop reads top to bottom:
 2. the text is encoded; with classifier-free guidance the unconditional branch keeps the guide latents and
    mask and drops only the text (official behaviour);
 3. each step feeds [noisy latent, (mask,) guides] to the transformer, which predicts v (zero-terminal-SNR
-   schedule), and steps diffusers' CogVideoX DDIM or DPM scheduler;
+   schedule), and steps diffusers' CogVideoX DDIM or DPM scheduler; in the noisy first steps a
+   `MotionGuidance` moves the prediction away from the one at a reference motion score
+   (`anisora.model.motion_guidance`);
 4. pinned latents (`Conditioning.pinned_latents`: outside a motion mask, the first guide's latent, paper
    section 2.2; at frame 0, a full-strength guide's latent) are replaced by their reference noised to the next
    step, and by the clean reference after the last step;
@@ -62,6 +64,7 @@ from .diffusers_call import (
 from .guide_fit import fit_guides, fit_targets
 from .hub import FolderPipeline
 from .info import DEFAULT_FPS, ModelInfo, guide_interpolation
+from .motion_guidance import MotionGuidance
 from .text_encoder import named_text_encoder
 from .vae import cpu_vae
 
@@ -154,6 +157,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
         guide_fit_steps: int = 0,
+        motion_guidance: MotionGuidance | None = None,
         decode_change: bool = True,
         use_dynamic_cfg: bool = False,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -174,6 +178,10 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
             raise InputError(f"steps must be at least 1, got {num_inference_steps}")
         if not (math.isfinite(guidance_scale) and guidance_scale >= 0):
             raise InputError(f"guidance scale must be >= 0, got {guidance_scale}")
+        if motion_guidance is not None:
+            motion_guidance.check()
+            if not self.config.motion_embedding:
+                raise InputError("motion guidance needs a model with a motion embedding")
         prompts = prompt_list(prompt)
         negatives = negative_prompt_list(negative_prompt, len(prompts))
         batch = video_count(len(prompts), num_videos_per_prompt, generator)
@@ -222,7 +230,29 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         pins = cond.pinned_latents()
         rotary = self.rotary_embeddings(height, width, t_lat, device)
         ofs = self._motion_condition(cond, latents)
+        train_timesteps = self.scheduler.config.num_train_timesteps
         step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
+
+        def denoise(model_input: torch.Tensor, t: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
+            """The step's prediction at the motion input `motion`, with classifier-free guidance."""
+            doubled = model_input.shape[0]
+            prediction = self.predict(
+                model_input,
+                cond,
+                prompt_embeds,
+                t.expand(doubled),
+                motion=None if motion is None else motion.expand(doubled),
+                rotary=rotary,
+                attention_kwargs=attention_kwargs,
+            ).float()
+            if not do_cfg:
+                return prediction
+            scale = guidance_scale
+            if use_dynamic_cfg:  # diffusers' / the official cosine ramp
+                ramp = ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0
+                scale = 1 + guidance_scale * (1 - math.cos(math.pi * ramp)) / 2
+            uncond, text = prediction.chunk(2)
+            return uncond + scale * (text - uncond)
 
         old_pred_original_sample = None
         with self.progress_bar(total=len(timesteps)) as bar, self._learned_positions_for(num_frames):
@@ -232,23 +262,13 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
                 self._current_timestep = t
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                doubled = model_input.shape[0]
-                prediction = self.predict(
-                    model_input,
-                    cond,
-                    prompt_embeds,
-                    t.expand(doubled),
-                    motion=None if ofs is None else ofs.expand(doubled),
-                    rotary=rotary,
-                    attention_kwargs=attention_kwargs,
-                ).float()
-                if do_cfg:
-                    scale = guidance_scale
-                    if use_dynamic_cfg:  # diffusers' / the official cosine ramp
-                        ramp = ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0
-                        scale = 1 + guidance_scale * (1 - math.cos(math.pi * ramp)) / 2
-                    uncond, text = prediction.chunk(2)
-                    prediction = uncond + scale * (text - uncond)
+
+                prediction = denoise(model_input, t, ofs)
+                if motion_guidance is not None and motion_guidance.acts_at(t.item(), train_timesteps):
+                    reference = denoise(
+                        model_input, t, self._motion_input(motion_guidance.reference, latents)
+                    )
+                    prediction = motion_guidance.combine(prediction, reference)
                 if isinstance(self.scheduler, CogVideoXDPMScheduler):
                     previous = timesteps[i - 1] if i > 0 else None
                     latents, old_pred_original_sample = self.scheduler.step(
@@ -405,7 +425,10 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
     def _motion_condition(self, cond: Conditioning, latents: torch.Tensor) -> torch.Tensor | None:
         if not self.config.motion_embedding:
             return None
-        score = DEFAULT_MOTION if cond.motion_score is None else cond.motion_score
+        return self._motion_input(DEFAULT_MOTION if cond.motion_score is None else cond.motion_score, latents)
+
+    @staticmethod
+    def _motion_input(score: float, latents: torch.Tensor) -> torch.Tensor:
         return latents.new_full((1,), score * MOTION_EMBED_SCALE)
 
     def _pin(

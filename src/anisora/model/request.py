@@ -183,6 +183,7 @@ class Request:
     height: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    motion_guidance: float | None = None  # its scale (`anisora.model.motion_guidance`); 0 turns it off
     guide_fit_steps: int | None = None  # see `anisora.model.guide_fit`; 0 turns fitting off
     # a model drawing on its guides' flow interpolation (the demo model) decodes only its change to it;
     # False decodes the whole video (`AnisoraPipeline.__call__`)
@@ -212,6 +213,10 @@ class Request:
         for name in ("guidance", "seconds"):  # scores and guide strengths: `conditioning.check_request`
             if getattr(self, name) is not None:
                 _finite(name, getattr(self, name))
+        if self.motion_guidance is not None:
+            _finite("motion guidance", self.motion_guidance)
+            if self.motion_guidance < 0:
+                raise InputError(f"motion guidance must be >= 0, got {self.motion_guidance}")
         if self.known is not None:
             self.known.check()
             if self.known.window is not None and (self.frames, self.seconds) != (None, None):

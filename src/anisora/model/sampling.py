@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from .conditioning import (
     frames_for_seconds,
 )
 from .info import ModelInfo
+from .motion_guidance import MotionGuidance
 from .request import MIN_WINDOW_S, Image, KnownSpec, Request, Video, resolve_frame
 from .vae import uint8_frames
 from .weights import use_mask_lora
@@ -46,6 +47,7 @@ class Prepared:
     guidance: float
     guide_fit_steps: int
     known: KnownPixels | None = None
+    motion_guidance: MotionGuidance | None = None
 
 
 @dataclass
@@ -113,7 +115,8 @@ def _prepare_clip(request: Request, info: ModelInfo) -> Prepared:
     steps = info.default_steps(guides) if request.steps is None else request.steps
     guidance = info.guidance if request.guidance is None else request.guidance
     fit = info.guide_fit_steps if request.guide_fit_steps is None else request.guide_fit_steps
-    return Prepared(condition, fps, steps, guidance, fit, known)
+    motion_guidance = info.motion_guidance_for(guides, request.motion_guidance)
+    return Prepared(condition, fps, steps, guidance, fit, known, motion_guidance)
 
 
 def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, progress) -> Sample:
@@ -121,6 +124,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
     optional = {
         "motion_mask": c.motion_mask,
         "known": prepared.known,
+        "motion_guidance": prepared.motion_guidance,
         "progress": progress,
         "max_sequence_length": info.max_sequence_length,  # a release's text length (Wan: umT5's 512)
     }
@@ -156,6 +160,7 @@ def _sample_clip(pipe, request: Request, prepared: Prepared, info: ModelInfo, pr
         "steps": prepared.steps,
         "guidance": prepared.guidance,
         "guide_fit_steps": prepared.guide_fit_steps,
+        "motion_guidance": prepared.motion_guidance and asdict(prepared.motion_guidance),
         "scheduler": type(pipe.scheduler).__name__,
         "backbone": info.backbone,
         "layout": info.layout,

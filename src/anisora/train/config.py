@@ -112,6 +112,12 @@ class SamplingPresets(Config):
     """classifier-free guidance scale by default (1: none, one model pass a step)"""
     scheduler: Literal["ddim", "dpm"] | None = None
     """sampler by default: ddim, or dpm (DPM++2M, which adds fresh noise at every step)"""
+    motion_guidance: Annotated[float, Field(ge=0)] | None = None
+    """guidance over the motion score by default (`anisora.model.motion_guidance`; 0: none)"""
+    motion_guidance_reference: Annotated[float, Field(ge=0)] | None = None
+    """the motion score it guides away from (the median of the training clips' scores)"""
+    motion_guidance_until: Annotated[float, Field(gt=0, le=1)] | None = None
+    """the share of the noise schedule, from pure noise, it acts over"""
 
     def presets(self) -> dict:
         return self.model_dump(exclude_none=True)
