@@ -83,6 +83,8 @@ def test_figures_are_the_runs_task_means_and_targets_judge_them(runs):
     assert rows["a 2 s clip with the CLI's defaults (keyframes), this machine"].met is True
     first = rows["frame 0 given, PSNR against it (i2v)"]
     assert first.met == (model.first_frame >= 28 and model.first_frame >= trip.first_frame - 0.3)
+    vae = rows["the VAE alone: frame 0 through it (the round trip)"]
+    assert (vae.measured, vae.met) == (f"{trip.first_frame:.2f} dB", trip.first_frame >= 30)
     # a figure that misses its goal by less than the shown digits says so
     close = replace(model, mask_precision=0.8997, motion_spearman=0.7996)
     rows = {t.figure: t for t in judge(close, trip, fade, clip_seconds=12.5, model_mb=1.0)}
@@ -92,6 +94,7 @@ def test_figures_are_the_runs_task_means_and_targets_judge_them(runs):
     unmeasured = {t.figure: t.met for t in judge(model, None, None, None, 1.0)}
     assert unmeasured["frame 0 given, PSNR against it (i2v)"] is None
     assert unmeasured["the same inside the moving region"] is None
+    assert unmeasured["the VAE alone: frame 0 through it (the round trip)"] is None
 
 
 def _fake_run(folder, name, steps):

@@ -5,6 +5,7 @@ first frame). Nothing here generates or scores: the figures are the runs' task m
 
 - first frame: the i2v cases' `guide_fidelity` (PSNR of frame 0 against its guide); its ceiling is the round
   trip's;
+- the VAE: the round trip's own first frame (the true clip through the model's VAE alone);
 - in-betweens: the interpolation cases' `psnr_unguided` (frames other than the two keyframes) and
   `psnr_moving` (the same inside the truth's moving region, where a cross-fade ghosts);
 - motion region: the region cases' `motion_mask_precision`, defined only for the clips that move (a still clip
@@ -25,6 +26,7 @@ from .results import load_run
 
 FIRST_FRAME_MIN_DB = 28.0
 ROUND_TRIP_GAP_DB = 0.3  # a given frame 0 comes back within this of the VAE's own round trip
+VAE_MIN_DB = 30.0  # one frame through the VAE alone
 INTERPOLATION_GAIN_DB = 2.0  # over the cross-fade
 MASK_PRECISION_MIN = 0.9
 MOTION_SPEARMAN_MIN = 0.8
@@ -116,7 +118,8 @@ def judge(
             f"VAE round trip {_db(trip)}",
             f">= {FIRST_FRAME_MIN_DB:g} dB and within {ROUND_TRIP_GAP_DB:g} dB of the round trip",
             first_met,
-        )
+        ),
+        _threshold("the VAE alone: frame 0 through it (the round trip)", trip, VAE_MIN_DB, "{:.2f} dB"),
     ]
     for figure, field in (
         ("in-between frames PSNR, first + last given", "between"),
