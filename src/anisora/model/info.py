@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +61,7 @@ COGVIDEOX_DEFAULTS = {
     "guidance": 6.0,
     "scheduler": "dpm",  # DPM++2M, as CogVideoX's own examples
     "keyframe_steps": None,
-    "motion_guidance": 0.0,
-    "motion_guidance_reference": 0.0,
-    "motion_guidance_until": 1.0,
+    **dict(zip(MOTION_GUIDANCE_PRESETS, astuple(NO_MOTION_GUIDANCE), strict=True)),
     **COMMON_DEFAULTS,
 }  # the size and fps come from the configs
 # Wan image-to-video without recorded presets: Wan2.1-I2V's own (480p, 81 frames at 16 fps, 40 steps, CFG 5).

@@ -231,6 +231,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
         rotary = self.rotary_embeddings(height, width, t_lat, device)
         ofs = self._motion_condition(cond, latents)
         train_timesteps = self.scheduler.config.num_train_timesteps
+        reference_motion = motion_guidance and self._motion_input(motion_guidance.reference, latents)
         step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
 
         def denoise(model_input: torch.Tensor, t: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
@@ -265,9 +266,7 @@ class AnisoraPipeline(FolderPipeline, CogVideoXImageToVideoPipeline):
 
                 prediction = denoise(model_input, t, ofs)
                 if motion_guidance is not None and motion_guidance.acts_at(t.item(), train_timesteps):
-                    reference = denoise(
-                        model_input, t, self._motion_input(motion_guidance.reference, latents)
-                    )
+                    reference = denoise(model_input, t, reference_motion)
                     prediction = motion_guidance.combine(prediction, reference)
                 if isinstance(self.scheduler, CogVideoXDPMScheduler):
                     previous = timesteps[i - 1] if i > 0 else None
