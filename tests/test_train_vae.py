@@ -64,12 +64,19 @@ def test_rejects_clip_lengths_the_vae_cannot_encode(tmp_path):
         train_vae(tmp_path, steps=1, num_frames=8)
 
 
+@pytest.mark.parametrize("weight", [-1.0, float("nan")])
+def test_rejects_a_squared_error_weight_that_is_not_a_finite_non_negative_number(tmp_path, weight):
+    with pytest.raises(InputError, match="squared-error weight"):
+        train_vae(tmp_path, steps=1, mse_weight=weight)
+
+
 def test_train_vae_cli_writes_the_vae_and_its_history(tmp_path, capsys):
     out = tmp_path / "vae"
     args = ["train", "vae", "--out", str(out), "--steps", "1", "--frames", "1", "--crop", "16x16", "--quiet"]
-    assert main(args) == 0
+    assert main([*args, "--mse-weight", "4"]) == 0
     history = json.loads((out / "training.json").read_text())
     assert len(history["loss"]) == 1 and history["settings"]["crop"] == [16, 16]
+    assert history["settings"]["mse_weight"] == 4
     assert "1 steps" in capsys.readouterr().out
     config = AutoencoderKLCogVideoX.from_pretrained(out).config
     assert config.latent_channels == 16 and len(config.block_out_channels) == 3  # the demo preset: 4x spatial

@@ -32,6 +32,7 @@ def _vae(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         lr=args.lr,
+        mse_weight=args.mse_weight,
         num_frames=args.frames,
         crop=(args.crop[1], args.crop[0]) if args.crop else None,
         eval_every=args.eval_every,
@@ -99,6 +100,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     vae.add_argument("--steps", type=int, default=100_000, help="stop after this many steps")
     vae.add_argument("--batch-size", type=int, default=2)
     vae.add_argument("--lr", type=float, default=1e-3)
+    vae.add_argument(
+        "--mse-weight",
+        type=float,
+        default=1.0,
+        help="weight of the squared error beside the L1 term (default 1); higher favours PSNR, which the "
+        "few worst pixels (outlines, lettering) dominate",
+    )
     vae.add_argument("--frames", type=int, default=9, help="clip length, 1, 9 or 17 (default 9)")
     vae.add_argument(
         "--crop", type=size, default=(96, 64), help="WIDTHxHEIGHT training crops (default 96x64)"

@@ -83,6 +83,8 @@ def train_vae(
     they are also saved in the VAE directory as training.json.
     """
     _check_training_args(steps, batch_size, num_frames, crop, one_frame_share)
+    if not (math.isfinite(mse_weight) and mse_weight >= 0):
+        raise InputError(f"squared-error weight must be a finite number >= 0, got {mse_weight}")
     if checkpoint_every < 1:
         raise InputError(f"checkpoint interval must be at least 1 step, got {checkpoint_every}")
     torch.manual_seed(seed)
@@ -97,6 +99,7 @@ def train_vae(
     trained = vae.decoder if decoder_of else vae
     optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=0.0)
     settings = dict(steps=steps, time_limit=time_limit, batch_size=batch_size, lr=lr, seed=seed)
+    settings.update(mse_weight=mse_weight)
     settings.update(
         num_frames=num_frames, crop=crop, one_frame_share=one_frame_share, device=device, bf16=bf16
     )
