@@ -10,7 +10,7 @@ import yaml
 from anisora.cli import main
 from anisora.errors import InputError
 from anisora.evaluate.baselines import run_baseline
-from anisora.evaluate.model_card import stage_summary, vae_summary, write_model_card
+from anisora.evaluate.model_card import earlier_training, stage_summary, vae_summary, write_model_card
 from anisora.evaluate.runner import GenerationSettings, run_benchmark
 from anisora.evaluate.targets import RunFigures, judge
 from anisora.evaluate.toonworld_bench import build_toonworld_bench
@@ -237,11 +237,12 @@ def _vae_run(folder, steps, seconds, psnr_image, **settings):
     return folder
 
 
-def test_a_decoder_fine_tune_is_stated_with_the_vae_it_tuned(runs, tmp_path):
+def test_decoder_fine_tunes_are_stated_in_order_with_the_vae_they_tuned(runs, tmp_path):
     whole = _vae_run(tmp_path / "vae", 1124, 132.0, 27.3)
-    tuned = _vae_run(tmp_path / "decoder", 900, 3600.0, 28.1, decoder_of=str(whole))
-    vae = vae_summary(tuned)
-    assert (vae["steps"], vae["decoder"]["steps"]) == (1124, 900)
+    tuned = _vae_run(tmp_path / "decoder", 900, 3600.0, 28.1, decoder_of=str(whole), batch_size=16, lr=3e-4)
+    again = _vae_run(tmp_path / "again", 500, 1800.0, 29.0, decoder_of=str(tuned), mse_weight=20.0)
+    vae = vae_summary(again)
+    assert vae["steps"] == 1124 and [d["steps"] for d in vae["decoders"]] == [900, 500]
     model = RunFigures.read(runs / "run")
     out = tmp_path / "model"
     out.mkdir()
@@ -251,8 +252,30 @@ def test_a_decoder_fine_tune_is_stated_with_the_vae_it_tuned(runs, tmp_path):
     ).read_text()
     assert text.endswith("## Notes\n\nMotion is *noisy*.\n")
     assert "1124 steps in 2.2 min; held-out reconstruction 27.30 dB (one frame), 25.30 dB" in text
-    assert "--decoder-of`): 900 steps in 60.0 min; held-out reconstruction 28.10 dB (one frame)" in text
-    assert "Total wall time 62 min" in text
+    assert (
+        "--decoder-of`; batch 16, lr 0.0003): 900 steps in 60.0 min; held-out reconstruction 28.10 dB" in text
+    )
+    assert (
+        "decoder alone again (" in text
+        and "weighted 20): 500 steps in 30.0 min; held-out reconstruction 29.00" in text
+    )
+    assert "Total wall time 92 min" in text
     (whole / "training.json").unlink()
     with pytest.raises(InputError, match=r"training\.json"):
-        vae_summary(tuned)
+        vae_summary(again)
+    # a fine-tune of a shipped VAE (no training history) extends the record its model's card kept
+    (tuned / "training.json").unlink()
+    kept = {
+        "steps": 1124,
+        "wall_seconds": 132.0,
+        "settings": {},
+        "final_eval": {},
+        "decoders": [{"steps": 900}],
+    }
+    assert [d["steps"] for d in vae_summary(again, kept)["decoders"]] == [900, 500]
+
+
+def test_a_card_that_kept_one_decoder_fine_tune_is_read_as_a_list_of_them(tmp_path):
+    vae = {"steps": 1124, "decoder": {"steps": 1001}}
+    (tmp_path / "figures.json").write_text(json.dumps({"training": {"stages": [], "vae": vae}}))
+    assert earlier_training(tmp_path)["vae"] == {"steps": 1124, "decoders": [{"steps": 1001}]}

@@ -153,7 +153,7 @@ def _model_card(args: argparse.Namespace) -> int:
     stages = [*earlier["stages"], *(stage_summary(run) for run in args.stage)]
     if not stages:
         raise InputError("name the stage runs (--stage) or the model this one continues (--continues)")
-    vae = vae_summary(args.vae_run) if args.vae_run else earlier["vae"]
+    vae = vae_summary(args.vae_run, earlier["vae"]) if args.vae_run else earlier["vae"]
     if vae is None:
         raise InputError("name the VAE run (--vae-run) or the model this one continues (--continues)")
     notes = _read_notes(args.notes) if args.notes else ""
@@ -350,7 +350,12 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         help="the model this one was trained from, whose card recorded its stages, VAE and LoRA: they are "
         "listed first (its VAE and LoRA kept unless --vae-run or --lora-run names new ones)",
     )
-    mc.add_argument("--vae-run", type=Path, help="the VAE directory from `anisora train vae`")
+    mc.add_argument(
+        "--vae-run",
+        type=Path,
+        help="the VAE directory from `anisora train vae` (a decoder fine-tune of the continued model's VAE "
+        "is added to the record that model's card kept)",
+    )
     mc.add_argument("--stage", type=Path, action="append", default=[], help="stage run folder (repeatable)")
     mc.add_argument("--lora-run", type=Path, help="the motion-region LoRA run folder")
     mc.add_argument("--eval-run", type=Path, required=True, help="the model's `evaluate run` folder")

@@ -48,9 +48,10 @@ def stage_summary(run: str | os.PathLike[str]) -> dict:
     }
 
 
-def vae_summary(run: str | os.PathLike[str]) -> dict:
-    """A `train vae` run's steps, time, settings and last held-out PSNRs; a decoder fine-tune (`decoder_of`)
-    is summarised as the run it tuned with the fine-tune's own summary under "decoder"."""
+def vae_summary(run: str | os.PathLike[str], tuned: dict | None = None) -> dict:
+    """A `train vae` run's steps, time, settings and last held-out PSNRs. A decoder fine-tune (`decoder_of`)
+    is summarised as the VAE it tuned with its own summary appended to that VAE's "decoders"; `tuned` (the
+    record a continued model's card kept) stands in for a tuned VAE whose folder has no training history."""
     path = Path(run) / "training.json"
     try:
         history = json.loads(path.read_text(encoding="utf-8"))
@@ -65,7 +66,9 @@ def vae_summary(run: str | os.PathLike[str]) -> dict:
     source = summary["settings"].get("decoder_of")
     if source is None:
         return summary
-    return vae_summary(source) | {"decoder": summary}
+    if tuned is None or (Path(source) / "training.json").is_file():
+        tuned = vae_summary(source)
+    return tuned | {"decoders": [*tuned.get("decoders", []), summary]}
 
 
 def earlier_training(model_dir: str | os.PathLike[str]) -> dict:
@@ -73,7 +76,11 @@ def earlier_training(model_dir: str | os.PathLike[str]) -> dict:
     path = Path(model_dir) / "figures.json"
     try:
         training = json.loads(path.read_text(encoding="utf-8"))["training"]
-        return {"stages": list(training["stages"]), "vae": training["vae"], "lora": training.get("lora")}
+        vae = dict(training["vae"])
+        # cards written before a VAE could have several decoder fine-tunes kept one as "decoder"
+        if "decoder" in vae:
+            vae["decoders"] = [vae.pop("decoder")]
+        return {"stages": list(training["stages"]), "vae": vae, "lora": training.get("lora")}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InputError(f"{path} records no training parts: {error}") from None
 
@@ -83,14 +90,27 @@ def _psnrs(evals: dict) -> str:
     return f"{image:.2f} dB (one frame), {clip:.2f} dB (17-frame clip)"
 
 
-def _decoder_line(decoder: dict | None) -> str:
-    if decoder is None:
-        return ""
-    return (
-        f" Then its decoder alone (the encoder, its latents and scaling factor kept: `anisora train vae "
-        f"--decoder-of`): {decoder['steps']} steps in {decoder['wall_seconds'] / 60:.1f} min; held-out "
-        f"reconstruction {_psnrs(decoder['final_eval'])}."
-    )
+_DECODER_SETTINGS = (
+    ("batch_size", "batch {:g}"),
+    ("lr", "lr {:g}"),
+    ("mse_weight", "squared error weighted {:g}"),
+)
+
+
+def _decoder_lines(decoders: list[dict]) -> str:
+    lines = []
+    for index, decoder in enumerate(decoders):
+        given = [
+            form.format(decoder["settings"][k]) for k, form in _DECODER_SETTINGS if k in decoder["settings"]
+        ]
+        settings = "; " + ", ".join(given) if given else ""
+        lines.append(
+            f" Then its decoder alone{' again' if index else ''} (the encoder, its latents and scaling "
+            f"factor kept: `anisora train vae --decoder-of`{settings}): {decoder['steps']} steps "
+            f"in {decoder['wall_seconds'] / 60:.1f} min; held-out reconstruction "
+            f"{_psnrs(decoder['final_eval'])}."
+        )
+    return "".join(lines)
 
 
 def compute_description() -> str:
@@ -138,7 +158,7 @@ def write_model_card(
 
 
 def _card(stages, vae, targets, runs, compute, command, lora) -> str:
-    parts = [vae, vae.get("decoder") or {}, *stages, lora or {}]
+    parts = [vae, *vae.get("decoders", []), *stages, lora or {}]
     total = sum(part.get("wall_seconds", 0) for part in parts)
     rows = [
         "| stage | steps | batch | size | fps | clip seconds | images | ToonWorld shots | lr | wall time |",
@@ -201,7 +221,7 @@ def _card(stages, vae, targets, runs, compute, command, lora) -> str:
             "",
             f"VAE (`AutoencoderKLCogVideoX`, trained from scratch by `anisora train vae`): {vae['steps']} "
             f"steps in {vae['wall_seconds'] / 60:.1f} min; held-out reconstruction "
-            f"{_psnrs(vae['final_eval'])}." + _decoder_line(vae.get("decoder")),
+            f"{_psnrs(vae['final_eval'])}." + _decoder_lines(vae.get("decoders", [])),
             "",
             *rows,
             "",
